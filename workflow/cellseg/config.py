@@ -1,0 +1,122 @@
+"""Configuration: schema defaults, unknown keys with a suggestion, and type checks.
+
+The schema (``workflow/schemas/config.schema.yaml``, JSON Schema 2020-12) is the single
+description of every key. ``validate_config`` is called once by the Snakefile; it fills the
+defaults in place and raises ``InputError`` naming every bad key at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+import jsonschema
+import yaml
+
+from .errors import InputError
+
+
+def load_schema(path: str | Path) -> dict:
+    """Read a YAML (or JSON) schema file."""
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def schema_defaults(schema: dict) -> dict:
+    """The configuration a user gets with no config file at all: every default filled."""
+    config: dict = {}
+    fill_defaults(config, schema)
+    return config
+
+
+def fill_defaults(config: dict, schema: dict) -> None:
+    """Fill missing keys of ``config`` in place from the schema's ``default`` values.
+
+    Unlike ``snakemake.utils.validate``, nested sections are created when absent, so a
+    default deep in the tree is filled even when the user's file omits its parent.
+    """
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config:
+            if "default" in sub:
+                config[key] = copy.deepcopy(sub["default"])
+            elif "properties" in sub:
+                config[key] = {}
+        if isinstance(config.get(key), dict) and "properties" in sub:
+            fill_defaults(config[key], sub)
+
+
+def _known_keys(schema: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, sub in schema.get("properties", {}).items():
+        keys.append(prefix + key)
+        keys.extend(_known_keys(sub, f"{prefix}{key}."))
+    return keys
+
+
+def unknown_keys(config: dict, schema: dict) -> list[str]:
+    """Messages for every key the schema does not know, each with the nearest valid key."""
+    known = _known_keys(schema)
+    messages = []
+
+    def walk(section: dict, sub: dict, prefix: str) -> None:
+        properties = sub.get("properties", {})
+        for key, value in section.items():
+            path = prefix + str(key)
+            if key in properties:
+                if isinstance(value, dict):
+                    walk(value, properties[key], path + ".")
+            elif sub.get("additionalProperties") is False:
+                nearest = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+                hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+                valid = ", ".join(sorted(properties))
+                messages.append(
+                    f"unknown config key '{path}'{hint} (valid keys here: {valid})"
+                )
+
+    walk(config, schema, "")
+    return messages
+
+
+def _describe(schema: dict, path: list) -> str:
+    sub = schema
+    for part in path:
+        if isinstance(part, int):
+            sub = sub.get("items", {})
+        else:
+            sub = sub.get("properties", {}).get(part, sub.get("additionalProperties", {}))
+        if not isinstance(sub, dict):
+            return ""
+    return sub.get("description", "")
+
+
+def type_errors(config: dict, schema: dict) -> list[str]:
+    """Messages for every value that does not match its key's schema."""
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        path = list(error.absolute_path)
+        key = ".".join(str(part) for part in path) or "(top level)"
+        description = _describe(schema, path)
+        about = f" [{key}: {description}]" if description else ""
+        messages.append(f"config key '{key}': {error.message}{about}")
+    return messages
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Check ``config`` against the schema, fill its defaults in place and return it.
+
+    Raises ``InputError`` listing every unknown key (with the nearest valid key) and every
+    value of the wrong type or range.
+    """
+    schema = load_schema(schema_path)
+    problems = unknown_keys(config, schema)
+    if not problems:
+        fill_defaults(config, schema)
+        problems = type_errors(config, schema)
+    if problems:
+        raise InputError(
+            "The configuration is invalid (config/config.yaml merged with any --configfile "
+            "and --config): " + "; ".join(problems) + "."
+        )
+    return config
+

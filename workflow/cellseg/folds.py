@@ -1,0 +1,94 @@
+"""Cross-validation folds: which labelled slice each fold holds out.
+
+``folds.tsv`` has one row per slice with the columns ``slice`` (index in its stack),
+``fold`` and ``role``: role ``cv`` rows are labelled slices, held out by the fold named;
+role ``test`` rows are slices of the unlabelled stack, predicted by the ensemble of all
+folds, with an empty fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def assign_folds(count: int, folds: int, scheme: str, seed: int) -> np.ndarray:
+    """The fold that holds out each of ``count`` slices, as an int array of length count.
+
+    ``blocks`` makes contiguous runs (neighbouring sections look alike, so shuffled folds
+    leak); ``random`` shuffles with ``seed``. Fold sizes differ by at most one slice.
+    """
+    if scheme == "blocks":
+        order = np.arange(count)
+    elif scheme == "random":
+        order = np.random.default_rng(seed).permutation(count)
+    else:
+        raise InputError(f"cv.scheme is '{scheme}'; it must be 'blocks' or 'random'.")
+    fold_of = np.empty(count, dtype=np.int64)
+    for fold, members in enumerate(np.array_split(order, folds)):
+        fold_of[members] = fold
+    return fold_of
+
+
+def fold_table(
+    labelled_count: int, test_count: int, folds: int, scheme: str, seed: int, source: str = "the labelled stack"
+) -> pd.DataFrame:
+    """The folds.tsv table for ``labelled_count`` labelled and ``test_count`` test slices."""
+    if labelled_count < folds:
+        raise InputError(
+            f"{source} has {labelled_count} labelled slices, fewer than cv.folds = {folds}; "
+            "every fold must hold out at least one slice. Lower cv.folds or add slices."
+        )
+    labelled = pd.DataFrame(
+        {
+            "slice": np.arange(labelled_count),
+            "fold": assign_folds(labelled_count, folds, scheme, seed),
+            "role": "cv",
+        }
+    )
+    test = pd.DataFrame({"slice": np.arange(test_count), "fold": pd.NA, "role": "test"})
+    table = pd.concat([labelled, test], ignore_index=True) if test_count else labelled
+    return table.astype({"fold": "Int64"})
+
+
+def split_folds(
+    labelled_manifest: str | Path,
+    test_manifest: str | Path | None,
+    folds: int,
+    scheme: str,
+    seed: int,
+    output: str | Path,
+) -> pd.DataFrame:
+    """Write folds.tsv for the slices listed in the unpacked stacks' manifests."""
+    labelled_count = len(pd.read_csv(labelled_manifest, sep="\t"))
+    test_count = len(pd.read_csv(test_manifest, sep="\t")) if test_manifest else 0
+    table = fold_table(labelled_count, test_count, folds, scheme, seed, source=str(labelled_manifest))
+    table.to_csv(output, sep="\t", index=False)
+    sizes = table[table.role == "cv"].groupby("fold").size()
+    log.info(
+        "%d labelled slices in %d %s folds of %s slices; %d test slices",
+        labelled_count, folds, scheme, "/".join(map(str, sizes)), test_count,
+    )
+    return table
+
+
+def read_folds(path: str | Path) -> pd.DataFrame:
+    """Read a folds.tsv written by ``fold_table(...).to_csv(sep='\\t')``."""
+    return pd.read_csv(path, sep="\t", dtype={"slice": "int64", "fold": "Int64", "role": "string"})
+
+
+def held_out_slices(table: pd.DataFrame, fold: int) -> list[int]:
+    """Labelled slices that ``fold`` holds out (its validation set)."""
+    return table.loc[(table.role == "cv") & (table.fold == fold), "slice"].tolist()
+
+
+def training_slices(table: pd.DataFrame, fold: int) -> list[int]:
+    """Labelled slices that ``fold`` trains on: every labelled slice it does not hold out."""
+    return table.loc[(table.role == "cv") & (table.fold != fold), "slice"].tolist()

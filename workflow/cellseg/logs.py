@@ -1,0 +1,44 @@
+"""Logging for pipeline steps: progress into the rule's log file, bad input to the user."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def logged_step(log_path: str | Path) -> Iterator[None]:
+    """Route logging into ``log_path`` for the duration of one pipeline step.
+
+    An ``InputError`` is written to the log and to stderr as its message alone, and the
+    process exits with status 1 (Snakemake then marks the job failed); any other exception
+    is logged with its traceback and raised again.
+    """
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    except InputError as error:
+        log.error("%s", error)
+        print(f"cellseg: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception:
+        log.exception("unexpected error; the traceback follows")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()

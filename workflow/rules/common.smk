@@ -1,0 +1,49 @@
+# Configuration checks, wildcard constraints and input functions; no rules.
+import re
+from pathlib import Path
+
+from cellseg.config import validate_config
+
+validate_config(
+    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+)
+
+# One experiment per run for now; studies add more, each a complete validated config.
+EXPERIMENTS = {config["experiment"]: config}
+STACKS = ("train_images", "train_labels", "test_images")
+
+
+wildcard_constraints:
+    experiment="|".join(re.escape(name) for name in EXPERIMENTS),
+    stack="|".join(STACKS),
+    fold=r"\d+",
+
+
+def experiment_config(wildcards):
+    """The validated config of the experiment named by the job's wildcards."""
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def has_test_stack():
+    return bool(config["data"]["test_images"])
+
+
+def test_manifest(wildcards):
+    """The unlabelled stack's manifest, or nothing when no test stack is configured."""
+    return "resources/unpacked/test_slices.tsv" if has_test_stack() else []
+
+
+def expected_hashes(wildcards):
+    """The data.sha256 entries of this stack's own sources."""
+    hashes = config["data"]["sha256"]
+    return {s: hashes[s] for s in config["data"][wildcards.stack] if s in hashes}
+
+
+def final_outputs():
+    """Everything the default target builds, for every experiment."""
+    outputs = ["resources/unpacked/train_slices.tsv"]
+    if has_test_stack():
+        outputs.append("resources/unpacked/test_slices.tsv")
+    for name in EXPERIMENTS:
+        outputs.append(f"results/{name}/folds.tsv")
+    return outputs
