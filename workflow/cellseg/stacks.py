@@ -31,7 +31,7 @@ def read_stack(path: str | Path, name: str | None = None) -> np.ndarray:
     if not Path(path).is_file():
         raise InputError(f"{shown}: no such file.")
     try:
-        array = tifffile.imread(path)
+        array = _read_complete_tiff(path)
     except Exception as error:  # tifffile raises many types for damaged files
         raise InputError(
             f"{shown} could not be read as a TIFF stack ({type(error).__name__}: {error}). "
@@ -50,6 +50,41 @@ def read_stack(path: str | Path, name: str | None = None) -> np.ndarray:
         )
     if 0 in array.shape:
         raise InputError(f"{shown} is an empty stack of shape {array.shape}.")
+    return array
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read_complete_tiff(path: str | Path) -> np.ndarray:
+    """Read a TIFF, refusing one whose pages or pixel data run past the end of the file.
+
+    tifffile reads a truncated file without raising: it logs a warning and returns the
+    pages it found, or zeros where the pixel data is missing. Both are damage here.
+    """
+    warnings = _Collect()
+    tifffile_log = logging.getLogger("tifffile")
+    tifffile_log.addHandler(warnings)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            size = tiff.filehandle.size
+            for page in tiff.pages:
+                if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+                    raise ValueError(f"pixel data of page {page.index} ends past the file's {size} bytes")
+            for series in tiff.series:
+                if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+                    raise ValueError(f"pixel data ends past the file's {size} bytes")
+            array = tiff.asarray()
+    finally:
+        tifffile_log.removeHandler(warnings)
+    if warnings.messages:
+        raise ValueError("; ".join(warnings.messages))
     return array
 
 

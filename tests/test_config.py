@@ -1,0 +1,97 @@
+"""The config schema: defaults, descriptions, unknown keys and types."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from cellseg.config import fill_defaults, load_schema, schema_defaults, validate_config
+from cellseg.errors import InputError
+from conftest import REPO
+
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return load_schema(SCHEMA_PATH)
+
+
+def leaf_schemas(schema: dict, prefix: str = ""):
+    for key, sub in schema.get("properties", {}).items():
+        yield prefix + key, sub
+        yield from leaf_schemas(sub, f"{prefix}{key}.")
+
+
+def test_every_key_has_type_default_and_one_line_description(schema):
+    assert schema["$schema"].endswith("2020-12/schema")
+    for key, sub in leaf_schemas(schema):
+        assert "type" in sub, key
+        assert "default" in sub, key
+        assert sub.get("description") and "\n" not in sub["description"], key
+
+
+def test_config_yaml_is_the_schema_defaults(schema):
+    with open(REPO / "config" / "config.yaml") as handle:
+        assert yaml.safe_load(handle) == schema_defaults(schema)
+
+
+def test_smoke_config_is_valid():
+    with open(REPO / "config" / "smoke.yaml") as handle:
+        config = yaml.safe_load(handle)
+    validate_config(config, SCHEMA_PATH)
+    assert config["cv"]["folds"] == 2 and config["cv"]["scheme"] == "blocks"
+
+
+def test_defaults_fill_nested_sections_the_user_left_out(schema):
+    config = {"cv": {"folds": 3}}
+    validate_config(config, SCHEMA_PATH)
+    assert config["cv"] == {"folds": 3, "scheme": "blocks"}
+    assert config["data"]["download_retries"] == 3
+    assert config["experiment"] == "default"
+
+
+def test_fill_defaults_keeps_user_values(schema):
+    config = {"data": {"test_images": []}, "seed": 7}
+    fill_defaults(config, schema)
+    assert config["data"]["test_images"] == [] and config["seed"] == 7
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"cv": {"fold": 3}}, "unknown config key 'cv.fold'; did you mean 'cv.folds'?"),
+        ({"folds": 3}, "unknown config key 'folds'; did you mean 'cv.folds'?"),
+        ({"data": {"train_image": ["a.tif"]}}, "did you mean 'data.train_images'?"),
+        ({"experimnt": "x"}, "did you mean 'experiment'?"),
+    ],
+)
+def test_unknown_key_names_it_and_the_nearest_valid_key(config, expected):
+    with pytest.raises(InputError, match="The configuration is invalid") as raised:
+        validate_config(copy.deepcopy(config), SCHEMA_PATH)
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"cv": {"folds": "five"}}, "config key 'cv.folds': 'five' is not of type 'integer'"),
+        ({"cv": {"folds": 1}}, "config key 'cv.folds': 1 is less than the minimum of 2"),
+        ({"cv": {"scheme": "shuffle"}}, "config key 'cv.scheme': 'shuffle' is not one of"),
+        ({"data": {"train_images": "a.tif"}}, "config key 'data.train_images': 'a.tif' is not of type 'array'"),
+        ({"data": {"sha256": {"a.tif": "abc"}}}, "config key 'data.sha256.a.tif': 'abc' does not match"),
+        ({"experiment": "a/b"}, "config key 'experiment': 'a/b' does not match"),
+    ],
+)
+def test_wrong_value_names_the_key_and_the_problem(config, expected):
+    with pytest.raises(InputError) as raised:
+        validate_config(copy.deepcopy(config), SCHEMA_PATH)
+    assert expected in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(InputError) as raised:
+        validate_config({"cv": {"folds": "x", "scheme": "y"}}, SCHEMA_PATH)
+    assert "cv.folds" in str(raised.value) and "cv.scheme" in str(raised.value)
