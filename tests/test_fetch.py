@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cellseg.errors import InputError
@@ -24,8 +26,10 @@ def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash
     caplog.set_level("INFO")
     url = f"{stack_server.url}/files/images.tif"
     destination = tmp_path / "out" / "train_images.tif"
-    source, found = fetch_stack([url], destination, "images", {url: served_hash}, timeout=5, retries=0)
-    assert (source, found) == (url, served_hash)
+    record = tmp_path / "out" / "train_images.json"
+    provenance = fetch_stack([url], destination, "images", {url: served_hash}, timeout=5, retries=0, record=record)
+    assert provenance == {"source": url, "sha256": served_hash, "verified": True, "shape": [6, 37, 45], "dtype": "uint16"}
+    assert json.loads(record.read_text()) == provenance
     assert pixel_sha256(read_stack(destination)) == served_hash
     assert f"fetched images from {url}" in caplog.text and "verified" in caplog.text
     assert leftovers(destination.parent) == []
@@ -35,8 +39,8 @@ def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_ser
     caplog.set_level("INFO")
     sources = [str(tmp_path / "absent.tif"), f"{stack_server.url}/files/nothing.tif", closed_port_url(),
                f"{stack_server.url}/files/labels.tif"]
-    source, _ = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, timeout=5, retries=1)
-    assert source == sources[-1]
+    provenance = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, timeout=5, retries=1)
+    assert provenance["source"] == sources[-1] and not provenance["verified"]
     assert stack_server.hits["/files/nothing.tif"] == 1  # a 404 is not retried
     assert "no expected hash" in caplog.text
 

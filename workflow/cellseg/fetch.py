@@ -7,6 +7,7 @@ renamed into place, so an interrupted transfer never leaves a file that looks co
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -72,13 +73,16 @@ def fetch_stack(
     expected_sha256: dict[str, str],
     timeout: float = 60,
     retries: int = 3,
-) -> tuple[str, str]:
+    record: str | Path | None = None,
+) -> dict:
     """Copy or download the first usable source of a stack to ``destination``.
 
     ``kind`` is 'images' or 'labels' and decides how the stack is validated. When
     ``expected_sha256`` has an entry for the source used, the decoded pixels must match it.
-    Returns the source used and its pixel hash; raises ``InputError`` when no source works,
-    a stack is malformed or a hash differs. ``destination`` is written only on success.
+    Returns (and writes to ``record`` as JSON, when given) the provenance: ``source``,
+    ``sha256`` of the pixels, ``verified``, ``shape`` and ``dtype``. Raises ``InputError``
+    when no source works, a stack is malformed or a hash differs; ``destination`` is
+    written only on success.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +118,16 @@ def fetch_stack(
             os.replace(partial, destination)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
             log.info("fetched %s from %s: %s, pixel sha256 %s (%s)", kind, source, stack.shape, found, check)
-            return source, found
+            provenance = {
+                "source": source,
+                "sha256": found,
+                "verified": expected is not None,
+                "shape": list(stack.shape),
+                "dtype": str(stack.dtype),
+            }
+            if record is not None:
+                Path(record).write_text(json.dumps(provenance, indent=2) + "\n")
+            return provenance
         finally:
             partial.unlink(missing_ok=True)
     raise InputError(
@@ -122,3 +135,8 @@ def fetch_stack(
         + "; ".join(failures)
         + ". Check the paths and URLs in the configuration (data.*)."
     )
+
+
+def fetched_source(record: str | Path) -> str:
+    """The source named in a fetch record: how messages should call the fetched file."""
+    return json.loads(Path(record).read_text())["source"]

@@ -169,18 +169,23 @@ def unpack(
     images_out: str | Path,
     labels_out: str | Path | None,
     manifest_out: str | Path,
+    images_name: str | None = None,
+    labels_name: str | None = None,
 ) -> pd.DataFrame:
     """Unpack stacks into .npy arrays (images float32 N x H x W; labels uint8 {0, 1}).
 
     Also writes a manifest TSV with one row per slice: ``slice``, ``height``, ``width``,
     ``image_mean``, ``image_std`` and ``cell_fraction`` (empty without labels).
+    ``images_name`` and ``labels_name`` are how messages call the files (their sources).
     Returns the manifest.
     """
-    images = scale_images(read_stack(images_path), images_path)
+    images_name = images_name or str(images_path)
+    images = scale_images(read_stack(images_path, images_name), images_name)
     labels = None
     if labels_path is not None:
-        labels = binary_labels(read_stack(labels_path), labels_path)
-        check_same_shape(images, labels, images_path, labels_path)
+        labels_name = labels_name or str(labels_path)
+        labels = binary_labels(read_stack(labels_path, labels_name), labels_name)
+        check_same_shape(images, labels, images_name, labels_name)
     count, height, width = images.shape
     manifest = pd.DataFrame(
         {
@@ -199,7 +204,7 @@ def unpack(
         np.save(labels_out, labels)
     manifest.to_csv(manifest_out, sep="\t", index=False, float_format="%.6g")
     log.info(
-        "unpacked %d slices of %d x %d from %s%s", count, height, width, images_path,
-        f" with labels from {labels_path}" if labels is not None else "",
+        "unpacked %d slices of %d x %d from %s%s", count, height, width, images_name,
+        f" with labels from {labels_name}" if labels is not None else "",
     )
     return manifest

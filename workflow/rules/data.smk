@@ -3,7 +3,8 @@
 
 rule fetch_stack:
     output:
-        "resources/{stack}.tif",
+        stack="resources/{stack}.tif",
+        record="resources/{stack}.json",
     log:
         "resources/logs/fetch_stack/{stack}.log",
     conda:
@@ -21,7 +22,9 @@ rule fetch_stack:
 rule unpack_training_stack:
     input:
         images="resources/train_images.tif",
+        images_record="resources/train_images.json",
         labels="resources/train_labels.tif",
+        labels_record="resources/train_labels.json",
     output:
         images="resources/unpacked/train_images.npy",
         labels="resources/unpacked/train_labels.npy",
@@ -37,6 +40,7 @@ rule unpack_training_stack:
 rule unpack_test_stack:
     input:
         images="resources/test_images.tif",
+        images_record="resources/test_images.json",
     output:
         images="resources/unpacked/test_images.npy",
         manifest="resources/unpacked/test_slices.tsv",

@@ -1,0 +1,215 @@
+"""Snakemake end to end: the smoke config on the ISBI stacks, own stacks, and bad input.
+
+Every run happens in a temporary copy of the workflow; nothing here mocks Snakemake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, closed_port_url, copy_workflow, make_stacks, snakemake, write_stack
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule name -> job count from the 'Job stats' table of a dry run."""
+    table = dry_run_output.split("Job stats:")[1]
+    return {
+        rule: int(count)
+        for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
+        if rule != "total"
+    }
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# -- the real ISBI stacks through the default sources -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def isbi_run(isbi_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("isbi")
+    # The default sources are ../shared/isbi2012/...: give the copy a ../shared of its own.
+    (root / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
+    work = copy_workflow(root / "work")
+    return work, snakemake(work, "--configfile", "config/smoke.yaml")
+
+
+def test_smoke_config_runs_end_to_end_on_isbi(isbi_run):
+    work, result = isbi_run
+    assert result.returncode == 0, result.stderr
+    folds = pd.read_csv(work / "results/smoke/folds.tsv", sep="\t")
+    cv = folds[folds.role == "cv"]
+    assert cv.slice.tolist() == list(range(30)) and cv.fold.tolist() == [0] * 15 + [1] * 15
+    assert (folds.role == "test").sum() == 30
+    for stack in ("train_images", "train_labels", "test_images"):
+        log = (work / f"resources/logs/fetch_stack/{stack}.log").read_text()
+        assert "../shared/isbi2012/" in log and "verified against data.sha256" in log
+    assert np.load(work / "resources/unpacked/train_labels.npy").shape == (30, 512, 512)
+
+
+def test_second_run_has_nothing_to_do(isbi_run):
+    work, _ = isbi_run
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_the_folds_reruns_only_the_split(isbi_run):
+    work, _ = isbi_run
+    (work / "three.yaml").write_text("cv:\n  folds: 3\n")
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "three.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout) == {"split_folds": 1, "all": 1}
+
+
+# -- own stacks: only the sources in the user's file -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own")
+    images, labels = make_stacks(root / "data", slices=6, height=37, width=45)
+    test_images, _ = make_stacks(root / "data" / "test", slices=3, seed=1)
+    work = copy_workflow(root / "work")
+    mine = {"data": {"train_images": [str(images)], "train_labels": [str(labels)], "test_images": [str(test_images)]}}
+    (work / "mine.yaml").write_text(yaml.safe_dump(mine))
+    return work, snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml")
+
+
+def test_own_stacks_need_nothing_but_their_sources(own_run):
+    work, result = own_run
+    assert result.returncode == 0, result.stderr
+    assert "no expected hash in data.sha256" in (work / "resources/logs/fetch_stack/train_images.log").read_text()
+    assert np.load(work / "resources/unpacked/train_images.npy").shape == (6, 37, 45)
+    folds = pd.read_csv(work / "results/smoke/folds.tsv", sep="\t")
+    assert folds[folds.role == "cv"].fold.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_no_test_stack_is_allowed(own_run, tmp_path):
+    work = copy_workflow(tmp_path / "work")
+    shutil.copy(own_run[0] / "mine.yaml", work)
+    (work / "notest.yaml").write_text("data:\n  test_images: []\n")
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "notest.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert jobs["fetch_stack"] == 2 and "unpack_test_stack" not in jobs and jobs["split_folds"] == 1
+
+
+# -- bad input: a clear error, a non-zero exit, earlier results untouched ---------------
+
+
+def bad_case(name: str, case: Path, server_url: str):
+    """(config override, expected message regex, result files the failed job may replace)."""
+    mine = yaml.safe_load((case.parent / "work/mine.yaml").read_text())["data"]
+    images = Path(mine["train_images"][0])
+    case.mkdir()
+    rng = np.random.default_rng(0)
+
+    def images_from(array: np.ndarray) -> dict:
+        return {"data": {"train_images": [str(write_stack(case / "bad.tif", array))]}}
+
+    def labels_from(array: np.ndarray) -> dict:
+        return {"data": {"train_labels": [str(write_stack(case / "bad.tif", array))]}}
+
+    if name == "missing file":
+        return {"data": {"train_images": [str(case / "absent.tif")]}}, r"absent\.tif: no such file", ()
+    if name == "truncated file":
+        (case / "cut.tif").write_bytes(images.read_bytes()[:-800])
+        return {"data": {"train_images": [str(case / "cut.tif")]}}, "could not be read as a TIFF stack", ()
+    if name == "not a TIFF":
+        (case / "notes.tif").write_text("pixels, honestly")
+        return {"data": {"train_images": [str(case / "notes.tif")]}}, "could not be read as a TIFF stack", ()
+    if name == "RGB stack":
+        return images_from(np.zeros((6, 37, 45, 3), np.uint8)), "colour", ()
+    if name == "2-D stack":
+        return images_from(np.zeros((37, 45), np.uint8)), "a single 2-D image", ()
+    if name == "shapes differ":
+        _, other = make_stacks(case / "other", slices=6, height=36, width=45)
+        return {"data": {"train_labels": [str(other)]}}, f"{images} .* and the labels {other} .* differ in shape", ()
+    if name == "three label values":
+        return labels_from(rng.integers(0, 3, (6, 37, 45), dtype=np.uint8)), r"label values \{0, 1, 2\}", ()
+    if name == "empty stack":
+        return images_from(np.zeros((0, 37, 45), np.uint8)), "empty stack|could not be read", ()
+    if name == "constant labels":
+        return labels_from(np.ones((6, 37, 45), np.uint8)), "single label value", ()
+    if name == "NaN pixels":
+        array = rng.random((6, 37, 45)).astype(np.float32)
+        array[2, 5, 7] = np.nan
+        return images_from(array), "1 NaN or infinite pixels, the first in slice 2", ()
+    if name == "fewer slices than folds":
+        one_images, one_labels = make_stacks(case / "one", slices=1)
+        override = {"data": {"train_images": [str(one_images)], "train_labels": [str(one_labels)]}}
+        return override, "has 1 labelled slices, fewer than cv.folds = 2", ("folds.tsv", "logs/split_folds.log")
+    if name == "hash mismatch":
+        return {"data": {"sha256": {str(images): "0" * 64}}}, f"expected sha256 {'0' * 64}, found [0-9a-f]{{64}}", ()
+    if name == "unknown key":
+        return {"cv": {"fold": 3}}, "unknown config key 'cv.fold'; did you mean 'cv.folds'", ()
+    if name == "wrong type":
+        return {"cv": {"folds": "two"}}, "config key 'cv.folds': 'two' is not of type 'integer'", ()
+    if name == "unreachable URL":
+        return {"data": {"train_images": [closed_port_url()]}}, "Connection refused", ()
+    if name == "HTTP error":
+        return {"data": {"train_images": [f"{server_url}/files/nothing.tif"]}}, "HTTP 404", ()
+    if name == "dropped connection":
+        return {"data": {"train_images": [f"{server_url}/drop/images.tif"]}}, "connection closed after", ()
+    raise AssertionError(name)
+
+
+BAD_CASES = [
+    "missing file", "truncated file", "not a TIFF", "RGB stack", "2-D stack", "shapes differ",
+    "three label values", "empty stack", "constant labels", "NaN pixels", "fewer slices than folds",
+    "hash mismatch", "unknown key", "wrong type", "unreachable URL", "HTTP error", "dropped connection",
+]
+
+
+@pytest.mark.parametrize("name", BAD_CASES)
+def test_bad_input_fails_clearly_and_keeps_earlier_results(name, own_run, stack_server, tmp_path):
+    assert own_run[1].returncode == 0, own_run[1].stderr
+    work = tmp_path / "work"
+    shutil.copytree(own_run[0], work, symlinks=True)
+    override, message, replaced = bad_case(name, tmp_path / "case", stack_server.url)
+    override.setdefault("data", {})["download_retries"] = 0
+    (work / "bad.yaml").write_text(yaml.safe_dump(override))
+    before = snapshot(work / "results/smoke")
+
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "bad.yaml")
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert re.search(message, output), output
+    after = snapshot(work / "results/smoke")
+    assert {k: v for k, v in after.items() if k not in replaced} == {
+        k: v for k, v in before.items() if k not in replaced
+    }
+
+
+# -- lint and format --------------------------------------------------------------------
+
+
+def test_snakemake_lint_reports_nothing():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_check_passes():
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    result = subprocess.run([snakefmt, "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
