@@ -38,11 +38,20 @@ def test_config_yaml_is_the_schema_defaults(schema):
         assert yaml.safe_load(handle) == schema_defaults(schema)
 
 
-def test_smoke_config_is_valid():
-    with open(REPO / "config" / "smoke.yaml") as handle:
+@pytest.mark.parametrize("name", ["smoke", "seed", "gpu"])
+def test_shipped_configs_are_valid(name):
+    with open(REPO / "config" / f"{name}.yaml") as handle:
         config = yaml.safe_load(handle)
     validate_config(config, SCHEMA_PATH)
-    assert config["cv"]["folds"] == 2 and config["cv"]["scheme"] == "blocks"
+    assert config["experiment"] == name
+
+
+def test_seed_config_is_the_seed_design():
+    from cellseg.model import UNet, count_parameters
+
+    with open(REPO / "config" / "seed.yaml") as handle:
+        model = validate_config(yaml.safe_load(handle), SCHEMA_PATH)["model"]
+    assert count_parameters(UNet(model["depth"], model["base_channels"], model["norm"])) == 7_696_193
 
 
 def test_defaults_fill_nested_sections_the_user_left_out(schema):

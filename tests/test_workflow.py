@@ -6,15 +6,20 @@ Every run happens in a temporary copy of the workflow; nothing here mocks Snakem
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
+import torch
 import yaml
 
 from conftest import REPO, closed_port_url, copy_workflow, make_stacks, snakemake, write_stack
@@ -69,12 +74,71 @@ def test_second_run_has_nothing_to_do(isbi_run):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_the_folds_reruns_only_the_split(isbi_run):
+def test_changing_the_folds_refetches_nothing(isbi_run):
     work, _ = isbi_run
     (work / "three.yaml").write_text("cv:\n  folds: 3\n")
     result = snakemake(work, "--configfile", "config/smoke.yaml", "three.yaml", "-n")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"split_folds": 1, "all": 1}
+    jobs = planned_jobs(result.stdout)
+    assert jobs == {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, "all": 1}
+
+
+def test_changing_prediction_settings_never_retrains(isbi_run):
+    work, _ = isbi_run
+    (work / "tta.yaml").write_text("predict:\n  tta: 8\n")
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "tta.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout) == {"predict_held_out": 2, "predict_test_volume": 1, "all": 1}
+
+
+def test_smoke_run_trains_and_predicts_every_fold(isbi_run):
+    work, _ = isbi_run
+    results = work / "results/smoke"
+    folds = pd.read_csv(results / "folds.tsv", sep="\t")
+    for fold in (0, 1):
+        model = torch.load(results / f"models/fold{fold}.pt", weights_only=True)
+        held_out = folds[(folds.role == "cv") & (folds.fold == fold)].slice.tolist()
+        assert model["train_slices"] == [s for s in range(30) if s not in held_out]
+        assert model["config"]["model"]["depth"] == 2 and model["versions"]["torch"]
+        curve = pd.read_csv(results / f"models/fold{fold}_curve.tsv", sep="\t")
+        assert curve.step.iloc[-1] == 40 and np.isfinite(curve.loss).all()
+        maps = sorted((results / f"predictions/held_out/fold{fold}").glob("slice_*.tif"))
+        assert [int(p.stem[6:]) for p in maps] == held_out
+        probability = tifffile.imread(maps[0])
+        assert probability.dtype == np.float32 and probability.shape == (512, 512)
+        assert (results / f"benchmarks/train_unet/fold{fold}.tsv").exists()
+    volume = tifffile.imread(results / "predictions/test_volume.tif")
+    assert volume.shape == (30, 512, 512) and volume.dtype == np.float32
+    assert 0 <= volume.min() and volume.max() <= 1
+
+
+def test_a_killed_training_resumes_to_identical_weights(isbi_run, tmp_path):
+    """SIGKILL the smoke training after its first checkpoint, start again, compare with
+    the uninterrupted run of isbi_run: bitwise equal weights (and so also determinism)."""
+    work, _ = isbi_run
+    fresh = copy_workflow(tmp_path / "work")
+    (tmp_path / "shared").symlink_to((work.parent / "shared").resolve(), target_is_directory=True)
+    target = "results/smoke/models/fold0.pt"
+    checkpoint = fresh / "results/smoke/models/fold0.checkpoint.pt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", "config/smoke.yaml"],
+        cwd=fresh, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (fresh / target).exists(), "training was not caught mid-run"
+
+    assert snakemake(fresh, "--unlock", "--configfile", "config/smoke.yaml").returncode == 0
+    result = snakemake(fresh, target, "--rerun-incomplete", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "resuming fold 0 from its checkpoint at step" in (fresh / "results/smoke/logs/train_unet/fold0.log").read_text()
+    resumed = torch.load(fresh / target, weights_only=True)["state_dict"]
+    uninterrupted = torch.load(work / target, weights_only=True)["state_dict"]
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+    assert not checkpoint.exists()
 
 
 # -- own stacks: only the sources in the user's file -----------------------------------
@@ -107,7 +171,7 @@ def test_no_test_stack_is_allowed(own_run, tmp_path):
     result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "notest.yaml", "-n")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
-    assert jobs["fetch_stack"] == 2 and "unpack_test_stack" not in jobs and jobs["split_folds"] == 1
+    assert jobs["fetch_stack"] == 2 and "unpack_test_stack" not in jobs and "predict_test_volume" not in jobs
 
 
 # -- bad input: a clear error, a non-zero exit, earlier results untouched ---------------

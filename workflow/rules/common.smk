@@ -39,11 +39,24 @@ def expected_hashes(wildcards):
     return {s: hashes[s] for s in config["data"][wildcards.stack] if s in hashes}
 
 
+def training_recipe(wildcards):
+    """The config sections that decide a fold's weights, and nothing else, so that
+    changing evaluation or prediction settings never retrains."""
+    experiment = experiment_config(wildcards)
+    return {key: experiment[key] for key in ("seed", "model", "train", "augment")}
+
+
+def fold_models(wildcards):
+    folds = experiment_config(wildcards)["cv"]["folds"]
+    return [f"results/{wildcards.experiment}/models/fold{k}.pt" for k in range(folds)]
+
+
 def final_outputs():
     """Everything the default target builds, for every experiment."""
-    outputs = ["resources/unpacked/train_slices.tsv"]
-    if has_test_stack():
-        outputs.append("resources/unpacked/test_slices.tsv")
-    for name in EXPERIMENTS:
-        outputs.append(f"results/{name}/folds.tsv")
+    outputs = []
+    for name, experiment in EXPERIMENTS.items():
+        folds = range(experiment["cv"]["folds"])
+        outputs += [f"results/{name}/predictions/held_out/fold{k}" for k in folds]
+        if has_test_stack():
+            outputs.append(f"results/{name}/predictions/test_volume.tif")
     return outputs

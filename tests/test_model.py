@@ -1,0 +1,49 @@
+"""The UNet: the seed design's size, odd input shapes, normalisations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cellseg.model import UNet, count_parameters
+
+
+def test_seed_design_has_the_classic_parameter_count():
+    assert count_parameters(UNet(depth=3, base_channels=64, norm="none")) == 7_696_193
+
+
+@pytest.mark.parametrize("shape", [(37, 45), (5, 3), (64, 64), (1, 1), (100, 17)])
+@pytest.mark.parametrize("norm", ["none", "batch", "group"])
+def test_output_is_one_logit_per_input_pixel_for_any_size(shape, norm):
+    model = UNet(depth=3, base_channels=4, norm=norm).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, *shape))
+    assert out.shape == (2, 1, *shape) and torch.isfinite(out).all()
+
+
+def test_padding_does_not_leak_between_images_of_a_batch():
+    torch.manual_seed(0)
+    model = UNet(depth=2, base_channels=4).eval()
+    x = torch.rand(3, 1, 21, 30)
+    with torch.no_grad():
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    model = UNet(depth=3, base_channels=8, norm="batch").eval()
+    x = torch.rand(2, 1, 48, 40)
+    with torch.no_grad():
+        reference = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        fast = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(reference, fast, atol=1e-5)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="norm"):
+        UNet(norm="layer")
+    with pytest.raises(ValueError, match="depth"):
+        UNet(depth=0)

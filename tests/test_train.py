@@ -1,0 +1,131 @@
+"""Training: the loss, determinism, exact resume, and held-out slices never read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cellseg.config import load_schema, schema_defaults
+from cellseg.train import dice_bce_loss, train_fold
+from conftest import REPO
+
+
+def tiny_config(**train) -> dict:
+    config = schema_defaults(load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    config["model"].update(depth=2, base_channels=4)
+    config["train"].update(crop_size=32, batch_size=2, steps=12, checkpoint_every=4, log_every_seconds=0,
+                           precision="fp32", **train)
+    return {key: config[key] for key in ("seed", "model", "train", "augment")}
+
+
+@pytest.fixture(scope="module")
+def stacks():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((6, 40, 48)) > 0.3).astype(np.uint8)
+    images = (labels * 0.5 + rng.random(labels.shape) * 0.5).astype(np.float32)
+    return images, labels
+
+
+def run(stacks, folder, config, slices=(0, 1, 2, 3)):
+    images, labels = stacks
+    metadata = train_fold(images, labels, list(slices), config, 0, folder / "m.pt", folder / "c.tsv", folder / "ck.pt")
+    return torch.load(folder / "m.pt", weights_only=True)["state_dict"], metadata
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loss_is_zero_for_a_confident_right_answer_and_ignores_invalid_pixels():
+    target = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    logits = (target * 2 - 1) * 30
+    loss, parts = dice_bce_loss(logits, target, torch.ones_like(target), 0.5, "both")
+    assert loss.item() < 1e-3 and parts["bce"] < 1e-3
+    wrong = -logits
+    assert dice_bce_loss(wrong, target, torch.ones_like(target), 0.5, "both")[0].item() > 10
+    # Where valid is 0 (filled in by augmentation) even a wrong answer costs nothing.
+    valid = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    half_wrong = logits.clone()
+    half_wrong[0, 0, 0, 1] = 30.0
+    assert dice_bce_loss(half_wrong, target, valid, 0.5, "both")[0].item() < 1e-3
+
+
+def test_dice_weight_mixes_the_two_terms():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    valid = torch.ones_like(target)
+    bce_only, parts = dice_bce_loss(logits, target, valid, 0.0, "cell")
+    dice_only, _ = dice_bce_loss(logits, target, valid, 1.0, "cell")
+    mixed, _ = dice_bce_loss(logits, target, valid, 0.25, "cell")
+    assert bce_only.item() == pytest.approx(parts["bce"])
+    assert mixed.item() == pytest.approx(0.25 * dice_only.item() + 0.75 * bce_only.item(), rel=1e-5)
+
+
+def test_two_cpu_runs_with_one_seed_give_identical_weights(stacks, tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, metadata = run(stacks, tmp_path / "a", tiny_config())
+    second, _ = run(stacks, tmp_path / "b", tiny_config())
+    assert same_weights(first, second)
+    other = tiny_config()
+    other["seed"] = 1
+    (tmp_path / "c").mkdir()
+    assert not same_weights(first, run(stacks, tmp_path / "c", other)[0])
+    assert metadata["seed"] == 0 and metadata["versions"]["torch"] == torch.__version__
+    assert not (tmp_path / "a" / "ck.pt").exists()  # removed once the model is written
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "plateau", "constant"])
+def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path, schedule):
+    config = tiny_config(schedule=schedule)
+    (tmp_path / "whole").mkdir(), (tmp_path / "parts").mkdir()
+    whole, _ = run(stacks, tmp_path / "whole", config)
+    # Stop the same 12-step run right after its checkpoint at step 8, as a kill would.
+    images, labels = stacks
+    from cellseg import train as train_module
+
+    class Killed(Exception):
+        pass
+
+    original = train_module.save_atomically
+
+    def save_then_die(payload, path):
+        original(payload, path)
+        if payload.get("step") == 8:
+            raise Killed
+
+    train_module.save_atomically = save_then_die
+    try:
+        with pytest.raises(Killed):
+            train_fold(images, labels, [0, 1, 2, 3], config, 0, tmp_path / "parts/m.pt", tmp_path / "parts/c.tsv", tmp_path / "parts/ck.pt")
+    finally:
+        train_module.save_atomically = original
+    assert (tmp_path / "parts/ck.pt").exists() and not (tmp_path / "parts/m.pt").exists()
+    resumed, _ = run(stacks, tmp_path / "parts", config)
+    assert same_weights(whole, resumed)
+
+
+def test_a_checkpoint_of_another_configuration_is_ignored(stacks, tmp_path, caplog):
+    caplog.set_level("INFO")
+    config = tiny_config()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    reference, _ = run(stacks, tmp_path / "a", config)
+    torch.save({"fingerprint": "another run", "step": 8}, tmp_path / "b" / "ck.pt")
+    assert same_weights(reference, run(stacks, tmp_path / "b", config)[0])
+    assert "belongs to another configuration" in caplog.text
+
+
+def test_held_out_slices_are_never_read(stacks, tmp_path):
+    images, labels = stacks
+    poisoned = images.copy()
+    poisoned[4:] = np.nan  # slices 4 and 5 are held out
+    state, _ = run((poisoned, labels), tmp_path, tiny_config(), slices=(0, 1, 2, 3))
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+
+
+def test_progress_log_shows_loss_rate_throughput_and_eta(stacks, tmp_path, caplog):
+    caplog.set_level("INFO")
+    run(stacks, tmp_path, tiny_config())
+    line = next(r.getMessage() for r in caplog.records if "step 12/12" in r.getMessage())
+    for part in ("loss", "lr", "crops/s", "elapsed", "ETA"):
+        assert part in line

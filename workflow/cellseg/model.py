@@ -1,0 +1,102 @@
+"""The UNet (Ronneberger, Fischer and Brox, 2015, arXiv:1505.04597), written out by hand.
+
+DoubleConv blocks (3x3 convolution, optional normalisation, ReLU, twice), max-pool down,
+transposed-convolution up, skips concatenated, and a 1x1 head giving one logit per pixel
+(cell interior). Padding keeps each convolution's output the size of its input, and
+inputs whose sides are not a multiple of 2**depth are padded by reflection and cropped
+back, so any slice size works.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("none", "batch", "group")
+GROUPS = 8
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(GROUPS, channels), channels)
+    return nn.Identity()
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv, normalisation, ReLU) twice; spatial size unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+        bias = norm == "none"  # a following normalisation makes a bias redundant
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Down(nn.Sequential):
+    """2x2 max-pool, then a DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, norm))
+
+
+class Up(nn.Module):
+    """2x2 transposed convolution, concatenation with the skip, then a DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+        self.conv = DoubleConv(2 * out_channels, out_channels, norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    """A 2-D UNet for one grey-scale channel in and one logit per pixel out.
+
+    Args:
+        depth: number of max-pool steps (the seed design has 3).
+        base_channels: channels of the first DoubleConv, doubled at every step down.
+        norm: ``"none"``, ``"batch"`` or ``"group"`` (GroupNorm with up to 8 groups).
+    """
+
+    def __init__(self, depth: int = 3, base_channels: int = 64, norm: str = "none") -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+        self.depth = depth
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+        self.inc = DoubleConv(1, widths[0], norm)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], norm) for i in range(depth))
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], norm) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the cell class, (B, 1, H, W), for images (B, 1, H, W) of any H, W."""
+        height, width = x.shape[-2:]
+        multiple = 2**self.depth
+        pad_h, pad_w = -height % multiple, -width % multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.head(x)[..., :height, :width]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,161 @@
+"""Prediction: probability maps of the cell class, tiled, blended and test-time augmented.
+
+Slices that fit in one tile are predicted whole. Larger ones are cut into overlapping
+tiles whose probabilities are blended with Gaussian weights (highest at a tile's centre,
+where the network sees the most context), so memory stays bounded whatever the slice size:
+one tile's activations plus two float32 accumulators of the slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from .model import UNet
+from .runtime import autocast, resolve_device, resolve_precision
+
+log = logging.getLogger(__name__)
+
+TTA_CHOICES = (1, 2, 4, 8)
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[UNet, dict]:
+    """The UNet saved by ``train.train_fold`` in eval mode on ``device``, and its metadata."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    spec = payload["model"]
+    model = UNet(spec["depth"], spec["base_channels"], spec["norm"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
+def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """The ``index``-th (0-7) of the 8 flips and transposes of the last two axes."""
+    if index & 4:
+        x = x.transpose(-2, -1)
+    if index & 1:
+        x = x.flip(-1)
+    if index & 2:
+        x = x.flip(-2)
+    return x
+
+
+def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    if index & 2:
+        x = x.flip(-2)
+    if index & 1:
+        x = x.flip(-1)
+    if index & 4:
+        x = x.transpose(-2, -1)
+    return x
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` with the given overlap."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(tile * (1 - overlap)))
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def gaussian_weights(height: int, width: int) -> torch.Tensor:
+    """Blending weights of a tile: a Gaussian with sigma = 1/8 of each side, floored."""
+    def axis(n: int) -> torch.Tensor:
+        centre = (n - 1) / 2
+        return torch.exp(-0.5 * ((torch.arange(n) - centre) / (n / 8)) ** 2)
+
+    weights = axis(height)[:, None] * axis(width)[None, :]
+    return (weights / weights.max()).clamp_min(1e-3)
+
+
+class Predictor:
+    """One or more models (an ensemble is their mean probability) with a prediction recipe.
+
+    Args:
+        model_paths: model files written by training.
+        predict_config: the ``predict`` config section (tta, tile_size, tile_overlap,
+            device, precision, channels_last).
+    """
+
+    def __init__(self, model_paths: list[str | Path], predict_config: dict) -> None:
+        self.device = resolve_device(predict_config["device"])
+        self.precision = resolve_precision(predict_config["precision"], self.device)
+        self.memory_format = torch.channels_last if predict_config["channels_last"] else torch.contiguous_format
+        self.models = []
+        for path in model_paths:
+            model, payload = load_model(path, self.device)
+            self.models.append((model.to(memory_format=self.memory_format), payload["normalisation"]))
+        self.tta = predict_config["tta"]
+        self.tile = predict_config["tile_size"]
+        self.overlap = predict_config["tile_overlap"]
+
+    @torch.inference_mode()
+    def _tile_probability(self, tile: torch.Tensor) -> torch.Tensor:
+        """Mean cell probability over models and TTA variants for one (h, w) tile."""
+        total = torch.zeros(tile.shape, dtype=torch.float32, device=self.device)
+        for model, norm in self.models:
+            x = ((tile - norm["mean"]) / norm["std"])[None, None]
+            for index in range(self.tta):
+                variant = dihedral(x, index).contiguous(memory_format=self.memory_format)
+                with autocast(self.device, self.precision):
+                    logits = model(variant)
+                total += undo_dihedral(torch.sigmoid(logits.float()), index)[0, 0]
+        return total / (len(self.models) * self.tta)
+
+    def predict_slice(self, image: np.ndarray) -> np.ndarray:
+        """Cell probability (H, W) float32 in [0, 1] for an image (H, W) float32 in [0, 1]."""
+        height, width = image.shape
+        source = torch.from_numpy(np.array(image, dtype=np.float32)).to(self.device)
+        if height * width <= self.tile * self.tile:
+            return self._tile_probability(source).cpu().numpy()
+        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        weights = gaussian_weights(tile_h, tile_w).to(self.device)
+        summed = torch.zeros((height, width), dtype=torch.float32, device=self.device)
+        weight_sum = torch.zeros_like(summed)
+        for top in tile_starts(height, tile_h, self.overlap):
+            for left in tile_starts(width, tile_w, self.overlap):
+                window = (slice(top, top + tile_h), slice(left, left + tile_w))
+                summed[window] += self._tile_probability(source[window]) * weights
+                weight_sum[window] += weights
+        return (summed / weight_sum).cpu().numpy()
+
+    def predict_slices(self, images: np.ndarray, slices: list[int]) -> np.ndarray:
+        """Probabilities (len(slices), H, W) float32 of the listed slices of ``images``."""
+        began = time.perf_counter()
+        out = np.empty((len(slices), *images.shape[1:]), dtype=np.float32)
+        for position, index in enumerate(slices):
+            out[position] = self.predict_slice(np.asarray(images[index]))
+            done = position + 1
+            rate = (time.perf_counter() - began) / done
+            log.info("predicted slice %d (%d of %d), %.2f s a slice, ETA %.0f s", index, done, len(slices), rate, rate * (len(slices) - done))
+        return out
+
+
+def write_probability_tiff(path: str | Path, probabilities: np.ndarray) -> None:
+    """Save probabilities (H, W) or (N, H, W) float32 as a TIFF, 1 = cell interior."""
+    tifffile.imwrite(path, probabilities.astype(np.float32), photometric="minisblack")
+
+
+def predict_held_out(
+    model_path: str | Path, images: np.ndarray, slices: list[int], output_dir: str | Path, predict_config: dict
+) -> list[Path]:
+    """Write ``slice_NNN.tif`` probability maps of the held-out ``slices`` into ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    probabilities = Predictor([model_path], predict_config).predict_slices(images, slices)
+    paths = []
+    for index, probability in zip(slices, probabilities):
+        paths.append(output_dir / f"slice_{index:03d}.tif")
+        write_probability_tiff(paths[-1], probability)
+    return paths
+
+
+def predict_volume(model_paths: list[str | Path], images: np.ndarray, output: str | Path, predict_config: dict) -> None:
+    """Write the ensemble's (mean of the models') probabilities of every slice as one stack."""
+    predictor = Predictor(model_paths, predict_config)
+    write_probability_tiff(output, predictor.predict_slices(images, list(range(len(images)))))

@@ -1,0 +1,310 @@
+"""Training one UNet per fold: random crops, joint augmentation, Dice + BCE, exact resume.
+
+The crops and augmentation of step ``s`` come from a generator seeded with
+``(seed, fold, s)``, so a run resumed from a checkpoint sees exactly the batches an
+uninterrupted run sees, and on a CPU ends with bitwise identical weights. Nothing here
+looks at the fold's held-out slices: the schedule and every other decision use the
+training loss only.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torchvision import tv_tensors
+
+from .augment import build_augmentation
+from .model import UNet, count_parameters
+from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
+
+log = logging.getLogger(__name__)
+
+# Settings that change how a run is watched, not the weights it ends with.
+NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every_seconds", "threads", "gpus")
+
+
+def build_model(model_config: dict) -> UNet:
+    return UNet(model_config["depth"], model_config["base_channels"], model_config["norm"])
+
+
+def dice_bce_loss(
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, dice_weight: float, dice_on: str
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``dice_weight`` x soft Dice loss + (1 - dice_weight) x BCE, over valid pixels only.
+
+    Tensors are (B, 1, H, W): logits of the cell class, target 1 = cell, valid 1 where the
+    pixel came from the image (0 where augmentation filled it in). Soft Dice is computed
+    over the whole batch for the cell class (``dice_on='cell'``) or as the mean over the
+    cell and membrane classes (``'both'``), with a smoothing of 1 so empty classes give 0.
+    """
+    logits = logits.float()
+    weight = valid.float()
+    pixels = weight.sum().clamp_min(1.0)
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / pixels
+    cell = torch.sigmoid(logits)
+
+    def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        overlap = (prob * truth * weight).sum()
+        return 1 - (2 * overlap + 1) / ((prob * weight).sum() + (truth * weight).sum() + 1)
+
+    dice = soft_dice_loss(cell, target)
+    if dice_on == "both":
+        dice = (dice + soft_dice_loss(1 - cell, 1 - target)) / 2
+    loss = dice_weight * dice + (1 - dice_weight) * bce
+    return loss, {"bce": bce.item(), "dice": dice.item()}
+
+
+class CropSampler:
+    """Random crops of the training slices, with augmentation, reproducible per step."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, slices: list[int], config: dict, seed: int, fold: int):
+        self.images, self.labels, self.slices = images, labels, list(slices)
+        # Square crops, so that rotations by 90 degrees keep every crop of a batch one shape.
+        side = min(config["train"]["crop_size"], *images.shape[1:])
+        self.crop = (side, side)
+        self.batch_size = config["train"]["batch_size"]
+        self.augment = build_augmentation(config["augment"])
+        self.seed, self.fold = seed, fold
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images (B, 1, h, w) float32, targets 1 = cell and valid masks, for ``step``."""
+        rng = np.random.default_rng([self.seed, self.fold, step])
+        height, width = self.images.shape[1:]
+        crop_h, crop_w = self.crop
+        images, targets, valids = [], [], []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            for _ in range(self.batch_size):
+                index = self.slices[rng.integers(len(self.slices))]
+                top, left = rng.integers(height - crop_h + 1), rng.integers(width - crop_w + 1)
+                window = (index, slice(top, top + crop_h), slice(left, left + crop_w))
+                image = tv_tensors.Image(torch.from_numpy(np.array(self.images[window], dtype=np.float32))[None])
+                label = tv_tensors.Mask(torch.from_numpy(np.array(self.labels[window], dtype=np.uint8))[None])
+                valid = tv_tensors.Mask(torch.ones_like(label))
+                image, label, valid = self.augment(image, label, valid)
+                images.append(image.as_subclass(torch.Tensor))
+                targets.append(label.as_subclass(torch.Tensor).float())
+                valids.append(valid.as_subclass(torch.Tensor).float())
+        return torch.stack(images), torch.stack(targets), torch.stack(valids)
+
+
+def make_optimizer(parameters, train_config: dict) -> torch.optim.Optimizer:
+    kind = train_config["optimizer"]
+    optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+    return optimizer(parameters, lr=train_config["learning_rate"], weight_decay=train_config["weight_decay"])
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, train_config: dict):
+    kind = train_config["schedule"]
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=train_config["learning_rate"], total_steps=train_config["steps"],
+            pct_start=train_config["warmup_fraction"],
+        )
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=train_config["plateau_factor"], patience=train_config["plateau_patience"]
+        )
+    return None
+
+
+def fingerprint(config: dict, fold: int, train_slices: list[int], images: np.ndarray, labels: np.ndarray) -> str:
+    """What decides the final weights: a checkpoint resumes only into the same run."""
+    train = {k: v for k, v in config["train"].items() if k not in NOT_IN_FINGERPRINT}
+    digest = hashlib.sha256()
+    recipe = {"model": config["model"], "train": train, "augment": config["augment"], "seed": config["seed"]}
+    digest.update(json.dumps([recipe, fold, list(map(int, train_slices))], sort_keys=True).encode())
+    for index in train_slices:
+        digest.update(np.ascontiguousarray(images[index]).tobytes())
+        digest.update(np.ascontiguousarray(labels[index]).tobytes())
+    return digest.hexdigest()
+
+
+def rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_atomically(payload: dict, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: never half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def train_fold(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_slices: list[int],
+    config: dict,
+    fold: int,
+    model_path: str | Path,
+    curve_path: str | Path,
+    checkpoint_path: str | Path,
+) -> dict:
+    """Train the UNet of ``fold`` on ``train_slices`` and write the model and its curve.
+
+    ``images`` (N, H, W) float32 in [0, 1] and ``labels`` (N, H, W) uint8, 1 = cell; only
+    the listed slices are read. The model file holds the weights, the input normalisation
+    and the config, seed, versions and device that made it; the curve TSV has one row per
+    interval of steps. A checkpoint of the same run at ``checkpoint_path`` is resumed and
+    removed at the end. Returns the model file's metadata.
+    """
+    train_config = config["train"]
+    steps, seed = train_config["steps"], config["seed"]
+    device = resolve_device(train_config["device"])
+    precision = resolve_precision(train_config["precision"], device)
+    memory_format = torch.channels_last if train_config["channels_last"] else torch.contiguous_format
+    checkpoint_path = Path(checkpoint_path)
+
+    torch.manual_seed(seed * 1000 + fold)
+    model = build_model(config["model"]).to(device=device, memory_format=memory_format)
+    optimizer = make_optimizer(model.parameters(), train_config)
+    scheduler = make_scheduler(optimizer, train_config)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    sampler = CropSampler(images, labels, train_slices, config, seed, fold)
+    pixels = np.stack([images[i] for i in train_slices])
+    normalisation = {"mean": float(pixels.mean(dtype=np.float64)), "std": float(pixels.std(dtype=np.float64)) or 1.0}
+    del pixels
+    steps_per_epoch = math.ceil(len(train_slices) / train_config["batch_size"])
+    curve_every = max(1, steps // 200)
+    run_id = fingerprint(config, fold, train_slices, images, labels)
+
+    start, curve, elapsed_before = 0, [], 0.0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["fingerprint"] == run_id:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            restore_rng_states(state["rng"])
+            start, curve, elapsed_before = state["step"], state["curve"], state["elapsed"]
+            log.info("resuming fold %d from its checkpoint at step %d of %d", fold, start, steps)
+        else:
+            log.info("ignoring %s: it belongs to another configuration or data", checkpoint_path)
+
+    log.info(
+        "fold %d: %d training slices, UNet depth %d, %d base channels, norm %s, %s parameters; "
+        "%d steps of %d crops of %d x %d on %s in %s",
+        fold, len(train_slices), config["model"]["depth"], config["model"]["base_channels"],
+        config["model"]["norm"], f"{count_parameters(model):,}", steps, train_config["batch_size"],
+        *sampler.crop, device_name(device), precision,
+    )
+    mean, std = normalisation["mean"], normalisation["std"]
+    began = time.perf_counter() - elapsed_before
+    last_log = time.perf_counter()
+    interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
+    epoch_loss, epoch_count = 0.0, 0
+    model.train()
+    for step in range(start, steps):
+        image, target, valid = sampler.batch(step)
+        image = ((image - mean) / std).to(device, memory_format=memory_format)
+        target, valid = target.to(device), valid.to(device)
+        with autocast(device, precision):
+            logits = model(image)
+        loss, parts = dice_bce_loss(logits, target, valid, train_config["loss"]["dice_weight"], train_config["loss"]["dice_on"])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_value = loss.item()
+        learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            epoch_loss, epoch_count = epoch_loss + loss_value, epoch_count + 1
+            if epoch_count == steps_per_epoch:
+                scheduler.step(epoch_loss / epoch_count)
+                epoch_loss, epoch_count = 0.0, 0
+        elif scheduler is not None:
+            scheduler.step()
+        for key, value in (("loss", loss_value), *parts.items()):
+            interval[key] += value
+        interval["count"] += 1
+
+        done = step + 1
+        if done % curve_every == 0 or done == steps:
+            now = time.perf_counter()
+            crops_per_second = interval["count"] * train_config["batch_size"] / max(now - interval["began"], 1e-9)
+            curve.append({
+                "step": done,
+                "loss": interval["loss"] / interval["count"],
+                "bce": interval["bce"] / interval["count"],
+                "dice_loss": interval["dice"] / interval["count"],
+                "learning_rate": learning_rate,
+                "crops_per_second": crops_per_second,
+                "elapsed_seconds": now - began,
+            })
+            interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": now}
+            if now - last_log >= train_config["log_every_seconds"] or done == steps:
+                last_log = now
+                elapsed = now - began
+                eta = elapsed / (done - start) * (steps - done) if done > start else 0.0
+                row = curve[-1]
+                log.info(
+                    "fold %d step %d/%d loss %.4f (bce %.4f, dice %.4f) lr %.2e %.1f crops/s elapsed %s ETA %s",
+                    fold, done, steps, row["loss"], row["bce"], row["dice_loss"], row["learning_rate"],
+                    crops_per_second, format_seconds(elapsed), format_seconds(eta),
+                )
+        if done % train_config["checkpoint_every"] == 0 and done < steps:
+            save_atomically(
+                {
+                    "fingerprint": run_id, "step": done, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict(), "rng": rng_states(), "curve": curve,
+                    "elapsed": time.perf_counter() - began,
+                },
+                checkpoint_path,
+            )
+
+    wall = time.perf_counter() - began
+    trained_crops = steps * train_config["batch_size"]
+    metadata = {
+        "model": copy.deepcopy(config["model"]),
+        "normalisation": normalisation,
+        "config": copy.deepcopy(config),
+        "seed": seed,
+        "fold": fold,
+        "train_slices": list(map(int, train_slices)),
+        "versions": versions(),
+        "device": device_name(device),
+        "precision": precision,
+        "steps": steps,
+        "wall_seconds": wall,
+        "crops_per_second": trained_crops / wall if start == 0 else float("nan"),
+    }
+    state_dict = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_atomically({"state_dict": state_dict, **metadata}, Path(model_path))
+    pd.DataFrame(curve).to_csv(curve_path, sep="\t", index=False, float_format="%.6g")
+    checkpoint_path.unlink(missing_ok=True)
+    log.info("fold %d trained in %s; model written to %s", fold, format_seconds(wall), model_path)
+    return metadata

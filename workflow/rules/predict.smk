@@ -1,0 +1,44 @@
+# Predict each fold's held-out slices with its model, and the test volume with all of them.
+
+
+rule predict_held_out:
+    input:
+        model="results/{experiment}/models/fold{fold}.pt",
+        images="resources/unpacked/train_images.npy",
+        folds="results/{experiment}/folds.tsv",
+    output:
+        directory("results/{experiment}/predictions/held_out/fold{fold}"),
+    log:
+        "results/{experiment}/logs/predict_held_out/fold{fold}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/predict_held_out/fold{fold}.tsv"
+    conda:
+        "../envs/cellseg.yaml"
+    threads: lambda w: experiment_config(w)["train"]["threads"]
+    resources:
+        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+    params:
+        predict=lambda w: experiment_config(w)["predict"],
+    script:
+        "../scripts/predict_held_out.py"
+
+
+rule predict_test_volume:
+    input:
+        models=fold_models,
+        images="resources/unpacked/test_images.npy",
+    output:
+        "results/{experiment}/predictions/test_volume.tif",
+    log:
+        "results/{experiment}/logs/predict_test_volume.log",
+    benchmark:
+        "results/{experiment}/benchmarks/predict_test_volume.tsv"
+    conda:
+        "../envs/cellseg.yaml"
+    threads: lambda w: experiment_config(w)["train"]["threads"]
+    resources:
+        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+    params:
+        predict=lambda w: experiment_config(w)["predict"],
+    script:
+        "../scripts/predict_test_volume.py"

@@ -1,0 +1,25 @@
+# Train one UNet per fold on the slices that fold does not hold out.
+
+
+rule train_unet:
+    input:
+        images="resources/unpacked/train_images.npy",
+        labels="resources/unpacked/train_labels.npy",
+        folds="results/{experiment}/folds.tsv",
+    output:
+        model="results/{experiment}/models/fold{fold}.pt",
+        curve="results/{experiment}/models/fold{fold}_curve.tsv",
+    log:
+        "results/{experiment}/logs/train_unet/fold{fold}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/train_unet/fold{fold}.tsv"
+    conda:
+        "../envs/cellseg.yaml"
+    threads: lambda w: experiment_config(w)["train"]["threads"]
+    resources:
+        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+    params:
+        recipe=training_recipe,
+        checkpoint="results/{experiment}/models/fold{fold}.checkpoint.pt",
+    script:
+        "../scripts/train_unet.py"

@@ -1,0 +1,16 @@
+"""Rule predict_test_volume: the fold ensemble's probabilities of the unlabelled stack."""
+
+import numpy as np
+
+from cellseg.logs import logged_step
+from cellseg.predict import predict_volume
+from cellseg.runtime import set_threads
+
+with logged_step(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    predict_volume(
+        model_paths=list(snakemake.input.models),
+        images=np.load(snakemake.input.images, mmap_mode="r"),
+        output=snakemake.output[0],
+        predict_config=snakemake.params.predict,
+    )
