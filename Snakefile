@@ -13,6 +13,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

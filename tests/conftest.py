@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,25 @@ def isbi_dir() -> Path:
         f"the ISBI 2012 stacks are not at {ISBI_DIR} (set CELLSEG_ISBI_DIR)",
     )
     return ISBI_DIR
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule name -> job count from the 'Job stats' table of a dry run."""
+    table = dry_run_output.split("Job stats:")[1]
+    return {
+        rule: int(count)
+        for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
+        if rule != "total"
+    }
+
+
+@pytest.fixture(scope="session")
+def isbi_run(isbi_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("isbi")
+    # The default sources are ../shared/isbi2012/...: give the copy a ../shared of its own.
+    (root / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
+    work = copy_workflow(root / "work")
+    return work, snakemake(work, "--configfile", "config/smoke.yaml")
 
 
 def write_stack(path: Path, array: np.ndarray) -> Path:

@@ -11,7 +11,7 @@ from conftest import REPO
 
 # pip name -> conda-forge name where they differ
 CONDA_NAMES = {"torch": "pytorch", "snakemake": "snakemake-minimal", "matplotlib": "matplotlib-base"}
-TEST_TOOLS = {"pytest", "snakefmt"}
+TEST_TOOLS = {"pytest", "snakefmt", "playwright"}
 
 
 def conda_dependencies(path) -> dict[str, str]:

@@ -22,17 +22,7 @@ import tifffile
 import torch
 import yaml
 
-from conftest import REPO, closed_port_url, copy_workflow, make_stacks, snakemake, write_stack
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """Rule name -> job count from the 'Job stats' table of a dry run."""
-    table = dry_run_output.split("Job stats:")[1]
-    return {
-        rule: int(count)
-        for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
-        if rule != "total"
-    }
+from conftest import REPO, closed_port_url, copy_workflow, make_stacks, planned_jobs, snakemake, write_stack
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -44,15 +34,6 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 # -- the real ISBI stacks through the default sources -----------------------------------
-
-
-@pytest.fixture(scope="module")
-def isbi_run(isbi_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("isbi")
-    # The default sources are ../shared/isbi2012/...: give the copy a ../shared of its own.
-    (root / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
-    work = copy_workflow(root / "work")
-    return work, snakemake(work, "--configfile", "config/smoke.yaml")
 
 
 def test_smoke_config_runs_end_to_end_on_isbi(isbi_run):
@@ -80,7 +61,8 @@ def test_changing_the_folds_refetches_nothing(isbi_run):
     result = snakemake(work, "--configfile", "config/smoke.yaml", "three.yaml", "-n")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
-    assert jobs == {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, "all": 1}
+    assert jobs == {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, "evaluate": 1,
+                    "draw_figures": 1, "render_report": 1, "all": 1}
 
 
 def test_changing_prediction_settings_never_retrains(isbi_run):
@@ -88,7 +70,28 @@ def test_changing_prediction_settings_never_retrains(isbi_run):
     (work / "tta.yaml").write_text("predict:\n  tta: 8\n")
     result = snakemake(work, "--configfile", "config/smoke.yaml", "tta.yaml", "-n")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"predict_held_out": 2, "predict_test_volume": 1, "all": 1}
+    assert planned_jobs(result.stdout) == {"predict_held_out": 2, "predict_test_volume": 1, "evaluate": 1,
+                                           "draw_figures": 1, "render_report": 1, "all": 1}
+
+
+def test_changing_the_threshold_reruns_evaluation_and_report_only(isbi_run):
+    work, _ = isbi_run
+    (work / "threshold.yaml").write_text("eval:\n  threshold: 0.4\n")
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "threshold.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout) == {"evaluate": 1, "draw_figures": 1, "render_report": 1, "all": 1}
+
+
+def test_smoke_run_writes_finite_metric_tables(isbi_run):
+    work, _ = isbi_run
+    metrics = work / "results/smoke/metrics"
+    per_slice = pd.read_csv(metrics / "per_slice.tsv", sep="\t")
+    assert per_slice.slice.tolist() == list(range(30)) and per_slice.fold.tolist() == [0] * 15 + [1] * 15
+    for column in ("cell_dice", "membrane_dice", "membrane_iou", "pixel_error", "skimage_adapted_rand_error"):
+        assert np.isfinite(per_slice[column]).all() and per_slice[column].between(0, 1).all()
+    assert pd.read_csv(metrics / "per_fold.tsv", sep="\t").fold.tolist() == [0, 1]
+    summary = pd.read_csv(metrics / "summary.tsv", sep="\t")
+    assert np.isfinite(summary[["mean", "sd", "ci95_low", "ci95_high", "pooled"]].to_numpy()).all()
 
 
 def test_smoke_run_trains_and_predicts_every_fold(isbi_run):
@@ -168,10 +171,14 @@ def test_no_test_stack_is_allowed(own_run, tmp_path):
     work = copy_workflow(tmp_path / "work")
     shutil.copy(own_run[0] / "mine.yaml", work)
     (work / "notest.yaml").write_text("data:\n  test_images: []\n")
-    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "notest.yaml", "-n")
-    assert result.returncode == 0, result.stderr
-    jobs = planned_jobs(result.stdout)
+    dry_run = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "notest.yaml", "-n")
+    assert dry_run.returncode == 0, dry_run.stderr
+    jobs = planned_jobs(dry_run.stdout)
     assert jobs["fetch_stack"] == 2 and "unpack_test_stack" not in jobs and "predict_test_volume" not in jobs
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "notest.yaml")
+    assert result.returncode == 0, result.stderr
+    assert (work / "results/smoke/report.html").exists()
+    assert not (work / "results/smoke/figures/test_volume.jpg").exists()
 
 
 # -- bad input: a clear error, a non-zero exit, earlier results untouched ---------------

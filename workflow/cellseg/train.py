@@ -222,7 +222,7 @@ def train_fold(
     )
     mean, std = normalisation["mean"], normalisation["std"]
     began = time.perf_counter() - elapsed_before
-    last_log = time.perf_counter()
+    this_run_began = last_log = time.perf_counter()
     interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
     epoch_loss, epoch_count = 0.0, 0
     model.train()
@@ -286,8 +286,9 @@ def train_fold(
                 checkpoint_path,
             )
 
-    wall = time.perf_counter() - began
-    trained_crops = steps * train_config["batch_size"]
+    now = time.perf_counter()
+    wall = now - began
+    crops_this_run = (steps - start) * train_config["batch_size"]
     metadata = {
         "model": copy.deepcopy(config["model"]),
         "normalisation": normalisation,
@@ -300,7 +301,7 @@ def train_fold(
         "precision": precision,
         "steps": steps,
         "wall_seconds": wall,
-        "crops_per_second": trained_crops / wall if start == 0 else float("nan"),
+        "crops_per_second": crops_this_run / max(now - this_run_began, 1e-9),
     }
     state_dict = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_atomically({"state_dict": state_dict, **metadata}, Path(model_path))

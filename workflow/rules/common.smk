@@ -11,6 +11,9 @@ validate_config(
 # One experiment per run for now; studies add more, each a complete validated config.
 EXPERIMENTS = {config["experiment"]: config}
 STACKS = ("train_images", "train_labels", "test_images")
+REPORT_TEMPLATE = str(
+    Path(workflow.basedir) / "workflow" / "templates" / "report.html.j2"
+)
 
 
 wildcard_constraints:
@@ -26,6 +29,10 @@ def experiment_config(wildcards):
 
 def has_test_stack():
     return bool(config["data"]["test_images"])
+
+
+def stacks_in_use():
+    return STACKS if has_test_stack() else STACKS[:2]
 
 
 def test_manifest(wildcards):
@@ -46,17 +53,24 @@ def training_recipe(wildcards):
     return {key: experiment[key] for key in ("seed", "model", "train", "augment")}
 
 
-def fold_models(wildcards):
-    folds = experiment_config(wildcards)["cv"]["folds"]
-    return [f"results/{wildcards.experiment}/models/fold{k}.pt" for k in range(folds)]
+def each_fold(pattern):
+    """An input function: ``pattern`` for every fold of the job's experiment."""
+
+    def paths(wildcards):
+        folds = experiment_config(wildcards)["cv"]["folds"]
+        return [
+            pattern.format(experiment=wildcards.experiment, fold=k)
+            for k in range(folds)
+        ]
+
+    return paths
 
 
 def final_outputs():
     """Everything the default target builds, for every experiment."""
     outputs = []
-    for name, experiment in EXPERIMENTS.items():
-        folds = range(experiment["cv"]["folds"])
-        outputs += [f"results/{name}/predictions/held_out/fold{k}" for k in folds]
+    for name in EXPERIMENTS:
+        outputs.append(f"results/{name}/report.html")
         if has_test_stack():
             outputs.append(f"results/{name}/predictions/test_volume.tif")
     return outputs

@@ -25,7 +25,7 @@ rule predict_held_out:
 
 rule predict_test_volume:
     input:
-        models=fold_models,
+        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
         images="resources/unpacked/test_images.npy",
     output:
         "results/{experiment}/predictions/test_volume.tif",

@@ -1,0 +1,79 @@
+"""Evaluation: skimage segment scores on hand-made cases, tables, intervals, pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from scipy import stats
+
+from cellseg.evaluate import (
+    PIXEL_COLUMNS,
+    SEGMENT_COLUMNS,
+    evaluate_held_out,
+    per_fold_table,
+    segment_scores,
+    summary_table,
+)
+
+# Two cells side by side, separated by a vertical membrane line at column 4.
+TWO_CELLS = np.ones((6, 9), np.uint8)
+TWO_CELLS[:, 4] = 0
+
+
+def test_a_perfect_prediction_has_no_split_or_merge():
+    scores = segment_scores(TWO_CELLS.astype(float), TWO_CELLS, 0.5)
+    assert scores == {"skimage_adapted_rand_error": 0.0, "skimage_vi_split": 0.0, "skimage_vi_merge": 0.0}
+
+
+def test_merged_cells_are_a_merge_and_a_split_cell_a_split():
+    merged = np.ones_like(TWO_CELLS, dtype=float)  # membrane missed: one component
+    scores = segment_scores(merged, TWO_CELLS, 0.5)
+    # skimage counts in bits: merging two equal cells loses exactly one bit.
+    assert scores["skimage_vi_merge"] == pytest.approx(1.0) and scores["skimage_vi_split"] == 0
+    assert scores["skimage_adapted_rand_error"] > 0.3
+    split = TWO_CELLS.astype(float)
+    split[2, :] = 0  # an extra membrane across both cells: four components
+    scores = segment_scores(split, TWO_CELLS, 0.5)
+    # The new membrane row is one proposal segment spanning both cells, a small merge.
+    assert scores["skimage_vi_split"] > 1.0 and scores["skimage_vi_merge"] < 0.25
+
+
+def test_labels_without_cells_score_zero_not_nan():
+    scores = segment_scores(np.random.default_rng(0).random((5, 5)), np.zeros((5, 5), np.uint8), 0.5)
+    assert scores == dict.fromkeys(SEGMENT_COLUMNS, 0.0)
+
+
+def test_tables_from_predictions_on_disk(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = (rng.random((4, 12, 10)) > 0.3).astype(np.uint8)
+    pd.DataFrame({"slice": range(4), "fold": [0, 0, 1, 1], "role": "cv"}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    for fold, slices in ((0, (0, 1)), (1, (2, 3))):
+        (tmp_path / f"fold{fold}").mkdir()
+        for index in slices:
+            noisy = np.clip(labels[index] + rng.normal(0, 0.4, labels[index].shape), 0, 1).astype(np.float32)
+            tifffile.imwrite(tmp_path / f"fold{fold}/slice_{index:03d}.tif", noisy)
+    per_slice = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
+    assert per_slice.slice.tolist() == [0, 1, 2, 3] and per_slice.fold.tolist() == [0, 0, 1, 1]
+    assert np.isfinite(per_slice[PIXEL_COLUMNS + SEGMENT_COLUMNS].to_numpy()).all()
+
+    folds = per_fold_table(per_slice)
+    assert folds.slices.tolist() == [2, 2]
+    assert folds.loc[1, "membrane_dice"] == pytest.approx(per_slice.membrane_dice[2:].mean())
+
+    summary = summary_table(per_slice).set_index("metric")
+    values = folds.pixel_error.to_numpy()
+    low, high = stats.t.interval(0.95, 1, loc=values.mean(), scale=stats.sem(values))
+    assert summary.loc["pixel_error", "ci95_low"] == pytest.approx(low)
+    assert summary.loc["pixel_error", "ci95_high"] == pytest.approx(high)
+    assert summary.loc["pixel_error", "sd"] == pytest.approx(values.std(ddof=1))
+    errors = per_slice[["cell_fp", "cell_fn"]].to_numpy().sum()
+    assert summary.loc["pixel_error", "pooled"] == pytest.approx(errors / labels.size)
+
+
+def test_a_single_fold_has_a_zero_width_interval():
+    per_slice = pd.DataFrame({"slice": [0], "fold": [0], **{c: [0.5] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
+                              "cell_tp": [1], "cell_fp": [1], "cell_fn": [0], "cell_tn": [2]})
+    summary = summary_table(per_slice)
+    assert (summary.ci95_low == summary["mean"]).all() and (summary.sd == 0).all()

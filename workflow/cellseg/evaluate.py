@@ -1,0 +1,126 @@
+"""Evaluation of held-out predictions: per-slice scores, per-fold and summary tables.
+
+Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, pixel error) and
+scikit-image's adapted Rand error and variation of information, computed between the
+4-connected cell components of the labels and of the thresholded prediction (membrane
+pixels of the labels are ignored, as skimage's ``ignore_labels=(0,)`` does).
+
+Defined values where the scores would divide by zero: a slice whose labels hold no
+cell pixel has nothing to split or merge, so its adapted Rand error and both
+variation-of-information terms are 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from scipy import stats
+from skimage.measure import label as connected_components
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from .folds import held_out_slices, read_folds
+from .metrics import class_scores, confusion_counts, pixel_scores
+
+log = logging.getLogger(__name__)
+
+# Columns of per_slice.tsv besides slice and fold, in order.
+PIXEL_COLUMNS = [
+    f"{name}_{score}" for name in ("cell", "membrane") for score in ("dice", "iou", "precision", "recall")
+] + ["pixel_error"]
+SEGMENT_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
+COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
+
+
+def cell_components(cell: np.ndarray) -> np.ndarray:
+    """Labels of the 4-connected components of a boolean cell mask; 0 = membrane."""
+    return connected_components(cell, connectivity=1, background=0)
+
+
+def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """skimage's adapted Rand error and variation of information (split, merge)."""
+    truth = cell_components(labels == 1)
+    if truth.max() == 0:
+        return dict.fromkeys(SEGMENT_COLUMNS, 0.0)
+    proposal = cell_components(probability > threshold)
+    error, _, _ = adapted_rand_error(truth, proposal, ignore_labels=(0,))
+    split, merge = variation_of_information(truth, proposal, ignore_labels=(0,))
+    return {
+        "skimage_adapted_rand_error": float(error),
+        "skimage_vi_split": float(split),
+        "skimage_vi_merge": float(merge),
+    }
+
+
+def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every per-slice score, and the cell confusion counts (for pooled scores)."""
+    counts = confusion_counts(probability > threshold, labels == 1)
+    return {
+        **pixel_scores(probability, labels, threshold),
+        **segment_scores(probability, labels, threshold),
+        **{f"cell_{k}": v for k, v in counts.items()},
+    }
+
+
+def evaluate_held_out(
+    folds_path: str | Path, prediction_dirs: list[str | Path], labels: np.ndarray, threshold: float
+) -> pd.DataFrame:
+    """per_slice table of every held-out slice: ``slice``, ``fold`` and every score.
+
+    ``prediction_dirs[k]`` holds fold k's ``slice_NNN.tif`` probability maps.
+    """
+    table = read_folds(folds_path)
+    rows = []
+    for fold, directory in enumerate(prediction_dirs):
+        for index in held_out_slices(table, fold):
+            path = Path(directory) / f"slice_{index:03d}.tif"
+            probability = tifffile.imread(path)
+            if probability.shape != labels[index].shape:
+                raise ValueError(f"{path} has shape {probability.shape}, its labels {labels[index].shape}")
+            rows.append({"slice": index, "fold": fold, **slice_row(probability, labels[index], threshold)})
+    per_slice = pd.DataFrame(rows).sort_values("slice", ignore_index=True)
+    log.info("scored %d held-out slices of %d folds at threshold %g", len(per_slice), len(prediction_dirs), threshold)
+    return per_slice
+
+
+def per_fold_table(per_slice: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each score over each fold's slices, with the number of slices."""
+    scores = per_slice.groupby("fold")[PIXEL_COLUMNS + SEGMENT_COLUMNS].mean()
+    scores.insert(0, "slices", per_slice.groupby("fold").size())
+    return scores.reset_index()
+
+
+def pooled_scores(per_slice: pd.DataFrame) -> dict[str, float]:
+    """Pixel scores from the confusion counts summed over all slices (micro-average)."""
+    tp, fp, fn, tn = (int(per_slice[c].sum()) for c in COUNT_COLUMNS)
+    pooled = {f"cell_{k}": v for k, v in class_scores(tp, fp, fn).items()}
+    pooled |= {f"membrane_{k}": v for k, v in class_scores(tn, fn, fp).items()}
+    pooled["pixel_error"] = (fp + fn) / (tp + fp + fn + tn)
+    pooled |= {c: float(per_slice[c].mean()) for c in SEGMENT_COLUMNS}
+    return pooled
+
+
+def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
+    """One row per score: mean, standard deviation and 95 % interval over folds, pooled.
+
+    The interval is Student's t over the fold means (k - 1 degrees of freedom); with a
+    single fold it is that fold's value. ``pooled`` sums the confusion counts of every
+    slice for the pixel scores and averages the segment scores over slices.
+    """
+    folds = per_fold_table(per_slice)
+    pooled = pooled_scores(per_slice)
+    count = len(folds)
+    rows = []
+    for column in PIXEL_COLUMNS + SEGMENT_COLUMNS:
+        values = folds[column].to_numpy(dtype=float)
+        mean = float(values.mean())
+        sd = float(values.std(ddof=1)) if count > 1 else 0.0
+        half = float(stats.t.ppf(0.975, count - 1) * sd / np.sqrt(count)) if count > 1 else 0.0
+        rows.append({
+            "metric": column, "mean": mean, "sd": sd, "ci95_low": mean - half, "ci95_high": mean + half,
+            "pooled": pooled[column], "folds": count,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,136 @@
+"""The run's HTML report: one self-contained file rendered from a jinja2 template.
+
+Figures are embedded as base64 data URIs, so the page opens offline and can be mailed or
+archived as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from .evaluate import PIXEL_COLUMNS, SEGMENT_COLUMNS
+
+WORST_SLICES = 3
+LOWER_IS_BETTER = {"pixel_error", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
+
+
+def git_state(directory: str | Path) -> dict[str, str]:
+    """Commit of the workflow's checkout and whether its tree had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": "yes" if git("status", "--porcelain") else "no"}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown (not a git checkout)", "dirty": "unknown"}
+
+
+def runtime_versions() -> dict[str, str]:
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "Python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "CUDA": str(torch.version.cuda or "none"),
+        "Snakemake": installed("snakemake"),
+        "cellseg": installed("cellseg"),
+    }
+
+
+def data_uri(path: str | Path) -> str:
+    """The file as a data URI, so the page needs nothing beside it."""
+    mime = "image/jpeg" if Path(path).suffix == ".jpg" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def benchmark_table(paths: list[str | Path], root: str | Path) -> pd.DataFrame:
+    """Wall time and peak memory of each job that wrote a Snakemake benchmark file."""
+    rows = []
+    for path in sorted(map(Path, paths)):
+        record = pd.read_csv(path, sep="\t").iloc[0]
+        rows.append({"job": str(path.relative_to(root).with_suffix("")), "seconds": record["s"], "max_rss_mb": record["max_rss"]})
+    return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb"])
+
+
+def summary_rows(summary: pd.DataFrame, baseline: pd.DataFrame | None) -> list[dict]:
+    rows = []
+    base = baseline.set_index("metric")["mean"] if baseline is not None else {}
+    for record in summary.to_dict("records"):
+        record["better"] = "lower" if record["metric"] in LOWER_IS_BETTER else "higher"
+        record["baseline"] = base.get(record["metric"]) if baseline is not None else None
+        rows.append(record)
+    return rows
+
+
+def render_report(
+    template_path: str | Path,
+    output: str | Path,
+    *,
+    experiment: str,
+    config: dict,
+    summary: pd.DataFrame,
+    per_fold: pd.DataFrame,
+    per_slice: pd.DataFrame,
+    figures_dir: str | Path,
+    benchmark_paths: list[str | Path],
+    benchmarks_root: str | Path,
+    model_paths: list[str | Path],
+    data_records: list[str | Path],
+    workflow_dir: str | Path,
+    baseline_summary: pd.DataFrame | None = None,
+) -> None:
+    """Render the report of one experiment to ``output`` (one self-contained HTML file)."""
+    figures_dir = Path(figures_dir)
+    worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
+    slice_order = worst + [s for s in per_slice.slice if s not in worst]
+    models = [torch.load(path, map_location="cpu", weights_only=True) for path in model_paths]
+    for model in models:
+        model.pop("state_dict")
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(template_path).parent),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["num"] = lambda value, digits=4: "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    html = environment.get_template(Path(template_path).name).render(
+        experiment=experiment,
+        generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        summary=summary_rows(summary, baseline_summary),
+        has_baseline=baseline_summary is not None,
+        per_fold=per_fold.to_dict("records"),
+        per_slice=per_slice.to_dict("records"),
+        score_columns=PIXEL_COLUMNS + SEGMENT_COLUMNS,
+        worst=worst,
+        figures={
+            "metrics": data_uri(figures_dir / "metrics_by_fold.png"),
+            "curves": data_uri(figures_dir / "training_curves.png"),
+            "test": data_uri(figures_dir / "test_volume.jpg") if (figures_dir / "test_volume.jpg").exists() else None,
+            "slices": [(s, data_uri(figures_dir / "slices" / f"slice_{s:03d}.jpg")) for s in slice_order],
+        },
+        benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
+        models=models,
+        data=[{"file": Path(p).stem, **json.loads(Path(p).read_text())} for p in data_records],
+        config_yaml=yaml.safe_dump(config, sort_keys=False),
+        seed=config["seed"],
+        git=git_state(workflow_dir),
+        versions=runtime_versions(),
+    )
+    Path(output).write_text(html)

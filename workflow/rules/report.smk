@@ -1,0 +1,51 @@
+# Figures of the run and its self-contained HTML report.
+
+
+rule draw_figures:
+    input:
+        images="resources/unpacked/train_images.npy",
+        labels="resources/unpacked/train_labels.npy",
+        per_slice="results/{experiment}/metrics/per_slice.tsv",
+        predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
+        curves=each_fold("results/{experiment}/models/fold{fold}_curve.tsv"),
+        test_images=lambda w: (
+            "resources/unpacked/test_images.npy" if has_test_stack() else []
+        ),
+        test_volume=lambda w: (
+            f"results/{w.experiment}/predictions/test_volume.tif"
+            if has_test_stack()
+            else []
+        ),
+    output:
+        directory("results/{experiment}/figures"),
+    log:
+        "results/{experiment}/logs/draw_figures.log",
+    conda:
+        "../envs/cellseg.yaml"
+    params:
+        threshold=lambda w: experiment_config(w)["eval"]["threshold"],
+    script:
+        "../scripts/draw_figures.py"
+
+
+rule render_report:
+    input:
+        template=REPORT_TEMPLATE,
+        summary="results/{experiment}/metrics/summary.tsv",
+        per_fold="results/{experiment}/metrics/per_fold.tsv",
+        per_slice="results/{experiment}/metrics/per_slice.tsv",
+        figures="results/{experiment}/figures",
+        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
+        data_records=lambda w: [f"resources/{stack}.json" for stack in stacks_in_use()],
+    output:
+        "results/{experiment}/report.html",
+    log:
+        "results/{experiment}/logs/render_report.log",
+    conda:
+        "../envs/cellseg.yaml"
+    params:
+        config=experiment_config,
+        benchmarks="results/{experiment}/benchmarks",
+        baseline="results/seed/metrics/summary.tsv",
+    script:
+        "../scripts/render_report.py"

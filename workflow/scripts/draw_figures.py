@@ -1,0 +1,22 @@
+"""Rule draw_figures: per-slice panels, training curves, metric distributions, test volume."""
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from cellseg.figures import draw_run_figures
+from cellseg.logs import logged_step
+
+with logged_step(snakemake.log[0]):
+    test_images = snakemake.input.test_images
+    draw_run_figures(
+        output_dir=snakemake.output[0],
+        images=np.load(snakemake.input.images, mmap_mode="r"),
+        labels=np.load(snakemake.input.labels, mmap_mode="r"),
+        per_slice=pd.read_csv(snakemake.input.per_slice, sep="\t"),
+        prediction_dirs=list(snakemake.input.predictions),
+        curve_paths=list(snakemake.input.curves),
+        threshold=snakemake.params.threshold,
+        test_images=np.load(test_images, mmap_mode="r") if test_images else None,
+        test_probabilities=tifffile.imread(snakemake.input.test_volume) if test_images else None,
+    )

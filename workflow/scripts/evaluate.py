@@ -1,0 +1,18 @@
+"""Rule evaluate: score the held-out slices and write per-slice, per-fold and summary tables."""
+
+import numpy as np
+
+from cellseg.evaluate import evaluate_held_out, per_fold_table, summary_table
+from cellseg.logs import logged_step
+
+with logged_step(snakemake.log[0]):
+    per_slice = evaluate_held_out(
+        folds_path=snakemake.input.folds,
+        prediction_dirs=list(snakemake.input.predictions),
+        labels=np.load(snakemake.input.labels, mmap_mode="r"),
+        threshold=snakemake.params.threshold,
+    )
+    options = {"sep": "\t", "index": False, "float_format": "%.6g"}
+    per_slice.to_csv(snakemake.output.per_slice, **options)
+    per_fold_table(per_slice).to_csv(snakemake.output.per_fold, **options)
+    summary_table(per_slice).to_csv(snakemake.output.summary, **options)
