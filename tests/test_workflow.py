@@ -55,31 +55,28 @@ def test_second_run_has_nothing_to_do(isbi_run):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_the_folds_refetches_nothing(isbi_run):
+DOWNSTREAM_OF_PREDICTION = {"evaluate": 1, "draw_figures": 1, "render_report": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "override, expected_jobs",
+    [
+        # More folds: new splits, models and predictions, but nothing fetched again.
+        ("cv:\n  folds: 3\n",
+         {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, **DOWNSTREAM_OF_PREDICTION}),
+        # Prediction settings never retrain.
+        ("predict:\n  tta: 8\n", {"predict_held_out": 2, "predict_test_volume": 1, **DOWNSTREAM_OF_PREDICTION}),
+        # The threshold reruns evaluation, figures and report only.
+        ("eval:\n  threshold: 0.4\n", DOWNSTREAM_OF_PREDICTION),
+    ],
+    ids=["folds", "tta", "threshold"],
+)
+def test_a_config_change_reruns_only_what_depends_on_it(isbi_run, override, expected_jobs):
     work, _ = isbi_run
-    (work / "three.yaml").write_text("cv:\n  folds: 3\n")
-    result = snakemake(work, "--configfile", "config/smoke.yaml", "three.yaml", "-n")
+    (work / "override.yaml").write_text(override)
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "override.yaml", "-n")
     assert result.returncode == 0, result.stderr
-    jobs = planned_jobs(result.stdout)
-    assert jobs == {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, "evaluate": 1,
-                    "draw_figures": 1, "render_report": 1, "all": 1}
-
-
-def test_changing_prediction_settings_never_retrains(isbi_run):
-    work, _ = isbi_run
-    (work / "tta.yaml").write_text("predict:\n  tta: 8\n")
-    result = snakemake(work, "--configfile", "config/smoke.yaml", "tta.yaml", "-n")
-    assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"predict_held_out": 2, "predict_test_volume": 1, "evaluate": 1,
-                                           "draw_figures": 1, "render_report": 1, "all": 1}
-
-
-def test_changing_the_threshold_reruns_evaluation_and_report_only(isbi_run):
-    work, _ = isbi_run
-    (work / "threshold.yaml").write_text("eval:\n  threshold: 0.4\n")
-    result = snakemake(work, "--configfile", "config/smoke.yaml", "threshold.yaml", "-n")
-    assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"evaluate": 1, "draw_figures": 1, "render_report": 1, "all": 1}
+    assert planned_jobs(result.stdout) == expected_jobs
 
 
 def test_smoke_run_writes_finite_metric_tables(isbi_run):
