@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASSES = ("cell", "membrane")
-
 
 def confusion_counts(predicted_cell: np.ndarray, true_cell: np.ndarray) -> dict[str, int]:
     """TP, FP, FN, TN of the cell class for two boolean maps of the same shape."""

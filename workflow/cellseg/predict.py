@@ -21,8 +21,6 @@ from .runtime import autocast, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
-TTA_CHOICES = (1, 2, 4, 8)
-
 
 def load_model(path: str | Path, device: torch.device) -> tuple[UNet, dict]:
     """The UNet saved by ``train.train_fold`` in eval mode on ``device``, and its metadata."""
