@@ -73,7 +73,7 @@ def summary_rows(summary: pd.DataFrame, baseline: pd.DataFrame | None) -> list[d
     base = baseline.set_index("metric")["mean"] if baseline is not None else {}
     for record in summary.to_dict("records"):
         record["better"] = "lower" if record["metric"] in LOWER_IS_BETTER else "higher"
-        record["baseline"] = base.get(record["metric"]) if baseline is not None else None
+        record["baseline"] = base.get(record["metric"])
         rows.append(record)
     return rows
 
