@@ -10,7 +10,8 @@ import yaml
 from conftest import REPO
 
 # pip name -> conda-forge name where they differ
-CONDA_NAMES = {"torch": "pytorch", "snakemake": "snakemake-minimal", "matplotlib": "matplotlib-base"}
+# (conda-forge's full snakemake brings what the pip extra snakemake[reports] does)
+CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 TEST_TOOLS = {"pytest", "snakefmt", "playwright"}
 
 
@@ -30,7 +31,7 @@ def pip_dependencies() -> dict[str, str]:
         project = tomllib.load(handle)["project"]
     specs = {}
     for entry in project["dependencies"] + project["optional-dependencies"]["dev"]:
-        name, spec = re.match(r"([A-Za-z0-9_.-]+)(.*)", entry).groups()
+        name, spec = re.match(r"([A-Za-z0-9_.-]+)(?:\[[a-z,]+\])?(.*)", entry).groups()
         specs[CONDA_NAMES.get(name.lower(), name.lower())] = spec
     return specs
 

@@ -8,9 +8,11 @@ import pytest
 import tifffile
 from scipy import stats
 
+from cellseg.challenge import threshold_sweep
 from cellseg.evaluate import (
     PIXEL_COLUMNS,
     SEGMENT_COLUMNS,
+    SKIMAGE_COLUMNS,
     evaluate_held_out,
     per_fold_table,
     segment_scores,
@@ -42,7 +44,7 @@ def test_merged_cells_are_a_merge_and_a_split_cell_a_split():
 
 def test_labels_without_cells_score_zero_not_nan():
     scores = segment_scores(np.random.default_rng(0).random((5, 5)), np.zeros((5, 5), np.uint8), 0.5)
-    assert scores == dict.fromkeys(SEGMENT_COLUMNS, 0.0)
+    assert scores == dict.fromkeys(SKIMAGE_COLUMNS, 0.0)
 
 
 def test_tables_from_predictions_on_disk(tmp_path):
@@ -54,9 +56,18 @@ def test_tables_from_predictions_on_disk(tmp_path):
         for index in slices:
             noisy = np.clip(labels[index] + rng.normal(0, 0.4, labels[index].shape), 0, 1).astype(np.float32)
             tifffile.imwrite(tmp_path / f"fold{fold}/slice_{index:03d}.tif", noisy)
-    per_slice = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
+    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
     assert per_slice.slice.tolist() == [0, 1, 2, 3] and per_slice.fold.tolist() == [0, 0, 1, 1]
+    assert list(per_slice.columns[2:]) == PIXEL_COLUMNS + SEGMENT_COLUMNS + ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
     assert np.isfinite(per_slice[PIXEL_COLUMNS + SEGMENT_COLUMNS].to_numpy()).all()
+
+    # The challenge's figure: the best over thresholds of the mean over slices.
+    assert len(thresholds) == 11 and thresholds.best_v_rand.sum() == 1 and thresholds.best_v_info.sum() == 1
+    for score in ("v_rand", "v_info"):
+        assert per_slice[f"{score}_thinned"].mean() == pytest.approx(thresholds[score].max())
+        best = thresholds.loc[thresholds[f"best_{score}"], "threshold"].iloc[0]
+        sweep = threshold_sweep(tifffile.imread(tmp_path / "fold1/slice_003.tif"), labels[3])
+        assert per_slice.loc[3, f"{score}_thinned"] == next(r[score] for r in sweep if r["threshold"] == best)
 
     folds = per_fold_table(per_slice)
     assert folds.slices.tolist() == [2, 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,33 @@ def test_report_opens_in_headless_chromium(isbi_run, tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"))
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
         values = page.eval_on_selector_all("#summary-table td.value", "cells => cells.map(c => c.textContent)")
+        challenge = page.eval_on_selector_all("#challenge-table td", "cells => cells.map(c => c.textContent)")
         browser.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
     assert len(widths) >= 33 and all(width > 0 for width in widths)
-    assert len(values) == 2 * 12 and all(np.isfinite(float(v)) for v in values)
+    metrics = pd.read_csv(work / "results/smoke/metrics/summary.tsv", sep="\t").metric.tolist()
+    assert "v_rand_thinned" in metrics and "v_info_thinned" in metrics
+    assert len(values) == 2 * len(metrics) and all(np.isfinite(float(v)) for v in values)
+    assert len(challenge) == 11 * 3 and all(np.isfinite(float(v)) for v in challenge)
     assert outside == []
+
+
+def test_snakemakes_own_report_holds_the_annotated_outputs(isbi_run, tmp_path):
+    work, _ = isbi_run
+    archive = tmp_path / "snakemake_report.zip"
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "--report", str(archive))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+        pages = sorted((n for n in names if n.endswith("/report.html")), key=len)
+        page = bundle.read(pages[0]).decode()  # Snakemake's own; ours is under data/raw/
+        assert "cellseg: smoke" in bundle.read(pages[1]).decode()
+    for name in ("summary.tsv", "per_slice.tsv", "challenge_thresholds.tsv", "metrics_by_fold.png",
+                 "training_curves.png", "slices/slice_029.jpg"):
+        assert any(n.endswith(name) for n in names), name
+    assert len(names) == len(set(names))  # each output once
+    for caption in ("challenge&#39;s sweep", "false membrane and missed membrane", "full provenance"):
+        assert caption.replace("&#39;", "'") in page or caption in page, caption
 
 
 def test_figures_of_the_smoke_run(isbi_run):

@@ -1,13 +1,16 @@
 """Evaluation of held-out predictions: per-slice scores, per-fold and summary tables.
 
-Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, pixel error) and
-scikit-image's adapted Rand error and variation of information, computed between the
-4-connected cell components of the labels and of the thresholded prediction (membrane
-pixels of the labels are ignored, as skimage's ``ignore_labels=(0,)`` does).
+Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, pixel error) at
+``eval.threshold``; the challenge's V_Rand and V_Info after thinning (``challenge``), each
+at the threshold of the challenge's sweep that is best over all held-out slices; and
+scikit-image's adapted Rand error and variation of information at ``eval.threshold``,
+computed between the 4-connected cell components of the labels and of the thresholded
+prediction (membrane pixels of the labels are ignored, as skimage's
+``ignore_labels=(0,)`` does).
 
 Defined values where the scores would divide by zero: a slice whose labels hold no
 cell pixel has nothing to split or merge, so its adapted Rand error and both
-variation-of-information terms are 0.
+variation-of-information terms are 0 (and V_Rand, V_Info 1).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import numpy as np
 import pandas as pd
 import tifffile
 from scipy import stats
-from skimage.measure import label as connected_components
 from skimage.metrics import adapted_rand_error, variation_of_information
 
+from .challenge import SCORES as CHALLENGE_SCORES
+from .challenge import cell_components, threshold_sweep
 from .folds import held_out_slices, read_folds
 from .metrics import class_scores, confusion_counts, pixel_scores
 
@@ -31,20 +35,17 @@ log = logging.getLogger(__name__)
 PIXEL_COLUMNS = [
     f"{name}_{score}" for name in ("cell", "membrane") for score in ("dice", "iou", "precision", "recall")
 ] + ["pixel_error"]
-SEGMENT_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
+CHALLENGE_COLUMNS = [f"{score}_thinned" for score in CHALLENGE_SCORES]
+SKIMAGE_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
+SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS
 COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
-
-
-def cell_components(cell: np.ndarray) -> np.ndarray:
-    """Labels of the 4-connected components of a boolean cell mask; 0 = membrane."""
-    return connected_components(cell, connectivity=1, background=0)
 
 
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """skimage's adapted Rand error and variation of information (split, merge)."""
     truth = cell_components(labels == 1)
     if truth.max() == 0:
-        return dict.fromkeys(SEGMENT_COLUMNS, 0.0)
+        return dict.fromkeys(SKIMAGE_COLUMNS, 0.0)
     proposal = cell_components(probability > threshold)
     error, _, _ = adapted_rand_error(truth, proposal, ignore_labels=(0,))
     split, merge = variation_of_information(truth, proposal, ignore_labels=(0,))
@@ -67,13 +68,14 @@ def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 def evaluate_held_out(
     folds_path: str | Path, prediction_dirs: list[str | Path], labels: np.ndarray, threshold: float
-) -> pd.DataFrame:
-    """per_slice table of every held-out slice: ``slice``, ``fold`` and every score.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """per_slice table of every held-out slice (``slice``, ``fold`` and every score) and
+    the challenge's threshold table (``challenge_table``).
 
     ``prediction_dirs[k]`` holds fold k's ``slice_NNN.tif`` probability maps.
     """
     table = read_folds(folds_path)
-    rows = []
+    rows, sweeps = [], []
     for fold, directory in enumerate(prediction_dirs):
         for index in held_out_slices(table, fold):
             path = Path(directory) / f"slice_{index:03d}.tif"
@@ -81,9 +83,27 @@ def evaluate_held_out(
             if probability.shape != labels[index].shape:
                 raise ValueError(f"{path} has shape {probability.shape}, its labels {labels[index].shape}")
             rows.append({"slice": index, "fold": fold, **slice_row(probability, labels[index], threshold)})
+            sweeps += [{"slice": index, "fold": fold, **row} for row in threshold_sweep(probability, labels[index])]
+        log.info("scored fold %d", fold)
     per_slice = pd.DataFrame(rows).sort_values("slice", ignore_index=True)
+    sweep = pd.DataFrame(sweeps)
+    thresholds = challenge_table(sweep)
+    for score in CHALLENGE_SCORES:
+        best = thresholds.loc[thresholds[f"best_{score}"], "threshold"].iloc[0]
+        at_best = sweep[sweep.threshold == best].set_index("slice")[score]
+        per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned",
+                         per_slice.slice.map(at_best).to_numpy())
     log.info("scored %d held-out slices of %d folds at threshold %g", len(per_slice), len(prediction_dirs), threshold)
-    return per_slice
+    return per_slice, thresholds
+
+
+def challenge_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Mean V_Rand and V_Info over slices per challenge threshold, the best of each
+    marked (the first, on ties, as Fiji's strict ``>`` keeps it)."""
+    table = sweep.groupby("threshold", sort=True)[list(CHALLENGE_SCORES)].mean().reset_index()
+    for score in CHALLENGE_SCORES:
+        table[f"best_{score}"] = table.index == table[score].to_numpy().argmax()
+    return table
 
 
 def per_fold_table(per_slice: pd.DataFrame) -> pd.DataFrame:

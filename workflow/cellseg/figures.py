@@ -25,7 +25,8 @@ MAIN_METRICS = {
     "membrane_dice": "membrane Dice",
     "cell_dice": "cell Dice",
     "pixel_error": "pixel error",
-    "skimage_adapted_rand_error": "adapted Rand error (skimage)",
+    "v_rand_thinned": "V_Rand (thinned)",
+    "v_info_thinned": "V_Info (thinned)",
 }
 
 
@@ -79,7 +80,7 @@ def training_curves(curves: dict[int, pd.DataFrame]) -> Figure:
 
 def metric_distributions(per_slice: pd.DataFrame) -> Figure:
     """Each main metric's per-slice values, one box per fold, the slices as dots."""
-    figure, axes = plt.subplots(1, len(MAIN_METRICS), figsize=(4 * len(MAIN_METRICS), 4), constrained_layout=True)
+    figure, axes = plt.subplots(1, len(MAIN_METRICS), figsize=(3.4 * len(MAIN_METRICS), 4), constrained_layout=True)
     folds = sorted(per_slice.fold.unique())
     for axis, (column, name) in zip(axes, MAIN_METRICS.items()):
         values = [per_slice.loc[per_slice.fold == fold, column].to_numpy() for fold in folds]

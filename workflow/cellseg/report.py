@@ -87,6 +87,7 @@ def render_report(
     summary: pd.DataFrame,
     per_fold: pd.DataFrame,
     per_slice: pd.DataFrame,
+    challenge_thresholds: pd.DataFrame,
     figures_dir: str | Path,
     benchmark_paths: list[str | Path],
     benchmarks_root: str | Path,
@@ -117,6 +118,7 @@ def render_report(
         has_baseline=baseline_summary is not None,
         per_fold=per_fold.to_dict("records"),
         per_slice=per_slice.to_dict("records"),
+        challenge=challenge_thresholds.to_dict("records"),
         score_columns=PIXEL_COLUMNS + SEGMENT_COLUMNS,
         worst=worst,
         figures={
@@ -130,6 +132,7 @@ def render_report(
         data=[{"file": Path(p).stem, **json.loads(Path(p).read_text())} for p in data_records],
         config_yaml=yaml.safe_dump(config, sort_keys=False),
         seed=config["seed"],
+        threshold=config["eval"]["threshold"],
         git=git_state(workflow_dir),
         versions=runtime_versions(),
     )

@@ -74,3 +74,13 @@ def final_outputs():
         if has_test_stack():
             outputs.append(f"results/{name}/predictions/test_volume.tif")
     return outputs
+
+
+def scores_table(name):
+    """A table of metrics/, shown under "Scores" in `snakemake --report`."""
+    return report(
+        f"results/{{experiment}}/metrics/{name}.tsv",
+        caption="../report/scores.rst",
+        category="Scores",
+        subcategory="{experiment}",
+    )

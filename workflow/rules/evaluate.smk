@@ -7,11 +7,14 @@ rule evaluate:
         labels="resources/unpacked/train_labels.npy",
         predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
     output:
-        per_slice="results/{experiment}/metrics/per_slice.tsv",
-        per_fold="results/{experiment}/metrics/per_fold.tsv",
-        summary="results/{experiment}/metrics/summary.tsv",
+        per_slice=scores_table("per_slice"),
+        per_fold=scores_table("per_fold"),
+        summary=scores_table("summary"),
+        challenge_thresholds=scores_table("challenge_thresholds"),
     log:
         "results/{experiment}/logs/evaluate.log",
+    benchmark:
+        "results/{experiment}/benchmarks/evaluate.tsv"
     conda:
         "../envs/cellseg.yaml"
     params:

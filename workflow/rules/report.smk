@@ -17,7 +17,13 @@ rule draw_figures:
             else []
         ),
     output:
-        directory("results/{experiment}/figures"),
+        report(
+            directory("results/{experiment}/figures"),
+            patterns=["{name}.png", "{name}.jpg"],  # slices/ included
+            caption="../report/figures.rst",
+            category="Figures",
+            subcategory="{experiment}",
+        ),
     log:
         "results/{experiment}/logs/draw_figures.log",
     conda:
@@ -34,11 +40,17 @@ rule render_report:
         summary="results/{experiment}/metrics/summary.tsv",
         per_fold="results/{experiment}/metrics/per_fold.tsv",
         per_slice="results/{experiment}/metrics/per_slice.tsv",
+        challenge_thresholds="results/{experiment}/metrics/challenge_thresholds.tsv",
         figures="results/{experiment}/figures",
         models=each_fold("results/{experiment}/models/fold{fold}.pt"),
         data_records=lambda w: [f"resources/{stack}.json" for stack in stacks_in_use()],
     output:
-        "results/{experiment}/report.html",
+        report(
+            "results/{experiment}/report.html",
+            caption="../report/report.rst",
+            category="Report",
+            subcategory="{experiment}",
+        ),
     log:
         "results/{experiment}/logs/render_report.log",
     conda:

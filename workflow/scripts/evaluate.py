@@ -1,4 +1,5 @@
-"""Rule evaluate: score the held-out slices and write per-slice, per-fold and summary tables."""
+"""Rule evaluate: score the held-out slices; write per-slice, per-fold, summary and
+challenge-threshold tables."""
 
 import numpy as np
 
@@ -6,7 +7,7 @@ from cellseg.evaluate import evaluate_held_out, per_fold_table, summary_table
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
-    per_slice = evaluate_held_out(
+    per_slice, challenge_thresholds = evaluate_held_out(
         folds_path=snakemake.input.folds,
         prediction_dirs=list(snakemake.input.predictions),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
@@ -16,3 +17,4 @@ with logged_step(snakemake.log[0]):
     per_slice.to_csv(snakemake.output.per_slice, **options)
     per_fold_table(per_slice).to_csv(snakemake.output.per_fold, **options)
     summary_table(per_slice).to_csv(snakemake.output.summary, **options)
+    challenge_thresholds.to_csv(snakemake.output.challenge_thresholds, **options)

@@ -8,7 +8,7 @@ from cellseg.logs import logged_step
 from cellseg.report import render_report
 
 with logged_step(snakemake.log[0]):
-    table = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice")}
+    tables = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice", "challenge_thresholds")}
     baseline = Path(snakemake.params.baseline)
     own_summary = Path(snakemake.input.summary).resolve()
     render_report(
@@ -24,5 +24,5 @@ with logged_step(snakemake.log[0]):
         # The template lives at <checkout>/workflow/templates/: git state of that checkout.
         workflow_dir=Path(snakemake.input.template).resolve().parents[2],
         baseline_summary=pd.read_csv(baseline, sep="\t") if baseline.exists() and baseline.resolve() != own_summary else None,
-        **table,
+        **tables,
     )
