@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellseg.model import UNet, count_parameters
+from cellseg.model import UNet, build_model, count_parameters
 
 
 def test_seed_design_has_the_classic_parameter_count():
@@ -47,3 +47,16 @@ def test_bad_arguments_are_refused():
         UNet(norm="layer")
     with pytest.raises(ValueError, match="depth"):
         UNet(depth=0)
+
+
+def test_build_model_gives_our_unet_or_monais_basicunet_as_a_peer():
+    from conftest import require
+
+    assert isinstance(build_model({"architecture": "unet", "depth": 2, "base_channels": 4, "norm": "batch"}), UNet)
+    try:
+        import monai  # noqa: F401
+    except ImportError:
+        require(False, "MONAI (the optional extra .[peers]) is not installed")
+    peer = build_model({"architecture": "monai_basicunet", "depth": 4, "base_channels": 8, "norm": "batch"})
+    with torch.no_grad():
+        assert peer.eval()(torch.rand(1, 1, 64, 48)).shape == (1, 1, 64, 48)

@@ -17,7 +17,7 @@ from cellseg.predict import Predictor, dihedral, predict_held_out, predict_volum
 def save_model(path, seed=0, depth=2, channels=4):
     torch.manual_seed(seed)
     model = UNet(depth, channels, "batch").eval()
-    spec = {"depth": depth, "base_channels": channels, "norm": "batch"}
+    spec = {"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch"}
     torch.save({"state_dict": model.state_dict(), "model": spec, "normalisation": {"mean": 0.5, "std": 0.25}}, path)
     return path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
+
 import jsonschema
 import yaml
 
@@ -120,3 +121,23 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         )
     return config
 
+
+def merged(base: dict, override: dict) -> dict:
+    """``base`` updated by ``override`` key by key, nested sections merged (as Snakemake
+    merges --configfile files); neither argument is changed."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def load_config(paths: list[str | Path], schema_path: str | Path) -> dict:
+    """The config files merged in order, validated, defaults filled in."""
+    config: dict = {}
+    for path in paths:
+        with open(path) as handle:
+            config = merged(config, yaml.safe_load(handle) or {})
+    return validate_config(config, schema_path)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
+
 NORMS = ("none", "batch", "group")
 GROUPS = 8
 
@@ -100,3 +102,15 @@ class UNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(spec: dict) -> nn.Module:
+    """The network a ``model`` config section describes: our UNet, or MONAI's BasicUNet
+    (its defaults: features 32-32-64-128-256, batch norm) as a peer to compare with."""
+    if spec["architecture"] == "monai_basicunet":
+        try:
+            from monai.networks.nets import BasicUNet
+        except ImportError as error:
+            raise InputError("model.architecture 'monai_basicunet' needs MONAI: pip install -e '.[peers]'") from error
+        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1)
+    return UNet(spec["depth"], spec["base_channels"], spec["norm"])

@@ -16,17 +16,16 @@ import numpy as np
 import tifffile
 import torch
 
-from .model import UNet
+from .model import build_model
 from .runtime import autocast, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
-def load_model(path: str | Path, device: torch.device) -> tuple[UNet, dict]:
-    """The UNet saved by ``train.train_fold`` in eval mode on ``device``, and its metadata."""
+def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model saved by ``train.train_fold`` in eval mode on ``device``, and its metadata."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    spec = payload["model"]
-    model = UNet(spec["depth"], spec["base_channels"], spec["norm"])
+    model = build_model(payload["model"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload
 
