@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Benchmarks of this machine, side by side in one run: what the pipeline costs and buys.
+
+    .venv/bin/python scripts/bench.py [--sections peaks,training,...] [--peer-minutes 10]
+
+Sections (all by default):
+  peaks      dense matmul GFLOP/s in fp32 and bf16 (and fp16 on a GPU)
+  training   crops/s and achieved GFLOP/s of the default and seed models in fp32 and bf16,
+             with and without channels_last (and torch.compile), and where a step's time
+             goes (torch.profiler regions: data, forward, backward, optimizer)
+  inference  seconds per 512 x 512 slice with and without TTA; peak memory of tiled
+             prediction for 512 to 4096 px slices
+  peers      the seed recipe, MONAI's BasicUNet and the default trained on fold 0 for the
+             same wall time, scored on fold 0's held-out slices
+  pipeline   `snakemake -n` time for the default config
+  scaling    rule times of the smoke config on 30, 60 and 120 slices (the ISBI slices
+             repeated with flips)
+
+Writes results/bench/<host>-<date>/ with one TSV per section and summary.md. Nothing
+here asserts a time: it measures and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+import torch
+
+from cellseg.benchmark import inference_code, matmul_peak, measure_in_subprocess, step_flops, time_training
+from cellseg.config import load_config, merged
+from cellseg.metrics import pixel_scores
+from cellseg.predict import Predictor
+from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
+from cellseg.stacks import binary_labels, read_stack, scale_images
+from cellseg.train import train_fold
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SECTIONS = ("peaks", "training", "inference", "peers", "pipeline", "scaling")
+ISBI = REPO.parent / "shared/isbi2012"
+
+
+def config_of(*overrides: str | dict) -> dict:
+    """config/config.yaml merged with config files (paths relative to config/) or dicts."""
+    config = load_config([REPO / "config/config.yaml"], SCHEMA)
+    for override in overrides:
+        if isinstance(override, str):
+            override = load_config([REPO / "config/config.yaml", REPO / "config" / override], SCHEMA)
+        config = merged(config, override)
+    return config
+
+
+def isbi_stacks() -> tuple[np.ndarray, np.ndarray]:
+    """The ISBI training images (float32 in [0, 1]) and labels (1 = cell)."""
+    images, labels = ISBI / "train-volume.tif", ISBI / "train-labels.tif"
+    return scale_images(read_stack(images), images), binary_labels(read_stack(labels), labels)
+
+
+def peaks(device: torch.device) -> pd.DataFrame:
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    return pd.DataFrame([{"dtype": name, "gflops": matmul_peak(dtype, device)} for name, dtype in dtypes.items()])
+
+
+def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: float) -> pd.DataFrame:
+    rows = []
+    slices = list(range(6, 30))
+    variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
+    for name, config in (("default", config_of()), ("seed", config_of("seed.yaml"))):
+        flops = step_flops(config, device)
+        for precision, channels_last, compiled in variants + ([("fp32", True, True)] if name == "default" else []):
+            print(f"training {name} {precision} channels_last={channels_last} compiled={compiled}", flush=True)
+            timing = time_training(config, images, labels, slices, device, precision, channels_last, compiled,
+                                   warmup=1 if precision == "bf16" and not cpu_has_fast_bf16() else 2)
+            achieved = flops / timing["step_seconds"] / 1e9
+            rows.append({
+                "model": name, "precision": precision, "channels_last": channels_last, "compiled": compiled,
+                "crops_per_second": timing["crops_per_second"], "gflops_achieved": achieved,
+                "pct_of_bf16_peak": 100 * achieved / bf16_peak, "pct_of_fp32_peak": 100 * achieved / fp32_peak,
+                "step_gflop": flops / 1e9, "steps_timed": timing["steps"], "warmup_seconds": timing["warmup_seconds"],
+                **{k: timing[k] for k in ("step_seconds", "data_seconds", "forward_seconds", "backward_seconds", "optimizer_seconds")},
+            })
+    return pd.DataFrame(rows)
+
+
+def trained_default(work: Path, images, labels) -> Path:
+    """A default-config model (a few steps: speed does not depend on the weights)."""
+    config = config_of({"train": {"steps": 2}})
+    path = work / "speed_model.pt"
+    train_fold(images, labels, list(range(6, 30)), config, 0, path, work / "curve.tsv", work / "ck.pt")
+    return path
+
+
+def inference(work: Path, images, labels) -> pd.DataFrame:
+    model = str(trained_default(work, images, labels))
+    rows = []
+    for tta in (1, 8):
+        measured = measure_in_subprocess(inference_code(model, 512, tta, 512, repeats=5))
+        rows.append({"what": f"512 x 512 slice, TTA {tta}", "size": 512, "tta": tta, **measured})
+    for size in (512, 1024, 2048, 4096):
+        measured = measure_in_subprocess(inference_code(model, size, 1, 512))
+        rows.append({"what": f"{size} x {size} slice, tiles of 512, TTA 1", "size": size, "tta": 1, **measured})
+    return pd.DataFrame(rows)
+
+
+def peers(work: Path, images, labels, minutes: float, device: torch.device) -> pd.DataFrame:
+    held_out, train_slices = list(range(6)), list(range(6, 30))
+    candidates = {
+        "seed recipe (config/seed.yaml)": config_of("seed.yaml"),
+        "MONAI BasicUNet, default training": config_of({"model": {"architecture": "monai_basicunet"}}),
+        "default (config/config.yaml)": config_of(),
+    }
+    rows = []
+    for name, config in candidates.items():
+        train = config["train"]
+        precision = resolve_precision(train["precision"], device)
+        timing = time_training(config, images, labels, train_slices, device, precision, train["channels_last"],
+                               warmup=2, min_seconds=20)
+        steps = max(1, int(minutes * 60 / timing["step_seconds"]))
+        config = merged(config, {"train": {"steps": steps, "checkpoint_every": steps + 1}})
+        print(f"peer {name}: {steps} steps for {minutes} min", flush=True)
+        folder = work / f"peer{len(rows)}"
+        folder.mkdir()
+        metadata = train_fold(images, labels, train_slices, config, 0, folder / "model.pt", folder / "curve.tsv",
+                              folder / "checkpoint.pt")
+        predictor = Predictor([folder / "model.pt"], config["predict"])
+        probabilities = predictor.predict_slices(images, held_out)
+        scores = pd.DataFrame(pixel_scores(p, labels[i], 0.5) for p, i in zip(probabilities, held_out)).mean()
+        rows.append({
+            "peer": name, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
+            "crops_per_second": metadata["crops_per_second"], "membrane_dice": scores.membrane_dice,
+            "pixel_error": scores.pixel_error,
+        })
+    return pd.DataFrame(rows)
+
+
+def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", *args], cwd=workdir,
+                       capture_output=True, check=True)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def copy_workflow(destination: Path) -> Path:
+    destination.mkdir(parents=True)
+    shutil.copy2(REPO / "Snakefile", destination)
+    for folder in ("workflow", "config"):
+        shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+def pipeline(work: Path) -> pd.DataFrame:
+    (work / "shared").symlink_to(ISBI.parent, target_is_directory=True)
+    copy = copy_workflow(work / "pipeline")
+    return pd.DataFrame([{"what": "snakemake -n, default config (median of 3)", "seconds": snakemake_dry_run_seconds(copy)}])
+
+
+def scaling(work: Path, images, labels) -> pd.DataFrame:
+    rows = []
+    for count in (30, 60, 120):
+        repeats = count // 30
+        stack_images = np.concatenate([images[:, :, ::-1] if r % 2 else images for r in range(repeats)])
+        stack_labels = np.concatenate([labels[:, :, ::-1] if r % 2 else labels for r in range(repeats)])
+        copy = copy_workflow(work / f"scaling{count}")
+        tifffile.imwrite(copy / "images.tif", (stack_images * 255).round().astype(np.uint8))
+        tifffile.imwrite(copy / "labels.tif", stack_labels * 255)
+        (copy / "own.yaml").write_text(
+            "data:\n  train_images: [images.tif]\n  train_labels: [labels.tif]\n  test_images: []\n"
+        )
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1",
+                        "--configfile", "config/smoke.yaml", "own.yaml", "--", "results/smoke/metrics/summary.tsv"],
+                       cwd=copy, capture_output=True, check=True)
+        wall = time.perf_counter() - began
+        benchmarks = copy / "results/smoke/benchmarks"
+        seconds = {p.relative_to(benchmarks).parts[0].removesuffix(".tsv"): 0.0 for p in benchmarks.rglob("*.tsv")}
+        for path in benchmarks.rglob("*.tsv"):
+            seconds[path.relative_to(benchmarks).parts[0].removesuffix(".tsv")] += pd.read_csv(path, sep="\t").s.iloc[0]
+        rows.append({"slices": count, "pipeline_seconds": wall, **{f"{k}_seconds": v for k, v in sorted(seconds.items())}})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated, of: " + ", ".join(SECTIONS))
+    parser.add_argument("--peer-minutes", type=float, default=10.0, help="training wall time of each peer")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+
+    set_threads(args.threads)
+    device = resolve_device("auto")
+    out = REPO / "results/bench" / f"{platform.node()}-{datetime.datetime.now():%Y%m%d-%H%M}"
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="cellseg-bench-"))
+    images, labels = isbi_stacks()
+    lines = [
+        f"# Benchmarks, {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "",
+        f"Machine: {platform.node()}, {device_name(device)}, {args.threads} threads, native CPU bf16: "
+        f"{cpu_has_fast_bf16()}; torch {torch.__version__}, Python {platform.python_version()}.",
+    ]
+    results: dict[str, pd.DataFrame] = {}
+    for section in sections:
+        print(f"== {section}", flush=True)
+        began = time.perf_counter()
+        if section == "peaks" or (section == "training" and "peaks" not in results):
+            results["peaks"] = peaks(device)
+        if section == "training":
+            by_dtype = results["peaks"].set_index("dtype").gflops
+            results[section] = training(device, images, labels, by_dtype["bf16"], by_dtype["fp32"])
+        elif section == "inference":
+            results[section] = inference(work, images, labels)
+        elif section == "peers":
+            results[section] = peers(work, images, labels, args.peer_minutes, device)
+        elif section == "pipeline":
+            results[section] = pipeline(work)
+        elif section == "scaling":
+            results[section] = scaling(work, images, labels)
+        results[section].to_csv(out / f"{section}.tsv", sep="\t", index=False, float_format="%.5g")
+        lines += ["", f"## {section} ({time.perf_counter() - began:.0f} s)", "", results[section].to_string(index=False)]
+        (out / "summary.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines[-3:]), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Benchmark measurements (scripts/bench.py) on tiny sizes: they measure what they say."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cellseg.benchmark import PHASES, matmul_peak, measure_in_subprocess, step_flops, time_training
+from cellseg.config import load_config, merged
+from conftest import REPO
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+def tiny_config(crop: int = 32) -> dict:
+    config = load_config([REPO / "config/config.yaml", REPO / "config/smoke.yaml"], SCHEMA)
+    return merged(config, {"train": {"crop_size": crop, "batch_size": 2}})
+
+
+def test_matmul_peak_is_a_finite_rate():
+    rate = matmul_peak(torch.float32, torch.device("cpu"), max_size=256, seconds=0.05)
+    assert math.isfinite(rate) and rate > 0
+
+
+def test_step_flops_count_convolutions_forward_and_backward():
+    small, large = (step_flops(tiny_config(crop), torch.device("cpu")) for crop in (32, 64))
+    # Every layer is a convolution over the crop: four times the pixels, four times the FLOPs.
+    assert large == 4 * small
+    # The first 3x3 convolution alone (1 -> 4 channels over 2 x 32 x 32) is 2*9*4*2048 forward.
+    assert small > 3 * 2 * 9 * 4 * 2 * 32 * 32
+
+
+def test_training_timing_splits_a_step_into_its_phases():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 48, 48), dtype=np.float32)
+    labels = (rng.random((4, 48, 48)) > 0.3).astype(np.uint8)
+    timing = time_training(tiny_config(), images, labels, [0, 1, 2], torch.device("cpu"),
+                           "fp32", True, warmup=1, min_seconds=0.2, max_steps=5)
+    assert 1 <= timing["steps"] <= 5 and timing["crops_per_second"] > 0
+    phases = [timing[f"{phase}_seconds"] for phase in PHASES]
+    assert all(p > 0 for p in phases) and sum(phases) <= timing["step_seconds"] * 1.05
+
+
+def test_measure_in_subprocess_reports_peak_memory():
+    measured = measure_in_subprocess("import numpy as np\nblock = np.ones(50_000_000 // 8)\nresult = {'n': int(block.size)}")
+    assert measured["n"] == 50_000_000 // 8 and measured["peak_rss_mb"] > 45
+
+
+def test_bench_script_refuses_an_unknown_section():
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, str(REPO / "scripts/bench.py"), "--sections", "peaks,speed"],
+                              capture_output=True, text=True)
+    assert finished.returncode == 2 and "unknown sections ['speed']" in finished.stderr

@@ -1,0 +1,151 @@
+"""Measurements behind ``scripts/bench.py``: the machine's peaks, what a training step
+costs and where its time goes, inference time and memory.
+
+Every figure is measured on the machine the function runs on; nothing here asserts a
+time. FLOPs are counted by ``torch.utils.flop_counter`` (convolutions and matrix
+products, forward plus backward), the convention of MFU figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from .runtime import autocast
+from .model import build_model
+from .train import CropSampler, make_optimizer, training_step
+
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, max_size: int = 4096, seconds: float = 2.0) -> float:
+    """Dense square matrix product throughput in GFLOP/s, best of repeats.
+
+    The size grows from 256 until one product takes a tenth of ``seconds`` (or reaches
+    ``max_size``), so a dtype without fast kernels is measured without taking minutes.
+    """
+    size = 128
+    while True:
+        size *= 2
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        torch.mm(a, b)  # warm-up: kernel selection, caches
+        synchronize(device)
+        began = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        if time.perf_counter() - began > seconds / 10 or size >= max_size:
+            break
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        began = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        elapsed = time.perf_counter() - began
+        best, spent = min(best, elapsed), spent + elapsed
+    return 2 * size**3 / best / 1e9
+
+
+def step_flops(config: dict, device: torch.device) -> float:
+    """FLOPs of one training step of ``config``'s model (forward and backward)."""
+    model = build_model(config["model"]).to(device)
+    side, batch = config["train"]["crop_size"], config["train"]["batch_size"]
+    image = torch.randn(batch, 1, side, side, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(image).sum().backward()
+    return float(counter.get_total_flops())
+
+
+def time_training(
+    config: dict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_slices: list[int],
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    compiled: bool = False,
+    warmup: int = 2,
+    min_seconds: float = 10.0,
+    max_steps: int = 20,
+) -> dict[str, float]:
+    """Throughput of the real training step (sampler, augmentation, model, loss,
+    optimizer) in one precision and memory format.
+
+    After ``warmup`` steps, steps run under torch.profiler until ``min_seconds`` have
+    passed (at least one step, at most ``max_steps``). Returns crops/s, seconds per step,
+    the warm-up's seconds (compilation included) and the seconds per step in each phase
+    of ``train.training_step`` (its record_function regions).
+    """
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(config["model"]).to(device=device, memory_format=memory_format)
+    optimizer = make_optimizer(model.parameters(), config["train"])
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    sampler = CropSampler(images, labels, train_slices, config, config["seed"], 0)
+    network = torch.compile(model) if compiled else model
+
+    def run(step: int) -> None:
+        training_step(network, optimizer, scaler, sampler, step, device, precision, memory_format,
+                      config["train"]["loss"], (0.5, 0.2))
+
+    began = time.perf_counter()
+    for step in range(warmup):
+        run(step)
+    synchronize(device)
+    warmup_seconds = time.perf_counter() - began
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        began, steps = time.perf_counter(), 0
+        while steps < max_steps and (steps == 0 or time.perf_counter() - began < min_seconds):
+            run(warmup + steps)
+            steps += 1
+        synchronize(device)
+        elapsed = time.perf_counter() - began
+    totals = {event.key: event.cpu_time_total for event in profiler.key_averages() if event.key in PHASES}
+    return {
+        "steps": steps,
+        "crops_per_second": steps * sampler.batch_size / elapsed,
+        "step_seconds": elapsed / steps,
+        "warmup_seconds": warmup_seconds,
+        **{f"{phase}_seconds": totals.get(phase, 0.0) / 1e6 / steps for phase in PHASES},
+    }
+
+
+def measure_in_subprocess(code: str, timeout: float = 600) -> dict:
+    """Run ``code`` in a fresh Python; it prints one JSON object as its last line. Adds
+    the process's peak resident memory (``peak_rss_mb``)."""
+    wrapped = code + "\nimport resource as _r, json as _j\nprint(_j.dumps({**result, 'peak_rss_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    finished = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, timeout=timeout)
+    if finished.returncode != 0:
+        raise RuntimeError(f"measurement failed:\n{finished.stderr[-2000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def inference_code(model_path: str, size: int, tta: int, tile: int, repeats: int = 1) -> str:
+    """Python that predicts a random ``size`` x ``size`` slice and sets ``result``."""
+    return f"""
+import time, numpy as np, torch
+torch.set_num_threads({torch.get_num_threads()})
+from cellseg.predict import Predictor
+predictor = Predictor([{model_path!r}], dict(tta={tta}, tile_size={tile}, tile_overlap=0.25, device="auto",
+                                            precision="fp32", channels_last=True))
+image = np.random.default_rng(0).random(({size}, {size}), dtype=np.float32)
+predictor.predict_slice(image[:64, :64])
+began = time.perf_counter()
+for _ in range({repeats}):
+    predictor.predict_slice(image)
+result = {{"seconds_per_slice": (time.perf_counter() - began) / {repeats}}}
+"""
