@@ -79,11 +79,11 @@ def make_stacks(folder: Path, slices: int = 6, height: int = 37, width: int = 45
 
 
 def copy_workflow(destination: Path) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, config/) to run Snakemake in."""
+    """A copy of the workflow (Snakefile, workflow/, config/, profiles/) to run Snakemake in."""
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for folder in ("workflow", "config"):
+    for folder in ("workflow", "config", "profiles"):
         shutil.copytree(REPO / folder, destination / folder, ignore=ignore)
     return destination
 
