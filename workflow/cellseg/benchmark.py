@@ -18,7 +18,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from .runtime import autocast
 from .model import build_model
 from .train import CropSampler, make_optimizer, training_step
 
