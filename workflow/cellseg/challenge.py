@@ -109,31 +109,24 @@ def thin_boundaries(cell: np.ndarray) -> np.ndarray:
     return segments.astype(np.int32)
 
 
-def _contingency(truth_cells: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Joint fractions p_ij of segments j > 0 inside truth cells, the fractions of line
-    pixels per truth cell, and n, all over ground-truth cell pixels."""
-    inside = truth_cells > 0
-    count = float(np.count_nonzero(inside))
-    truth, proposal = truth_cells[inside].astype(np.int64), segments[inside].astype(np.int64)
-    on_line = proposal == WATERSHED_LINE
-    line_fractions = np.bincount(truth[on_line]) / count
-    pairs = truth[~on_line] * (int(proposal.max()) + 1) + proposal[~on_line]
-    _, joint_counts = np.unique(pairs, return_counts=True)
-    return joint_counts / count, line_fractions, count
+def _fractions(labels: np.ndarray, count: float) -> np.ndarray:
+    """Fraction of the ``count`` pixels carrying each distinct label of ``labels``."""
+    return np.unique(labels, return_counts=True)[1] / count
 
 
 def foreground_restricted_scores(truth_cells: np.ndarray, segments: np.ndarray) -> dict[str, float]:
     """V_Rand and V_Info of proposal ``segments`` (0 = line) against ``truth_cells``
     (0 = membrane, ignored), over the ground-truth cell pixels."""
-    if not np.any(truth_cells > 0):
-        return dict.fromkeys(SCORES, 1.0)
-    joint, line_fractions, count = _contingency(truth_cells, segments)
     inside = truth_cells > 0
-    truth_fractions = np.bincount(truth_cells[inside])[1:] / count
-    truth_fractions = truth_fractions[truth_fractions > 0]
-    segment_counts = np.bincount(segments[inside])
-    segment_fractions = segment_counts[1:][segment_counts[1:] > 0] / count
-    singletons = float(line_fractions.sum())  # each line pixel alone: (1/n)^2 apiece
+    count = float(np.count_nonzero(inside))
+    if count == 0:
+        return dict.fromkeys(SCORES, 1.0)
+    truth, proposal = truth_cells[inside].astype(np.int64), segments[inside].astype(np.int64)
+    in_segment = proposal != WATERSHED_LINE
+    truth_fractions = _fractions(truth, count)
+    segment_fractions = _fractions(proposal[in_segment], count)
+    joint = _fractions(truth[in_segment] * (int(proposal.max()) + 1) + proposal[in_segment], count)
+    singletons = 1 - float(np.count_nonzero(in_segment)) / count  # line pixels, each alone: (1/n)^2 apiece
 
     sum_truth = float(np.sum(truth_fractions**2))
     sum_proposal = float(np.sum(segment_fractions**2)) + singletons / count
