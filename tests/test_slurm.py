@@ -91,7 +91,8 @@ def test_gpu_profile_asks_slurm_for_one_gpu_per_fold(slurm, work):
                          options=("--forcerun", "train_unet"))
     # The node's GPU has no device behind it: training falls back to the CPU, SLURM still allots it.
     assert result.returncode == 0, result.stderr[-4000:]
-    records = [slurm.job(i) for i in submitted(result.stderr).values()]
+    jobs = submitted(result.stderr)
+    records = [slurm.job(i) for i in jobs.values()]
     training = [r for r in records if r.get("Comment", "").startswith("rule_train_unet")]
     assert len(training) == 2 and len(records) == 2, records
     for record in training:  # --gpus=1 shows as a per-job TRES
@@ -99,6 +100,7 @@ def test_gpu_profile_asks_slurm_for_one_gpu_per_fold(slurm, work):
     for record in records:
         if record not in training:
             assert record["Partition"] == "cpu" and "gpu" not in record.get("TresPerJob", ""), record
+    print(f"slurm-gpu profile: SLURM jobs {sorted(jobs.values(), key=int)}")
 
 
 def test_cancelled_training_resumes_from_its_checkpoint(slurm, work):
@@ -125,3 +127,4 @@ def test_cancelled_training_resumes_from_its_checkpoint(slurm, work):
     assert again.returncode == 0, again.stderr[-4000:]
     log = (work / "results/smoke/logs/train_unet/fold0.log").read_text()
     assert re.search(r"resuming fold 0 from its checkpoint at step [1-9]\d* of 200", log), log[-2000:]
+    print(f"cancelled SLURM job {job_id}, resumed as {sorted(submitted(again.stderr).values(), key=int)}")
