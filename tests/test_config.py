@@ -57,7 +57,7 @@ def test_seed_config_is_the_seed_design():
 def test_defaults_fill_nested_sections_the_user_left_out(schema):
     config = {"cv": {"folds": 3}}
     validate_config(config, SCHEMA_PATH)
-    assert config["cv"] == {"folds": 3, "scheme": "blocks"}
+    assert config["cv"] == {"folds": 3, "scheme": "blocks", "repeats": 1}
     assert config["data"]["download_retries"] == 3
     assert config["experiment"] == "default"
 

@@ -103,11 +103,14 @@ def type_errors(config: dict, schema: dict) -> list[str]:
     return messages
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
+COMMAND_LINE_CONFIG = "config/config.yaml merged with any --configfile and --config"
+
+
+def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND_LINE_CONFIG) -> dict:
     """Check ``config`` against the schema, fill its defaults in place and return it.
 
     Raises ``InputError`` listing every unknown key (with the nearest valid key) and every
-    value of the wrong type or range.
+    value of the wrong type or range; ``source`` says where the config came from.
     """
     schema = load_schema(schema_path)
     problems = unknown_keys(config, schema)
@@ -116,8 +119,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         problems = type_errors(config, schema)
     if problems:
         raise InputError(
-            "The configuration is invalid (config/config.yaml merged with any --configfile "
-            "and --config): " + "; ".join(problems) + "."
+            f"The configuration is invalid ({source}): " + "; ".join(problems) + "."
         )
     return config
 

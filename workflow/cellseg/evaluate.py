@@ -39,6 +39,15 @@ CHALLENGE_COLUMNS = [f"{score}_thinned" for score in CHALLENGE_SCORES]
 SKIMAGE_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
 SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS
 COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
+# The scores figures and studies show, with their names for people.
+MAIN_SCORES = {
+    "membrane_dice": "membrane Dice",
+    "cell_dice": "cell Dice",
+    "pixel_error": "pixel error",
+    "v_rand_thinned": "V_Rand (thinned)",
+    "v_info_thinned": "V_Info (thinned)",
+}
+LOWER_IS_BETTER = {"pixel_error", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
 
 
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

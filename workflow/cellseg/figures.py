@@ -18,16 +18,12 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .evaluate import LOWER_IS_BETTER, MAIN_SCORES  # noqa: E402
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
 ERROR_COLOURS = ("#f2f2f2", "#303030", "#e69f00", "#0072b2")
-MAIN_METRICS = {
-    "membrane_dice": "membrane Dice",
-    "cell_dice": "cell Dice",
-    "pixel_error": "pixel error",
-    "v_rand_thinned": "V_Rand (thinned)",
-    "v_info_thinned": "V_Info (thinned)",
-}
 
 
 def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -80,9 +76,9 @@ def training_curves(curves: dict[int, pd.DataFrame]) -> Figure:
 
 def metric_distributions(per_slice: pd.DataFrame) -> Figure:
     """Each main metric's per-slice values, one box per fold, the slices as dots."""
-    figure, axes = plt.subplots(1, len(MAIN_METRICS), figsize=(3.4 * len(MAIN_METRICS), 4), constrained_layout=True)
+    figure, axes = plt.subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 4), constrained_layout=True)
     folds = sorted(per_slice.fold.unique())
-    for axis, (column, name) in zip(axes, MAIN_METRICS.items()):
+    for axis, (column, name) in zip(axes, MAIN_SCORES.items()):
         values = [per_slice.loc[per_slice.fold == fold, column].to_numpy() for fold in folds]
         axis.boxplot(values, widths=0.5, showfliers=False)
         for position, fold_values in enumerate(values, start=1):
@@ -158,3 +154,42 @@ def draw_run_figures(
         figure = test_volume_examples(test_images, test_probabilities, examples)
         written.append(save(figure, output_dir / "test_volume.jpg", dpi=80))
     return written
+
+
+def forest_plot(comparisons: pd.DataFrame) -> Figure:
+    """Each experiment's mean difference to the reference with its 95 % interval, a panel
+    per score; the seed-noise rows, where present, in grey."""
+    rows = list(dict.fromkeys(comparisons.experiment))
+    figure, axes = plt.subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 1.2 + 0.45 * len(rows)),
+                                constrained_layout=True, sharey=True)
+    for axis, (score, name) in zip(axes, MAIN_SCORES.items()):
+        table = comparisons[comparisons.score == score].set_index("experiment").loc[rows]
+        positions = np.arange(len(rows))[::-1]
+        colours = ["#888888" if kind != "change" else "#0072b2" for kind in table.kind]
+        axis.hlines(positions, table.ci95_low, table.ci95_high, colors=colours, linewidth=2)
+        axis.scatter(table.difference, positions, c=colours, zorder=3)
+        axis.axvline(0, color="#303030", linewidth=1)
+        better = "lower" if score in LOWER_IS_BETTER else "higher"
+        axis.set(title=name, xlabel=f"difference ({better} is better)")
+        axis.xaxis.set_major_locator(MaxNLocator(4))
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(np.arange(len(rows))[::-1], rows)
+    figure.suptitle(f"paired difference to {comparisons.reference.iloc[0]} over held-out slices, 95 % bootstrap interval")
+    return figure
+
+
+def quality_against_cost(experiments: pd.DataFrame) -> Figure:
+    """Membrane Dice and pixel error (mean, 95 % interval) against training minutes."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for axis, score in zip(axes, ("membrane_dice", "pixel_error")):
+        mean = experiments[f"{score}_mean"]
+        errors = [mean - experiments[f"{score}_ci95_low"], experiments[f"{score}_ci95_high"] - mean]
+        axis.errorbar(experiments.training_minutes, mean, yerr=errors, fmt="o", capsize=3)
+        for row in experiments.itertuples():
+            axis.annotate(row.experiment, (row.training_minutes, getattr(row, f"{score}_mean")),
+                          textcoords="offset points", xytext=(5, 5), fontsize=9)
+        better = "lower" if score in LOWER_IS_BETTER else "higher"
+        axis.set(title=f"{MAIN_SCORES[score]} ({better} is better)", xlabel="training wall time, minutes (all folds)",
+                 ylabel=MAIN_SCORES[score])
+        axis.grid(alpha=0.3)
+    return figure

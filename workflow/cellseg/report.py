@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -20,10 +21,9 @@ import pandas as pd
 import torch
 import yaml
 
-from .evaluate import PIXEL_COLUMNS, SEGMENT_COLUMNS
+from .evaluate import LOWER_IS_BETTER, MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS
 
 WORST_SLICES = 3
-LOWER_IS_BETTER = {"pixel_error", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
 
 
 def git_state(directory: str | Path) -> dict[str, str]:
@@ -68,6 +68,23 @@ def benchmark_table(paths: list[str | Path], root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb"])
 
 
+def template(path: str | Path) -> jinja2.Template:
+    """The jinja2 template at ``path``; its ``num`` filter prints a number or n/a."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(path).parent),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["num"] = lambda value, digits=4: "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    return environment.get_template(Path(path).name)
+
+
+def generated_at() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
 def summary_rows(summary: pd.DataFrame, baseline: pd.DataFrame | None) -> list[dict]:
     rows = []
     base = baseline.set_index("metric")["mean"] if baseline is not None else {}
@@ -103,17 +120,9 @@ def render_report(
     models = [torch.load(path, map_location="cpu", weights_only=True) for path in model_paths]
     for model in models:
         model.pop("state_dict")
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(template_path).parent),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["num"] = lambda value, digits=4: "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-    html = environment.get_template(Path(template_path).name).render(
+    html = template(template_path).render(
         experiment=experiment,
-        generated=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        generated=generated_at(),
         summary=summary_rows(summary, baseline_summary),
         has_baseline=baseline_summary is not None,
         per_fold=per_fold.to_dict("records"),
@@ -137,3 +146,40 @@ def render_report(
         versions=runtime_versions(),
     )
     Path(output).write_text(html)
+
+
+def render_study_report(
+    template_path: str | Path,
+    output: str | Path,
+    *,
+    study: str,
+    reference: str,
+    experiments: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    forest_path: str | Path,
+    cost_path: str | Path,
+    experiment_reports: dict[str, str | Path],
+    differences: dict[str, dict],
+    samples: int,
+    workflow_dir: str | Path,
+) -> None:
+    """Render a study's report to ``output``: its experiments, their paired differences to
+    the reference, and links to each experiment's own report."""
+    output = Path(output)
+    links = {name: os.path.relpath(path, output.parent) for name, path in experiment_reports.items()}
+    html = template(template_path).render(
+        study=study,
+        reference=reference,
+        generated=generated_at(),
+        experiments=experiments.to_dict("records"),
+        comparisons=comparisons.to_dict("records"),
+        scores=MAIN_SCORES,
+        forest=data_uri(forest_path),
+        cost=data_uri(cost_path),
+        links=links,
+        differences={name: yaml.safe_dump(diff, sort_keys=False) if diff else "" for name, diff in differences.items()},
+        samples=samples,
+        git=git_state(workflow_dir),
+        versions=runtime_versions(),
+    )
+    output.write_text(html)

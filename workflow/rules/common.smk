@@ -3,21 +3,26 @@ import re
 from pathlib import Path
 
 from cellseg.config import validate_config
+from cellseg.study import config_difference, expand_experiments, reference_experiment
 
-validate_config(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-)
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+validate_config(config, SCHEMA)
 
-# One experiment per run for now; studies add more, each a complete validated config.
-EXPERIMENTS = {config["experiment"]: config}
+# Each experiment (one for a single run, several for a study) to its runs, one per
+# repeat, each a complete validated config; the rules see runs as {experiment}.
+STUDY_RUNS = expand_experiments(config, SCHEMA)
+EXPERIMENTS = {run: cfg for runs in STUDY_RUNS.values() for run, cfg in runs.items()}
+STUDY = config["study"]["name"]
+# Every run shares the data (a study refuses experiments that override it).
+DATA = next(iter(EXPERIMENTS.values()))["data"]
 STACKS = ("train_images", "train_labels", "test_images")
-REPORT_TEMPLATE = str(
-    Path(workflow.basedir) / "workflow" / "templates" / "report.html.j2"
-)
+TEMPLATES = Path(workflow.basedir) / "workflow" / "templates"
+REPORT_TEMPLATE = str(TEMPLATES / "report.html.j2")
 
 
 wildcard_constraints:
     experiment="|".join(re.escape(name) for name in EXPERIMENTS),
+    study=re.escape(STUDY),
     stack="|".join(STACKS),
     fold=r"\d+",
 
@@ -28,7 +33,7 @@ def experiment_config(wildcards):
 
 
 def has_test_stack():
-    return bool(config["data"]["test_images"])
+    return bool(DATA["test_images"])
 
 
 def stacks_in_use():
@@ -42,8 +47,8 @@ def test_manifest(wildcards):
 
 def expected_hashes(wildcards):
     """The data.sha256 entries of this stack's own sources."""
-    hashes = config["data"]["sha256"]
-    return {s: hashes[s] for s in config["data"][wildcards.stack] if s in hashes}
+    hashes = DATA["sha256"]
+    return {s: hashes[s] for s in DATA[wildcards.stack] if s in hashes}
 
 
 def training_recipe(wildcards):
@@ -73,7 +78,22 @@ def final_outputs():
         outputs.append(f"results/{name}/report.html")
         if has_test_stack():
             outputs.append(f"results/{name}/predictions/test_volume.tif")
+    if STUDY:
+        outputs.append(f"results/studies/{STUDY}/report.html")
     return outputs
+
+
+def study_reference():
+    return reference_experiment(config["study"], list(STUDY_RUNS))
+
+
+def study_differences():
+    """Each experiment's config keys that differ from the reference's (repeat 0)."""
+    reference = EXPERIMENTS[study_reference()]
+    return {
+        name: config_difference({**reference, "experiment": name}, EXPERIMENTS[name])
+        for name in STUDY_RUNS
+    }
 
 
 def scores_table(name):

@@ -10,11 +10,11 @@ rule fetch_stack:
     conda:
         "../envs/cellseg.yaml"
     params:
-        sources=lambda w: config["data"][w.stack],
+        sources=lambda w: DATA[w.stack],
         kind=lambda w: "labels" if w.stack == "train_labels" else "images",
         sha256=expected_hashes,
-        timeout=config["data"]["download_timeout"],
-        retries=config["data"]["download_retries"],
+        timeout=DATA["download_timeout"],
+        retries=DATA["download_retries"],
     script:
         "../scripts/fetch_stack.py"
 
