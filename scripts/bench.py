@@ -12,7 +12,7 @@ Sections (all by default):
              prediction for 512 to 4096 px slices
   peers      the seed recipe, MONAI's BasicUNet and the default trained on fold 0 for the
              same wall time, scored on fold 0's held-out slices
-  pipeline   `snakemake -n` time for the default config
+  pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
   scaling    rule times of the smoke config on 30, 60 and 120 slices (the ISBI slices
              repeated with flips)
 
@@ -39,7 +39,7 @@ import pandas as pd
 import tifffile
 import torch
 
-from cellseg.benchmark import inference_code, matmul_peak, measure_in_subprocess, step_flops, time_training
+from cellseg.benchmark import copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_training
 from cellseg.config import load_config, merged
 from cellseg.metrics import pixel_scores
 from cellseg.predict import Predictor
@@ -163,18 +163,25 @@ def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> fl
     return statistics.median(times)
 
 
-def copy_workflow(destination: Path) -> Path:
-    destination.mkdir(parents=True)
-    shutil.copy2(REPO / "Snakefile", destination)
-    for folder in ("workflow", "config"):
-        shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return destination
+# A study of 10 experiments: 5 learning rates times elastic deformation on or off.
+STUDY_OF_10 = """study:
+  name: ten
+  experiments: {}
+  grid:
+    train.learning_rate: [0.0003, 0.001, 0.003, 0.01, 0.03]
+    augment.elastic_probability: [0, 0.5]
+"""
 
 
 def pipeline(work: Path) -> pd.DataFrame:
     (work / "shared").symlink_to(ISBI.parent, target_is_directory=True)
-    copy = copy_workflow(work / "pipeline")
-    return pd.DataFrame([{"what": "snakemake -n, default config (median of 3)", "seconds": snakemake_dry_run_seconds(copy)}])
+    copy = copy_workflow(REPO, work / "pipeline")
+    (copy / "ten.yaml").write_text(STUDY_OF_10)
+    return pd.DataFrame([
+        {"what": "snakemake -n, default config (median of 3)", "seconds": snakemake_dry_run_seconds(copy)},
+        {"what": "snakemake -n, study of 10 experiments (median of 3)",
+         "seconds": snakemake_dry_run_seconds(copy, "--configfile", "ten.yaml")},
+    ])
 
 
 def scaling(work: Path, images, labels) -> pd.DataFrame:
@@ -183,7 +190,7 @@ def scaling(work: Path, images, labels) -> pd.DataFrame:
         repeats = count // 30
         stack_images = np.concatenate([images[:, :, ::-1] if r % 2 else images for r in range(repeats)])
         stack_labels = np.concatenate([labels[:, :, ::-1] if r % 2 else labels for r in range(repeats)])
-        copy = copy_workflow(work / f"scaling{count}")
+        copy = copy_workflow(REPO, work / f"scaling{count}")
         tifffile.imwrite(copy / "images.tif", (stack_images * 255).round().astype(np.uint8))
         tifffile.imwrite(copy / "labels.tif", stack_labels * 255)
         (copy / "own.yaml").write_text(

@@ -26,6 +26,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from cellseg.benchmark import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,11 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="cellseg-bench-"))
-    work = scratch / "work"
-    work.mkdir()
-    shutil.copy2(REPO / "Snakefile", work)
-    for folder in ("workflow", "config"):
-        shutil.copytree(REPO / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    work = copy_workflow(REPO, scratch / "work")
     (scratch / "shared").symlink_to((REPO.parent / "shared").resolve(), target_is_directory=True)
     configfiles = [str(Path(f).resolve()) for f in args.configfile]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
+from cellseg.benchmark import copy_workflow as copy_workflow_from
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI_DIR = Path(os.environ.get("CELLSEG_ISBI_DIR", REPO.parent / "shared" / "isbi2012"))
@@ -79,13 +80,8 @@ def make_stacks(folder: Path, slices: int = 6, height: int = 37, width: int = 45
 
 
 def copy_workflow(destination: Path) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, config/, profiles/) to run Snakemake in."""
-    destination.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for folder in ("workflow", "config", "profiles"):
-        shutil.copytree(REPO / folder, destination / folder, ignore=ignore)
-    return destination
+    """A copy of this checkout's workflow to run Snakemake in."""
+    return copy_workflow_from(REPO, destination)
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -9,9 +9,11 @@ products, forward plus backward), the convention of MFU figures.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,17 @@ from .model import build_model
 from .train import CropSampler, make_optimizer, training_step
 
 PHASES = ("data", "forward", "backward", "optimizer")
+WORKFLOW_FOLDERS = ("workflow", "config", "profiles")
+
+
+def copy_workflow(checkout: Path, destination: Path) -> Path:
+    """A copy of the workflow (Snakefile, workflow/, config/, profiles/) of ``checkout`` at
+    ``destination``, for benchmarks and tests to run Snakemake in without touching it."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(checkout / "Snakefile", destination / "Snakefile")
+    for folder in WORKFLOW_FOLDERS:
+        shutil.copytree(checkout / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return destination
 
 
 def synchronize(device: torch.device) -> None:

@@ -182,14 +182,14 @@ def quality_against_cost(experiments: pd.DataFrame) -> Figure:
     """Membrane Dice and pixel error (mean, 95 % interval) against training minutes."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for axis, score in zip(axes, ("membrane_dice", "pixel_error")):
-        mean = experiments[f"{score}_mean"]
-        errors = [mean - experiments[f"{score}_ci95_low"], experiments[f"{score}_ci95_high"] - mean]
-        axis.errorbar(experiments.training_minutes, mean, yerr=errors, fmt="o", capsize=3)
-        for row in experiments.itertuples():
-            axis.annotate(row.experiment, (row.training_minutes, getattr(row, f"{score}_mean")),
-                          textcoords="offset points", xytext=(5, 5), fontsize=9)
+        # A marker and legend entry per experiment: names written beside close points overlap.
+        for row in experiments.to_dict("records"):
+            mean = row[f"{score}_mean"]
+            errors = [[mean - row[f"{score}_ci95_low"]], [row[f"{score}_ci95_high"] - mean]]
+            axis.errorbar(row["training_minutes"], mean, yerr=errors, fmt="o", capsize=3, label=row["experiment"])
         better = "lower" if score in LOWER_IS_BETTER else "higher"
         axis.set(title=f"{MAIN_SCORES[score]} ({better} is better)", xlabel="training wall time, minutes (all folds)",
                  ylabel=MAIN_SCORES[score])
         axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=9)
     return figure
