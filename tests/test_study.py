@@ -264,4 +264,15 @@ def test_a_two_experiment_study_runs_end_to_end(isbi_run):
     jobs = planned_runs(dry.stdout)
     study_rules = {"compare_experiments", "draw_study_figures", "render_study_report", "all"}
     assert {rule for rule, _ in jobs} >= study_rules | {"train_unet", "evaluate", "render_report"}
-    assert all(rule in study_rules or "experiment=smoke_c" in wildcards for rule, wildcards in jobs), jobs
+    assert [job for job in jobs if job[0] not in study_rules and "experiment=smoke_c" not in job[1]] == []
+
+    # A second repeat runs every experiment again under <experiment>_repeat1.
+    (work / "repeats.yaml").write_text("cv:\n  repeats: 2\n")
+    dry = snakemake(work, "--configfile", "config/studies/smoke.yaml", "repeats.yaml", "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = planned_runs(dry.stdout)
+    trained = {wildcards for rule, wildcards in jobs if rule == "train_unet"}
+    assert trained == {f"experiment={name}_repeat1, fold={k}" for name in ("smoke_a", "smoke_b") for k in (0, 1)}
+    # Repeat 0's reports show the config, cv.repeats included: only they are rendered again.
+    again = {("render_report", "experiment=smoke_a"), ("render_report", "experiment=smoke_b")}
+    assert [job for job in jobs - again if job[0] not in study_rules and "_repeat1" not in job[1]] == []
