@@ -82,7 +82,8 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
     variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
     for name, config in (("default", config_of()), ("seed", config_of("seed.yaml"))):
         flops = step_flops(config, device)
-        for precision, channels_last, compiled in variants + ([("fp32", True, True)] if name == "default" else []):
+        compiled_variants = [("fp32", True, True), ("bf16", True, True)] if name == "default" else []
+        for precision, channels_last, compiled in variants + compiled_variants:
             if name == "seed" and precision == "bf16" and not channels_last and not cpu_has_fast_bf16():
                 # Measured on an AVX2 CPU: one emulated step ran over 20 minutes.
                 rows.append({"model": name, "precision": precision, "channels_last": False, "compiled": False,
@@ -117,7 +118,7 @@ def inference(work: Path, images, labels) -> pd.DataFrame:
         measured = measure_in_subprocess(inference_code(model, 512, tta, 512, repeats=5))
         rows.append({"what": f"512 x 512 slice, TTA {tta}", "size": 512, "tta": tta, **measured})
     for size in (512, 1024, 2048, 4096):
-        measured = measure_in_subprocess(inference_code(model, size, 1, 512))
+        measured = measure_in_subprocess(inference_code(model, size, 1, 512, repeats=3))
         rows.append({"what": f"{size} x {size} slice, tiles of 512, TTA 1", "size": size, "tta": 1, **measured})
     return pd.DataFrame(rows)
 

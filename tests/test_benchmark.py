@@ -43,9 +43,11 @@ def test_training_timing_splits_a_step_into_its_phases():
     assert all(p > 0 for p in phases) and sum(phases) <= timing["step_seconds"] * 1.05
 
 
-def test_measure_in_subprocess_reports_peak_memory():
+def test_measure_in_subprocess_reports_the_childs_own_peak_memory():
+    parents_block = np.ones(600_000_000 // 8)  # touched: the parent's peak is above 600 MB
     measured = measure_in_subprocess("import numpy as np\nblock = np.ones(50_000_000 // 8)\nresult = {'n': int(block.size)}")
-    assert measured["n"] == 50_000_000 // 8 and measured["peak_rss_mb"] > 45
+    assert measured["n"] == 50_000_000 // 8 and 45 < measured["peak_rss_mb"] < 400
+    assert parents_block[-1] == 1
 
 
 def test_bench_script_refuses_an_unknown_section():

@@ -136,10 +136,29 @@ def time_training(
     }
 
 
+# Linux keeps ru_maxrss across fork and exec, so a child of a large process reports at
+# least its parent's peak (seen: 4.2 GB for every inference size); VmHWM belongs to the
+# child's own address space. ru_maxrss is the fallback elsewhere (bytes on macOS).
+PEAK_RSS_CODE = """
+import json as _json, resource as _resource, sys as _sys
+def _peak_rss_mb():
+    try:
+        with open("/proc/self/status") as _status:
+            for _line in _status:
+                if _line.startswith("VmHWM:"):
+                    return int(_line.split()[1]) / 1024
+    except OSError:
+        pass
+    _peak = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
+    return _peak / 2**20 if _sys.platform == "darwin" else _peak / 1024
+print(_json.dumps({**result, "peak_rss_mb": _peak_rss_mb()}))
+"""
+
+
 def measure_in_subprocess(code: str, timeout: float = 600) -> dict:
-    """Run ``code`` in a fresh Python; it prints one JSON object as its last line. Adds
-    the process's peak resident memory (``peak_rss_mb``)."""
-    wrapped = code + "\nimport resource as _r, json as _j\nprint(_j.dumps({**result, 'peak_rss_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    """Run ``code`` in a fresh Python; it sets a dict ``result``, printed as JSON with
+    the process's own peak resident memory added (``peak_rss_mb``)."""
+    wrapped = code + "\n" + PEAK_RSS_CODE
     finished = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, timeout=timeout)
     if finished.returncode != 0:
         raise RuntimeError(f"measurement failed:\n{finished.stderr[-2000:]}")
