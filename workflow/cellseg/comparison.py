@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .evaluate import LOWER_IS_BETTER, MAIN_SCORES, summary_table
+from .evaluate import MAIN_SCORES, better, summary_table
 
 # Scores a study compares, with the direction that is better.
-STUDY_SCORES = {score: "lower" if score in LOWER_IS_BETTER else "higher" for score in MAIN_SCORES}
+STUDY_SCORES = {score: better(score) for score in MAIN_SCORES}
 SEED_NOISE = "seed noise"
 ALPHA = 0.05
 

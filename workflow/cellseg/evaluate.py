@@ -50,6 +50,11 @@ MAIN_SCORES = {
 LOWER_IS_BETTER = {"pixel_error", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
 
 
+def better(score: str) -> str:
+    """Which way a score improves: "lower" or "higher"."""
+    return "lower" if score in LOWER_IS_BETTER else "higher"
+
+
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """skimage's adapted Rand error and variation of information (split, merge)."""
     truth = cell_components(labels == 1)

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .evaluate import LOWER_IS_BETTER, MAIN_SCORES  # noqa: E402
+from .evaluate import MAIN_SCORES, better  # noqa: E402
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
 ERROR_COLOURS = ("#f2f2f2", "#303030", "#e69f00", "#0072b2")
@@ -169,8 +169,7 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
         axis.hlines(positions, table.ci95_low, table.ci95_high, colors=colours, linewidth=2)
         axis.scatter(table.difference, positions, c=colours, zorder=3)
         axis.axvline(0, color="#303030", linewidth=1)
-        better = "lower" if score in LOWER_IS_BETTER else "higher"
-        axis.set(title=name, xlabel=f"difference ({better} is better)")
+        axis.set(title=name, xlabel=f"difference ({better(score)} is better)")
         axis.xaxis.set_major_locator(MaxNLocator(4))
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(np.arange(len(rows))[::-1], rows)
@@ -187,8 +186,7 @@ def quality_against_cost(experiments: pd.DataFrame) -> Figure:
             mean = row[f"{score}_mean"]
             errors = [[mean - row[f"{score}_ci95_low"]], [row[f"{score}_ci95_high"] - mean]]
             axis.errorbar(row["training_minutes"], mean, yerr=errors, fmt="o", capsize=3, label=row["experiment"])
-        better = "lower" if score in LOWER_IS_BETTER else "higher"
-        axis.set(title=f"{MAIN_SCORES[score]} ({better} is better)", xlabel="training wall time, minutes (all folds)",
+        axis.set(title=f"{MAIN_SCORES[score]} ({better(score)} is better)", xlabel="training wall time, minutes (all folds)",
                  ylabel=MAIN_SCORES[score])
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=9)

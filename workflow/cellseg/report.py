@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .evaluate import LOWER_IS_BETTER, MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS
+from .evaluate import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
 
 WORST_SLICES = 3
 
@@ -89,7 +89,7 @@ def summary_rows(summary: pd.DataFrame, baseline: pd.DataFrame | None) -> list[d
     rows = []
     base = baseline.set_index("metric")["mean"] if baseline is not None else {}
     for record in summary.to_dict("records"):
-        record["better"] = "lower" if record["metric"] in LOWER_IS_BETTER else "higher"
+        record["better"] = better(record["metric"])
         record["baseline"] = base.get(record["metric"])
         rows.append(record)
     return rows
