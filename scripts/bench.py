@@ -8,6 +8,10 @@ Sections (all by default):
   training   crops/s and achieved GFLOP/s of the default and seed models in fp32 and bf16,
              with and without channels_last (and torch.compile), and where a step's time
              goes (torch.profiler regions: data, forward, backward, optimizer)
+  convolutions
+             each convolution of the default and seed models timed alone, forward and
+             backward, in bf16 with channels_last: the ceiling of a training step whose
+             every other operation were free
   inference  seconds per 512 x 512 slice with and without TTA; peak memory of tiled
              prediction for 512 to 4096 px slices
   peers      the seed recipe, MONAI's BasicUNet and the default trained on fold 0 for the
@@ -39,7 +43,9 @@ import pandas as pd
 import tifffile
 import torch
 
-from cellseg.benchmark import copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_training
+from cellseg.benchmark import (
+    copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training,
+)
 from cellseg.config import load_config, merged
 from cellseg.metrics import pixel_scores
 from cellseg.predict import Predictor
@@ -49,7 +55,7 @@ from cellseg.train import train_fold
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-SECTIONS = ("peaks", "training", "inference", "peers", "pipeline", "scaling")
+SECTIONS = ("peaks", "training", "convolutions", "inference", "peers", "pipeline", "scaling")
 ISBI = REPO.parent / "shared/isbi2012"
 
 
@@ -101,6 +107,23 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
                 **{k: timing[k] for k in ("step_seconds", "data_seconds", "forward_seconds", "backward_seconds", "optimizer_seconds")},
             })
     return pd.DataFrame(rows)
+
+
+def convolutions(device: torch.device, bf16_peak: float) -> pd.DataFrame:
+    precision = "bf16" if device.type == "cuda" or cpu_has_fast_bf16() else "fp32"
+    tables = []
+    for name, config in (("default", config_of()), ("seed", config_of("seed.yaml"))):
+        print(f"convolutions of {name}, {precision}, channels_last", flush=True)
+        layers = pd.DataFrame(time_convolutions(config, device, precision, channels_last=True))
+        total = {"layer": "all, one after another", "gflop": layers.gflop.sum(), "seconds": layers.seconds.sum()}
+        total["gflops_achieved"] = total["gflop"] / total["seconds"]
+        layers = pd.concat([layers, pd.DataFrame([total])], ignore_index=True)
+        layers.insert(0, "model", name)
+        layers.insert(1, "precision", precision)
+        layers["pct_of_bf16_peak"] = 100 * layers.gflops_achieved / bf16_peak
+        layers["pct_of_step_gflop"] = 100 * layers.gflop / total["gflop"]
+        tables.append(layers)
+    return pd.concat(tables, ignore_index=True)
 
 
 def trained_default(work: Path, images, labels) -> Path:
@@ -237,11 +260,13 @@ def main() -> None:
     for section in sections:
         print(f"== {section}", flush=True)
         began = time.perf_counter()
-        if section == "peaks" or (section == "training" and "peaks" not in results):
+        if section == "peaks" or (section in ("training", "convolutions") and "peaks" not in results):
             results["peaks"] = peaks(device)
+        by_dtype = results["peaks"].set_index("dtype").gflops if "peaks" in results else None
         if section == "training":
-            by_dtype = results["peaks"].set_index("dtype").gflops
             results[section] = training(device, images, labels, by_dtype["bf16"], by_dtype["fp32"])
+        elif section == "convolutions":
+            results[section] = convolutions(device, by_dtype["bf16"])
         elif section == "inference":
             results[section] = inference(work, images, labels)
         elif section == "peers":

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from cellseg.benchmark import PHASES, matmul_peak, measure_in_subprocess, step_flops, time_training
+from cellseg.benchmark import PHASES, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training
 from cellseg.config import load_config, merged
 from conftest import REPO
 
@@ -30,6 +30,17 @@ def test_step_flops_count_convolutions_forward_and_backward():
     assert large == 4 * small
     # The first 3x3 convolution alone (1 -> 4 channels over 2 x 32 x 32) is 2*9*4*2048 forward.
     assert small > 3 * 2 * 9 * 4 * 2 * 32 * 32
+
+
+def test_convolutions_timed_alone_add_up_to_the_step():
+    config = tiny_config()
+    rows = time_convolutions(config, torch.device("cpu"), "fp32", True, seconds_per_layer=0.01)
+    # smoke model: depth 2 -> 2 (inc) + 2 x 2 (downs) + 2 x 3 (ups) + 1 (head) convolutions
+    assert len(rows) == 13
+    assert [r["in_channels"] for r in rows[:3]] == [1, 4, 4] and rows[-1]["out_channels"] == 1
+    # Every FLOP of a step is a convolution's, counted with the same gradients.
+    assert math.isclose(sum(r["gflop"] for r in rows) * 1e9, step_flops(config, torch.device("cpu")))
+    assert all(r["seconds"] > 0 and r["gflops_achieved"] > 0 for r in rows)
 
 
 def test_training_timing_splits_a_step_into_its_phases():

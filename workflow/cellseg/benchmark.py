@@ -21,6 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from .model import build_model
+from .runtime import autocast
 from .train import CropSampler, make_optimizer, training_step
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -78,6 +79,62 @@ def step_flops(config: dict, device: torch.device) -> float:
     with FlopCounterMode(display=False) as counter:
         model(image).sum().backward()
     return float(counter.get_total_flops())
+
+
+def convolution_shapes(config: dict, device: torch.device) -> list[tuple[torch.nn.Module, torch.Size, bool]]:
+    """Every convolution of ``config``'s model with the input shape it sees in a training
+    step and whether that input needs a gradient (the image itself does not)."""
+    model = build_model(config["model"]).to(device)
+    side, batch = config["train"]["crop_size"], config["train"]["batch_size"]
+    seen: list[tuple[torch.nn.Module, torch.Size, bool]] = []
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.append((module, inputs[0].shape, inputs[0].requires_grad))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    model(torch.randn(batch, 1, side, side, device=device))
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def time_convolutions(
+    config: dict, device: torch.device, precision: str, channels_last: bool, seconds_per_layer: float = 0.3
+) -> list[dict]:
+    """Each convolution of a training step timed alone, forward and backward, in
+    ``precision`` and memory format: the rate a step could reach if everything but its
+    convolutions (normalisation, activations, pooling, copies, loss, optimizer) were free.
+
+    Returns one row per convolution: channels in and out, input side, GFLOP, seconds and
+    GFLOP/s (best of the repeats within ``seconds_per_layer``).
+    """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    rows = []
+    for module, shape, input_needs_grad in convolution_shapes(config, device):
+        module = module.to(memory_format=memory_format)
+        x = torch.randn(shape, device=device).to(memory_format=memory_format).requires_grad_(input_needs_grad)
+
+        def forward_backward() -> None:
+            with autocast(device, precision):
+                y = module(x)
+            y.backward(torch.ones_like(y))
+
+        with FlopCounterMode(display=False) as counter:
+            forward_backward()
+        best, spent = float("inf"), 0.0
+        while spent < seconds_per_layer:
+            synchronize(device)
+            began = time.perf_counter()
+            forward_backward()
+            synchronize(device)
+            elapsed = time.perf_counter() - began
+            best, spent = min(best, elapsed), spent + elapsed
+        flops = float(counter.get_total_flops())
+        rows.append({
+            "layer": type(module).__name__, "in_channels": shape[1], "out_channels": module.out_channels,
+            "side": shape[-1], "gflop": flops / 1e9, "seconds": best, "gflops_achieved": flops / best / 1e9,
+        })
+    return rows
 
 
 def time_training(
