@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellseg.model import UNet, build_model, count_parameters
+from cellseg.model import BatchNorm2d, UNet, build_model, count_parameters
 
 
 def test_seed_design_has_the_classic_parameter_count():
@@ -40,6 +40,30 @@ def test_channels_last_gives_the_same_logits():
         model = model.to(memory_format=torch.channels_last)
         fast = model(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(reference, fast, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [8, 16])
+def test_batch_norm_in_channels_last_matches_torchs_and_keeps_the_layout(channels):
+    torch.manual_seed(0)
+    ours, reference = BatchNorm2d(channels), torch.nn.BatchNorm2d(channels)
+    for norm in (ours, reference):
+        norm.weight.data = torch.linspace(0.5, 1.5, channels)
+        norm.bias.data = torch.linspace(-1, 1, channels)
+    x = (3 * torch.randn(4, channels, 16, 12) + 1).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)  # channels_last, as a following convolution sends it
+    results = []
+    for norm in (ours, reference):
+        x_copy = x.detach().clone().requires_grad_(True)
+        y = norm(x_copy)
+        y.backward(grad)
+        results.append((y, x_copy.grad, norm.weight.grad, norm.running_var))
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert x_copy.grad.is_contiguous(memory_format=torch.channels_last)
+    for ours_tensor, reference_tensor in zip(*results):
+        assert torch.allclose(ours_tensor, reference_tensor, atol=1e-5)
+    ours.eval(), reference.eval()
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=1e-5)
 
 
 def test_bad_arguments_are_refused():

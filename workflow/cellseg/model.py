@@ -19,9 +19,43 @@ NORMS = ("none", "batch", "group")
 GROUPS = 8
 
 
+class _Relayout(torch.autograd.Function):
+    """A tensor in another memory format, whose gradient goes back in the input's format
+    (``Tensor.contiguous`` passes the gradient through in whatever format it arrives)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layout: torch.memory_format, back: torch.memory_format) -> torch.Tensor:
+        ctx.back = back
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad.contiguous(memory_format=ctx.back), None, None
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that, in training, normalises channels_last CPU tensors of
+    fewer than 16 channels in the contiguous layout.
+
+    PyTorch's CPU training kernels for channels_last vectorise over channels, and with 8
+    of them they are slow: forward and backward of 8 x 8 x 256 x 256 bf16 took 14 ms
+    against 6.6 ms with the two layout changes (16 channels: 1.5 ms direct, 4.4 ms with
+    them). Evaluation's kernel is a plain scale and shift, fast in either layout. The
+    result and its gradient keep the input's layout, so the convolutions around it stay
+    in channels_last, where they are fastest.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slow_layout = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if not self.training or x.device.type != "cpu" or self.num_features >= 16 or not slow_layout:
+            return super().forward(x)
+        contiguous = _Relayout.apply(x, torch.contiguous_format, torch.channels_last)
+        return _Relayout.apply(super().forward(contiguous), torch.channels_last, torch.contiguous_format)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return BatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(min(GROUPS, channels), channels)
     return nn.Identity()
