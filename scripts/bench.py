@@ -12,8 +12,9 @@ Sections (all by default):
              each convolution of the default and seed models timed alone, forward and
              backward, in bf16 with channels_last: the ceiling of a training step whose
              every other operation were free
-  inference  seconds per 512 x 512 slice with and without TTA; peak memory of tiled
-             prediction for 512 to 4096 px slices
+  inference  seconds per 512 x 512 slice with and without TTA, in fp32 and in the
+             precision `predict.precision: auto` picks here; seconds and peak memory of
+             tiled prediction for 512 to 4096 px slices in that precision
   peers      the seed recipe, MONAI's BasicUNet and the default trained on fold 0 for the
              same wall time, scored on fold 0's held-out slices
   pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
@@ -134,15 +135,19 @@ def trained_default(work: Path, images, labels) -> Path:
     return path
 
 
-def inference(work: Path, images, labels) -> pd.DataFrame:
+def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
+    """Prediction in fp32 and in what ``predict.precision: auto`` picks here."""
     model = str(trained_default(work, images, labels))
+    pipelines = resolve_precision(config_of()["predict"]["precision"], device)
     rows = []
-    for tta in (1, 8):
-        measured = measure_in_subprocess(inference_code(model, 512, tta, 512, repeats=5))
-        rows.append({"what": f"512 x 512 slice, TTA {tta}", "size": 512, "tta": tta, **measured})
+    for precision in dict.fromkeys(("fp32", pipelines)):
+        for tta in (1, 8):
+            measured = measure_in_subprocess(inference_code(model, 512, tta, 512, precision, repeats=5))
+            rows.append({"what": f"512 x 512 slice, TTA {tta}", "precision": precision, "size": 512, "tta": tta, **measured})
     for size in (512, 1024, 2048, 4096):
-        measured = measure_in_subprocess(inference_code(model, size, 1, 512, repeats=3))
-        rows.append({"what": f"{size} x {size} slice, tiles of 512, TTA 1", "size": size, "tta": 1, **measured})
+        measured = measure_in_subprocess(inference_code(model, size, 1, 512, pipelines, repeats=3))
+        rows.append({"what": f"{size} x {size} slice, tiles of 512, TTA 1", "precision": pipelines, "size": size,
+                     "tta": 1, **measured})
     return pd.DataFrame(rows)
 
 
@@ -268,7 +273,7 @@ def main() -> None:
         elif section == "convolutions":
             results[section] = convolutions(device, by_dtype["bf16"])
         elif section == "inference":
-            results[section] = inference(work, images, labels)
+            results[section] = inference(work, images, labels, device)
         elif section == "peers":
             results[section] = peers(work, images, labels, args.peer_minutes, device)
         elif section == "pipeline":

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from cellseg.benchmark import PHASES, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training
+from cellseg.benchmark import PHASES, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training
 from cellseg.config import load_config, merged
 from conftest import REPO
 
@@ -59,6 +59,15 @@ def test_measure_in_subprocess_reports_the_childs_own_peak_memory():
     measured = measure_in_subprocess("import numpy as np\nblock = np.ones(50_000_000 // 8)\nresult = {'n': int(block.size)}")
     assert measured["n"] == 50_000_000 // 8 and 45 < measured["peak_rss_mb"] < 400
     assert parents_block[-1] == 1
+
+
+def test_inference_code_times_a_slice_in_the_precision_asked(tmp_path):
+    from test_predict import save_model
+
+    model = str(save_model(tmp_path / "m.pt"))
+    for precision in ("fp32", "bf16"):
+        measured = measure_in_subprocess(inference_code(model, 96, 2, 64, precision))
+        assert measured["seconds_per_slice"] > 0 and measured["peak_rss_mb"] > 0
 
 
 def test_bench_script_refuses_an_unknown_section():

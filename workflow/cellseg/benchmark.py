@@ -222,14 +222,14 @@ def measure_in_subprocess(code: str, timeout: float = 600) -> dict:
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def inference_code(model_path: str, size: int, tta: int, tile: int, repeats: int = 1) -> str:
+def inference_code(model_path: str, size: int, tta: int, tile: int, precision: str, repeats: int = 1) -> str:
     """Python that predicts a random ``size`` x ``size`` slice and sets ``result``."""
     return f"""
 import time, numpy as np, torch
 torch.set_num_threads({torch.get_num_threads()})
 from cellseg.predict import Predictor
 predictor = Predictor([{model_path!r}], dict(tta={tta}, tile_size={tile}, tile_overlap=0.25, device="auto",
-                                            precision="fp32", channels_last=True))
+                                            precision={precision!r}, channels_last=True))
 image = np.random.default_rng(0).random(({size}, {size}), dtype=np.float32)
 predictor.predict_slice(image[:64, :64])
 began = time.perf_counter()
