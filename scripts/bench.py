@@ -2,6 +2,7 @@
 """Benchmarks of this machine, side by side in one run: what the pipeline costs and buys.
 
     .venv/bin/python scripts/bench.py [--sections peaks,training,...] [--peer-minutes 10]
+        [--peer-folds 0,1,2,3,4] [--peers seed,monai,default]
 
 Sections (all by default):
   peaks      dense matmul GFLOP/s in fp32 and bf16 (and fp16 on a GPU)
@@ -15,8 +16,9 @@ Sections (all by default):
   inference  seconds per 512 x 512 slice with and without TTA, in fp32 and in the
              precision `predict.precision: auto` picks here; seconds and peak memory of
              tiled prediction for 512 to 4096 px slices in that precision
-  peers      the seed recipe, MONAI's BasicUNet and the default trained on fold 0 for the
-             same wall time, scored on fold 0's held-out slices
+  peers      the seed recipe, MONAI's BasicUNet and the default trained for the same wall
+             time on each of --peer-folds (fold 0 by default), scored on that fold's
+             held-out slices
   pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
   scaling    rule times of the smoke config on 30, 60 and 120 slices (the ISBI slices
              repeated with flips)
@@ -48,6 +50,7 @@ from cellseg.benchmark import (
     copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training,
 )
 from cellseg.config import load_config, merged
+from cellseg.folds import assign_folds
 from cellseg.metrics import pixel_scores
 from cellseg.predict import Predictor
 from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
@@ -58,6 +61,15 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 SECTIONS = ("peaks", "training", "convolutions", "inference", "peers", "pipeline", "scaling")
 ISBI = REPO.parent / "shared/isbi2012"
+
+
+# The seed recipe as written; MONAI's BasicUNet (its defaults) trained by our loop with the
+# default training config; the default config.
+PEERS = {
+    "seed": lambda: config_of("seed.yaml"),
+    "monai": lambda: config_of({"model": {"architecture": "monai_basicunet"}}),
+    "default": lambda: config_of(),
+}
 
 
 def config_of(*overrides: str | dict) -> dict:
@@ -151,35 +163,42 @@ def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def peers(work: Path, images, labels, minutes: float, device: torch.device) -> pd.DataFrame:
-    held_out, train_slices = list(range(6)), list(range(6, 30))
-    candidates = {
-        "seed recipe (config/seed.yaml)": config_of("seed.yaml"),
-        "MONAI BasicUNet, default training": config_of({"model": {"architecture": "monai_basicunet"}}),
-        "default (config/config.yaml)": config_of(),
-    }
+def peers(work: Path, images, labels, minutes: float, device: torch.device, folds: list[int],
+          names: list[str]) -> pd.DataFrame:
+    """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
+    slices; the number of steps comes from the peer's own step time, measured first."""
+    candidates = {name: PEERS[name]() for name in names}
+    cv = config_of()["cv"]
+    fold_of = assign_folds(len(images), cv["folds"], cv["scheme"], config_of()["seed"])
     rows = []
-    for name, config in candidates.items():
-        train = config["train"]
-        precision = resolve_precision(train["precision"], device)
-        timing = time_training(config, images, labels, train_slices, device, precision, train["channels_last"],
-                               warmup=2, min_seconds=20)
-        steps = max(1, int(minutes * 60 / timing["step_seconds"]))
-        config = merged(config, {"train": {"steps": steps, "checkpoint_every": steps + 1}})
-        print(f"peer {name}: {steps} steps for {minutes} min", flush=True)
-        folder = work / f"peer{len(rows)}"
-        folder.mkdir()
-        metadata = train_fold(images, labels, train_slices, config, 0, folder / "model.pt", folder / "curve.tsv",
-                              folder / "checkpoint.pt")
-        predictor = Predictor([folder / "model.pt"], config["predict"])
-        probabilities = predictor.predict_slices(images, held_out)
-        scores = pd.DataFrame(pixel_scores(p, labels[i], 0.5) for p, i in zip(probabilities, held_out)).mean()
-        rows.append({
-            "peer": name, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
-            "crops_per_second": metadata["crops_per_second"], "membrane_dice": scores.membrane_dice,
-            "pixel_error": scores.pixel_error,
-        })
-    return pd.DataFrame(rows)
+    for fold in folds:
+        held_out = [int(i) for i in np.flatnonzero(fold_of == fold)]
+        train_slices = [int(i) for i in np.flatnonzero(fold_of != fold)]
+        for name, config in candidates.items():
+            train = config["train"]
+            precision = resolve_precision(train["precision"], device)
+            timing = time_training(config, images, labels, train_slices, device, precision, train["channels_last"],
+                                   warmup=2, min_seconds=20)
+            steps = max(1, int(minutes * 60 / timing["step_seconds"]))
+            config = merged(config, {"train": {"steps": steps, "checkpoint_every": steps + 1}})
+            print(f"peer {name}, fold {fold}: {steps} steps for {minutes} min", flush=True)
+            folder = work / f"peer{len(rows)}"
+            folder.mkdir()
+            metadata = train_fold(images, labels, train_slices, config, fold, folder / "model.pt",
+                                  folder / "curve.tsv", folder / "checkpoint.pt")
+            predictor = Predictor([folder / "model.pt"], config["predict"])
+            probabilities = predictor.predict_slices(images, held_out)
+            scores = pd.DataFrame(pixel_scores(p, labels[i], 0.5) for p, i in zip(probabilities, held_out)).mean()
+            rows.append({
+                "peer": name, "fold": fold, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
+                "crops_per_second": metadata["crops_per_second"], "membrane_dice": scores.membrane_dice,
+                "pixel_error": scores.pixel_error,
+            })
+    table = pd.DataFrame(rows)
+    if len(folds) > 1:
+        means = table.groupby("peer", sort=False).mean(numeric_only=True).drop(columns="fold").reset_index()
+        table = pd.concat([table, means.assign(fold="mean")], ignore_index=True)
+    return table
 
 
 def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> float:
@@ -242,12 +261,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated, of: " + ", ".join(SECTIONS))
     parser.add_argument("--peer-minutes", type=float, default=10.0, help="training wall time of each peer")
+    parser.add_argument("--peer-folds", default="0", help="comma-separated folds each peer trains on")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated, of: " + ", ".join(PEERS))
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()
     sections = args.sections.split(",")
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    unknown = set(args.peers.split(",")) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers {sorted(unknown)}; choose from {tuple(PEERS)}")
 
     set_threads(args.threads)
     device = resolve_device("auto")
@@ -275,7 +299,8 @@ def main() -> None:
         elif section == "inference":
             results[section] = inference(work, images, labels, device)
         elif section == "peers":
-            results[section] = peers(work, images, labels, args.peer_minutes, device)
+            results[section] = peers(work, images, labels, args.peer_minutes, device,
+                                     [int(f) for f in args.peer_folds.split(",")], args.peers.split(","))
         elif section == "pipeline":
             results[section] = pipeline(work)
         elif section == "scaling":

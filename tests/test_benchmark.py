@@ -70,10 +70,12 @@ def test_inference_code_times_a_slice_in_the_precision_asked(tmp_path):
         assert measured["seconds_per_slice"] > 0 and measured["peak_rss_mb"] > 0
 
 
-def test_bench_script_refuses_an_unknown_section():
+def test_bench_script_refuses_an_unknown_section_or_peer():
     import subprocess
     import sys
 
-    finished = subprocess.run([sys.executable, str(REPO / "scripts/bench.py"), "--sections", "peaks,speed"],
-                              capture_output=True, text=True)
-    assert finished.returncode == 2 and "unknown sections ['speed']" in finished.stderr
+    for option, value, message in (("--sections", "peaks,speed", "unknown sections ['speed']"),
+                                   ("--peers", "seed,nnunet", "unknown peers ['nnunet']")):
+        finished = subprocess.run([sys.executable, str(REPO / "scripts/bench.py"), option, value],
+                                  capture_output=True, text=True)
+        assert finished.returncode == 2 and message in finished.stderr
