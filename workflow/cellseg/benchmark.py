@@ -91,7 +91,8 @@ def convolution_shapes(config: dict, device: torch.device) -> list[tuple[torch.n
     def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         seen.append((module, inputs[0].shape, inputs[0].requires_grad))
 
-    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    convolutions = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    hooks = [m.register_forward_hook(record) for m in convolutions]
     model(torch.randn(batch, 1, side, side, device=device))
     for hook in hooks:
         hook.remove()
