@@ -11,8 +11,9 @@ Sections (all by default):
              goes (torch.profiler regions: data, forward, backward, optimizer)
   convolutions
              each convolution of the default and seed models timed alone, forward and
-             backward, in bf16 with channels_last: the ceiling of a training step whose
-             every other operation were free
+             backward, with channels_last in the precision `auto` picks (bf16 where it
+             is native): the ceiling of a training step whose every other operation
+             were free
   inference  seconds per 512 x 512 slice with and without TTA, in fp32 and in the
              precision `predict.precision: auto` picks here; seconds and peak memory of
              tiled prediction for 512 to 4096 px slices in that precision
@@ -127,7 +128,7 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
 
 
 def convolutions(device: torch.device, bf16_peak: float) -> pd.DataFrame:
-    precision = "bf16" if device.type == "cuda" or cpu_has_fast_bf16() else "fp32"
+    precision = resolve_precision("auto", device)
     tables = []
     for name, config in (("default", config_of()), ("seed", config_of("seed.yaml"))):
         print(f"convolutions of {name}, {precision}, channels_last", flush=True)
@@ -172,8 +173,8 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
     """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
     slices; the number of steps comes from the peer's own step time, measured first."""
     candidates = {name: PEERS[name]() for name in names}
-    cv = config_of()["cv"]
-    fold_of = assign_folds(len(images), cv["folds"], cv["scheme"], config_of()["seed"])
+    default = config_of()
+    fold_of = assign_folds(len(images), default["cv"]["folds"], default["cv"]["scheme"], default["seed"])
     rows = []
     for fold in folds:
         held_out = [int(i) for i in np.flatnonzero(fold_of == fold)]
