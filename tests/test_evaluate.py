@@ -13,6 +13,7 @@ from cellseg.evaluate import (
     PIXEL_COLUMNS,
     SEGMENT_COLUMNS,
     SKIMAGE_COLUMNS,
+    UNBOUNDED_ABOVE,
     evaluate_held_out,
     per_fold_table,
     segment_scores,
@@ -76,11 +77,22 @@ def test_tables_from_predictions_on_disk(tmp_path):
     summary = summary_table(per_slice).set_index("metric")
     values = folds.pixel_error.to_numpy()
     low, high = stats.t.interval(0.95, 1, loc=values.mean(), scale=stats.sem(values))
-    assert summary.loc["pixel_error", "ci95_low"] == pytest.approx(low)
-    assert summary.loc["pixel_error", "ci95_high"] == pytest.approx(high)
+    assert summary.loc["pixel_error", "ci95_low"] == pytest.approx(max(low, 0.0))
+    assert summary.loc["pixel_error", "ci95_high"] == pytest.approx(min(high, 1.0))
     assert summary.loc["pixel_error", "sd"] == pytest.approx(values.std(ddof=1))
     errors = per_slice[["cell_fp", "cell_fn"]].to_numpy().sum()
     assert summary.loc["pixel_error", "pooled"] == pytest.approx(errors / labels.size)
+
+
+def test_intervals_stay_within_each_scores_range():
+    # Two folds far apart: Student's t with one degree of freedom runs far past 0 and 1.
+    per_slice = pd.DataFrame({"slice": [0, 1], "fold": [0, 1], **{c: [0.05, 0.95] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
+                              "cell_tp": [1, 1], "cell_fp": [1, 1], "cell_fn": [0, 0], "cell_tn": [2, 2]})
+    summary = summary_table(per_slice).set_index("metric")
+    assert (summary.ci95_low == 0).all()
+    assert (summary.drop(index=list(UNBOUNDED_ABOVE)).ci95_high == 1).all()
+    high = stats.t.interval(0.95, 1, loc=0.5, scale=stats.sem([0.05, 0.95]))[1]
+    assert summary.loc[list(UNBOUNDED_ABOVE), "ci95_high"].to_numpy() == pytest.approx([high, high])
 
 
 def test_a_single_fold_has_a_zero_width_interval():
