@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Run the whole pipeline for a configuration on this machine, time it, and score it.
 
-    .venv/bin/python scripts/bench_pipeline.py [--configfile FILE ...] [--cores 2]
+    .venv/bin/python scripts/bench_pipeline.py [--configfile FILE ...] [--cores 2] [--fresh-clone]
 
 Snakemake runs the default target (up to report.html) in a fresh copy of the workflow
-beside a link to ../shared, so fetching and unpacking count too. Writes
+beside a link to ../shared, so fetching and unpacking count too. With --fresh-clone it
+runs README command 1 instead: a git clone of this checkout's HEAD, `scripts/setup.sh`
+there (timed on its own: a new virtualenv from the package registries) and the clone's
+`.venv/bin/snakemake`. Writes
 results/bench/pipeline-<host>-<date>-<experiment>/ with per_fold.tsv (the run's own
 per-fold scores with each fold's training time and throughput), summary.tsv (the run's
 summary table), rules.tsv (seconds per job from the rules' benchmark files) and summary.md.
@@ -36,14 +39,26 @@ def main() -> None:
     parser.add_argument("--configfile", nargs="*", default=[], help="config files on top of config/config.yaml")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary working copy")
+    parser.add_argument("--fresh-clone", action="store_true",
+                        help="clone HEAD, time scripts/setup.sh there, run the clone's .venv/bin/snakemake")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="cellseg-bench-"))
-    work = copy_workflow(REPO, scratch / "work")
     (scratch / "shared").symlink_to((REPO.parent / "shared").resolve(), target_is_directory=True)
     configfiles = [str(Path(f).resolve()) for f in args.configfile]
+    setup_seconds = None
+    if args.fresh_clone:
+        work = scratch / "cellseg"
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(work)], check=True)
+        began = time.perf_counter()
+        subprocess.run(["scripts/setup.sh"], cwd=work, check=True)
+        setup_seconds = time.perf_counter() - began
+        snakemake = [str(work / ".venv/bin/snakemake")]
+    else:
+        work = copy_workflow(REPO, scratch / "work")
+        snakemake = [sys.executable, "-m", "snakemake"]
 
-    command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--resources", "gpu=1"]
+    command = [*snakemake, "--cores", str(args.cores), "--resources", "gpu=1"]
     if configfiles:
         command += ["--configfile", *configfiles]
     began = time.perf_counter()
@@ -80,6 +95,7 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} CPUs, torch {torch.__version__}; "
         f"`snakemake --cores {args.cores} --resources gpu=1` {' '.join(args.configfile)}",
         "",
+        *([f"Set-up on a fresh clone (scripts/setup.sh): {setup_seconds / 60:.1f} min"] if setup_seconds else []),
         f"Whole pipeline (fetch to report.html): {wall / 60:.1f} min; report.html {report_mb:.1f} MB",
         "",
         "Summary over folds (held-out slices; pixel scores at eval.threshold):",
