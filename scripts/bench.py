@@ -7,8 +7,9 @@
 Sections (all by default):
   peaks      dense matmul GFLOP/s in fp32 and bf16 (and fp16 on a GPU)
   training   crops/s and achieved GFLOP/s of the default and seed models in fp32 and bf16,
-             with and without channels_last (and torch.compile), and where a step's time
-             goes (torch.profiler regions: data, forward, backward, optimizer)
+             with and without channels_last (and torch.compile), and on a GPU of
+             config/gpu.yaml's recipe too, and where a step's time goes (torch.profiler
+             regions: data, forward, backward, optimizer)
   convolutions
              each convolution of the default and seed models timed alone, forward and
              backward, with channels_last in the precision `auto` picks (bf16 where it
@@ -104,10 +105,14 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
     slices = list(range(6, 30))
     variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
     emulated_bf16 = device.type == "cpu" and not cpu_has_fast_bf16()
-    for name, config in (("default", config_of()), ("seed", config_of("seed.yaml"))):
+    models = {"default": variants + [("fp32", True, True), ("bf16", True, True)], "seed": variants}
+    if device.type == "cuda":
+        # The GPU recipe as it trains: 32 channels, batches of 16 made by 4 worker processes.
+        models["gpu"] = [("bf16", True, False), ("bf16", True, True)]
+    for name, model_variants in models.items():
+        config = config_of(f"{name}.yaml") if name != "default" else config_of()
         flops = step_flops(config, device)
-        compiled_variants = [("fp32", True, True), ("bf16", True, True)] if name == "default" else []
-        for precision, channels_last, compiled in variants + compiled_variants:
+        for precision, channels_last, compiled in model_variants:
             if name == "seed" and precision == "bf16" and not channels_last and emulated_bf16:
                 # Measured on an AVX2 CPU: one emulated step ran over 20 minutes.
                 rows.append({"model": name, "precision": precision, "channels_last": False, "compiled": False,

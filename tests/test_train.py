@@ -75,6 +75,13 @@ def test_two_cpu_runs_with_one_seed_give_identical_weights(stacks, tmp_path):
     assert not (tmp_path / "a" / "ck.pt").exists()  # removed once the model is written
 
 
+def test_batches_made_by_worker_processes_give_the_same_weights(stacks, tmp_path):
+    (tmp_path / "in_process").mkdir(), (tmp_path / "workers").mkdir()
+    in_process, _ = run(stacks, tmp_path / "in_process", tiny_config())
+    by_workers, _ = run(stacks, tmp_path / "workers", tiny_config(data_workers=2))
+    assert same_weights(in_process, by_workers)
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "plateau", "constant"])
 def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path, schedule):
     config = tiny_config(schedule=schedule)

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .model import build_model
 from .runtime import autocast
-from .train import CropSampler, make_optimizer, training_step
+from .train import CropSampler, batch_stream, make_optimizer, training_step
 
 PHASES = ("data", "forward", "backward", "optimizer")
 WORKFLOW_FOLDERS = ("workflow", "config", "profiles")
@@ -152,7 +152,8 @@ def time_training(
     max_steps: int = 20,
 ) -> dict[str, float]:
     """Throughput of the real training step (sampler, augmentation, model, loss,
-    optimizer) in one precision and memory format.
+    optimizer) in one precision and memory format, with batches made as
+    ``train.data_workers`` says (with workers, the data phase is the wait for a batch).
 
     After ``warmup`` steps, steps run under torch.profiler until ``min_seconds`` have
     passed (at least one step, at most ``max_steps``). Returns crops/s, seconds per step,
@@ -168,21 +169,22 @@ def time_training(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     sampler = CropSampler(images, labels, train_slices, config, config["seed"], 0)
     network = torch.compile(model) if compiled else model
+    batches = batch_stream(sampler, range(warmup + max_steps), config["train"]["data_workers"])
 
-    def run(step: int) -> None:
-        training_step(network, optimizer, scaler, sampler, step, device, precision, memory_format,
+    def run() -> None:
+        training_step(network, optimizer, scaler, batches, device, precision, memory_format,
                       config["train"]["loss"], (0.5, 0.2))
 
     began = time.perf_counter()
-    for step in range(warmup):
-        run(step)
+    for _ in range(warmup):
+        run()
     synchronize(device)
     warmup_seconds = time.perf_counter() - began
     # The phases are host-side regions; tracing every CUDA kernel would only slow the steps.
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         began, steps = time.perf_counter(), 0
         while steps < max_steps and (steps == 0 or time.perf_counter() - began < min_seconds):
-            run(warmup + steps)
+            run()
             steps += 1
         synchronize(device)
         elapsed = time.perf_counter() - began

@@ -2,9 +2,9 @@
 
 The crops and augmentation of step ``s`` come from a generator seeded with
 ``(seed, fold, s)``, so a run resumed from a checkpoint sees exactly the batches an
-uninterrupted run sees, and on a CPU ends with bitwise identical weights. Nothing here
-looks at the fold's held-out slices: the schedule and every other decision use the
-training loss only.
+uninterrupted run sees, and on a CPU ends with bitwise identical weights; batches made
+ahead by worker processes are the same batches. Nothing here looks at the fold's
+held-out slices: the schedule and every other decision use the training loss only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from .runtime import autocast, device_name, resolve_device, resolve_precision, v
 log = logging.getLogger(__name__)
 
 # Settings that change how a run is watched, not the weights it ends with.
-NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every_seconds", "threads", "gpus")
+NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every_seconds", "threads", "gpus", "data_workers")
 
 
 def dice_bce_loss(
@@ -63,8 +64,9 @@ def dice_bce_loss(
     return loss, {"bce": bce.item(), "dice": dice.item()}
 
 
-class CropSampler:
-    """Random crops of the training slices, with augmentation, reproducible per step."""
+class CropSampler(torch.utils.data.Dataset):
+    """Random crops of the training slices, with augmentation, reproducible per step: a
+    dataset whose item ``s`` is the batch of step ``s``."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, slices: list[int], config: dict, seed: int, fold: int):
         self.images, self.labels, self.slices = images, labels, list(slices)
@@ -96,6 +98,17 @@ class CropSampler:
                 valids.append(valid.as_subclass(torch.Tensor).float())
         return torch.stack(images), torch.stack(targets), torch.stack(valids)
 
+    __getitem__ = batch
+
+
+def batch_stream(sampler: CropSampler, steps: range, workers: int) -> Iterator:
+    """The batches of ``steps`` in order: made in this process when asked for (``workers``
+    0), or ahead of the training step by ``workers`` processes, so that a GPU need not
+    wait for the CPU's augmentation. A batch depends on its step only: the same either way."""
+    if workers == 0:
+        return map(sampler.batch, steps)
+    return iter(torch.utils.data.DataLoader(sampler, batch_size=None, sampler=steps, num_workers=workers))
+
 
 def make_optimizer(parameters, train_config: dict) -> torch.optim.Optimizer:
     kind = train_config["optimizer"]
@@ -121,22 +134,21 @@ def training_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    sampler: CropSampler,
-    step: int,
+    batches: Iterator,
     device: torch.device,
     precision: str,
     memory_format: torch.memory_format,
     loss_config: dict,
     normalisation: tuple[float, float],
 ) -> tuple[float, dict[str, float]]:
-    """One optimisation step on the batch of ``step``; returns the loss and its parts.
+    """One optimisation step on the next batch of ``batches``; returns the loss and its parts.
 
     The phases are torch.profiler regions (data, forward, backward, optimizer), so a
     profile of training shows where a step's time goes.
     """
     mean, std = normalisation
     with record_function("data"):
-        image, target, valid = sampler.batch(step)
+        image, target, valid = next(batches)
         image = ((image - mean) / std).to(device, memory_format=memory_format)
         target, valid = target.to(device), valid.to(device)
     with record_function("forward"):
@@ -259,9 +271,10 @@ def train_fold(
     interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
     epoch_loss, epoch_count = 0.0, 0
     model.train()
+    batches = batch_stream(sampler, range(start, steps), train_config["data_workers"])
     for step in range(start, steps):
         loss_value, parts = training_step(
-            model, optimizer, scaler, sampler, step, device, precision, memory_format, train_config["loss"], (mean, std)
+            model, optimizer, scaler, batches, device, precision, memory_format, train_config["loss"], (mean, std)
         )
         learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -58,6 +58,12 @@ def training_recipe(wildcards):
     return {key: experiment[key] for key in ("seed", "model", "train", "augment")}
 
 
+def training_threads(wildcards):
+    """A training job's torch threads and its data worker processes, each a core."""
+    train = experiment_config(wildcards)["train"]
+    return train["threads"] + train["data_workers"]
+
+
 def each_fold(pattern):
     """An input function: ``pattern`` for every fold of the job's experiment."""
 

@@ -15,7 +15,7 @@ rule train_unet:
         "results/{experiment}/benchmarks/train_unet/fold{fold}.tsv"
     conda:
         "../envs/cellseg.yaml"
-    threads: lambda w: experiment_config(w)["train"]["threads"]
+    threads: training_threads
     resources:
         gpu=lambda w: experiment_config(w)["train"]["gpus"],
     params:

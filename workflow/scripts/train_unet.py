@@ -8,13 +8,15 @@ from cellseg.runtime import set_threads
 from cellseg.train import train_fold
 
 with logged_step(snakemake.log[0]):
-    set_threads(snakemake.threads)
+    recipe = snakemake.params.recipe
+    # The job's threads count the data workers too; torch gets the rest.
+    set_threads(max(1, snakemake.threads - recipe["train"]["data_workers"]))
     fold = int(snakemake.wildcards.fold)
     train_fold(
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         train_slices=training_slices(read_folds(snakemake.input.folds), fold),
-        config=snakemake.params.recipe,
+        config=recipe,
         fold=fold,
         model_path=snakemake.output.model,
         curve_path=snakemake.output.curve,
