@@ -79,6 +79,17 @@ def test_a_config_change_reruns_only_what_depends_on_it(isbi_run, override, expe
     assert planned_jobs(result.stdout) == expected_jobs
 
 
+def test_how_a_training_runs_never_retrains(isbi_run):
+    work, _ = isbi_run
+    (work / "run_settings.yaml").write_text(
+        "train:\n  threads: 1\n  gpus: 0\n  data_workers: 1\n  checkpoint_every: 7\n  log_every_seconds: 3\n"
+    )
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "run_settings.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    # Only the report, which shows the config it was made with.
+    assert planned_jobs(result.stdout) == {"render_report": 1, "all": 1}
+
+
 def test_smoke_run_writes_finite_metric_tables(isbi_run):
     work, _ = isbi_run
     metrics = work / "results/smoke/metrics"

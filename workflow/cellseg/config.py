@@ -104,6 +104,9 @@ def type_errors(config: dict, schema: dict) -> list[str]:
 
 
 COMMAND_LINE_CONFIG = "config/config.yaml merged with any --configfile and --config"
+# Keys of `train` that say how a training runs and is watched, not which weights it ends
+# with: changing them neither retrains nor invalidates a checkpoint.
+RUN_SETTINGS = ("checkpoint_every", "log_every_seconds", "threads", "gpus", "data_workers")
 
 
 def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND_LINE_CONFIG) -> dict:

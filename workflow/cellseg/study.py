@@ -149,6 +149,11 @@ def expand_experiments(config: dict, schema_path: str | Path) -> dict[str, dict[
     return runs
 
 
+def runs_by_name(study_runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Every run of ``expand_experiments``' answer, repeats included, by its name."""
+    return {run: config for runs in study_runs.values() for run, config in runs.items()}
+
+
 def reference_experiment(study: dict, experiments: list[str]) -> str:
     return study["reference"] or experiments[0]
 

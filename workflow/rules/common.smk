@@ -2,8 +2,13 @@
 import re
 from pathlib import Path
 
-from cellseg.config import validate_config
-from cellseg.study import config_difference, expand_experiments, reference_experiment
+from cellseg.config import RUN_SETTINGS, validate_config
+from cellseg.study import (
+    config_difference,
+    expand_experiments,
+    reference_experiment,
+    runs_by_name,
+)
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 validate_config(config, SCHEMA)
@@ -11,7 +16,7 @@ validate_config(config, SCHEMA)
 # Each experiment (one for a single run, several for a study) to its runs, one per
 # repeat, each a complete validated config; the rules see runs as {experiment}.
 STUDY_RUNS = expand_experiments(config, SCHEMA)
-EXPERIMENTS = {run: cfg for runs in STUDY_RUNS.values() for run, cfg in runs.items()}
+EXPERIMENTS = runs_by_name(STUDY_RUNS)
 STUDY = config["study"]["name"]
 # Every run shares the data (a study refuses experiments that override it).
 DATA = next(iter(EXPERIMENTS.values()))["data"]
@@ -52,10 +57,17 @@ def expected_hashes(wildcards):
 
 
 def training_recipe(wildcards):
-    """The config sections that decide a fold's weights, and nothing else, so that
-    changing evaluation or prediction settings never retrains."""
+    """What decides a fold's weights, and nothing else, so that changing evaluation or
+    prediction settings, or how a training runs (threads, data workers, checkpoints,
+    logging), never retrains."""
     experiment = experiment_config(wildcards)
-    return {key: experiment[key] for key in ("seed", "model", "train", "augment")}
+    recipe = {key: experiment[key] for key in ("seed", "model", "augment")}
+    recipe["train"] = {
+        key: value
+        for key, value in experiment["train"].items()
+        if key not in RUN_SETTINGS
+    }
+    return recipe
 
 
 def training_threads(wildcards):

@@ -1,22 +1,30 @@
 """Rule train_unet: train the UNet of one fold and write its model and training curve."""
 
+from pathlib import Path
+
 import numpy as np
 
 from cellseg.folds import read_folds, training_slices
 from cellseg.logs import logged_step
 from cellseg.runtime import set_threads
+from cellseg.study import expand_experiments, runs_by_name
 from cellseg.train import train_fold
 
+SCHEMA = Path(snakemake.scriptdir).parent / "schemas" / "config.schema.yaml"
+
 with logged_step(snakemake.log[0]):
-    recipe = snakemake.params.recipe
+    # params.recipe holds only what decides the weights (Snakemake retrains when it
+    # changes); the run's whole config, threads, data workers, checkpoints and logging
+    # included, is built from the command-line config as the Snakefile builds it.
+    config = runs_by_name(expand_experiments(snakemake.config, SCHEMA))[snakemake.wildcards.experiment]
     # The job's threads count the data workers too; torch gets the rest.
-    set_threads(max(1, snakemake.threads - recipe["train"]["data_workers"]))
+    set_threads(max(1, snakemake.threads - config["train"]["data_workers"]))
     fold = int(snakemake.wildcards.fold)
     train_fold(
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         train_slices=training_slices(read_folds(snakemake.input.folds), fold),
-        config=recipe,
+        config=config,
         fold=fold,
         model_path=snakemake.output.model,
         curve_path=snakemake.output.curve,
