@@ -109,6 +109,15 @@ COMMAND_LINE_CONFIG = "config/config.yaml merged with any --configfile and --con
 RUN_SETTINGS = ("checkpoint_every", "log_every_seconds", "threads", "gpus", "data_workers")
 
 
+def training_recipe(config: dict) -> dict:
+    """What decides a training's weights, and nothing else: the seed, the model, the
+    augmentation and the train section but for its RUN_SETTINGS."""
+    return {
+        "seed": config["seed"], "model": config["model"], "augment": config["augment"],
+        "train": {key: value for key, value in config["train"].items() if key not in RUN_SETTINGS},
+    }
+
+
 def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND_LINE_CONFIG) -> dict:
     """Check ``config`` against the schema, fill its defaults in place and return it.
 

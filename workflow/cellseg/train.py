@@ -28,12 +28,11 @@ from torch.profiler import record_function
 from torchvision import tv_tensors
 
 from .augment import build_augmentation
-from .config import RUN_SETTINGS
+from .config import training_recipe
 from .model import build_model, count_parameters
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
 log = logging.getLogger(__name__)
-
 
 
 def dice_bce_loss(
@@ -166,10 +165,8 @@ def training_step(
 
 def fingerprint(config: dict, fold: int, train_slices: list[int], images: np.ndarray, labels: np.ndarray) -> str:
     """What decides the final weights: a checkpoint resumes only into the same run."""
-    train = {k: v for k, v in config["train"].items() if k not in RUN_SETTINGS}
     digest = hashlib.sha256()
-    recipe = {"model": config["model"], "train": train, "augment": config["augment"], "seed": config["seed"]}
-    digest.update(json.dumps([recipe, fold, list(map(int, train_slices))], sort_keys=True).encode())
+    digest.update(json.dumps([training_recipe(config), fold, list(map(int, train_slices))], sort_keys=True).encode())
     for index in train_slices:
         digest.update(np.ascontiguousarray(images[index]).tobytes())
         digest.update(np.ascontiguousarray(labels[index]).tobytes())

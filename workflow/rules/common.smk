@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from cellseg.config import RUN_SETTINGS, validate_config
+from cellseg.config import training_recipe, validate_config
 from cellseg.study import (
     config_difference,
     expand_experiments,
@@ -56,18 +56,11 @@ def expected_hashes(wildcards):
     return {s: hashes[s] for s in DATA[wildcards.stack] if s in hashes}
 
 
-def training_recipe(wildcards):
+def experiment_recipe(wildcards):
     """What decides a fold's weights, and nothing else, so that changing evaluation or
     prediction settings, or how a training runs (threads, data workers, checkpoints,
     logging), never retrains."""
-    experiment = experiment_config(wildcards)
-    recipe = {key: experiment[key] for key in ("seed", "model", "augment")}
-    recipe["train"] = {
-        key: value
-        for key, value in experiment["train"].items()
-        if key not in RUN_SETTINGS
-    }
-    return recipe
+    return training_recipe(experiment_config(wildcards))
 
 
 def training_threads(wildcards):

@@ -19,7 +19,7 @@ rule train_unet:
     resources:
         gpu=lambda w: experiment_config(w)["train"]["gpus"],
     params:
-        recipe=training_recipe,
+        recipe=experiment_recipe,
         checkpoint="results/{experiment}/models/fold{fold}.checkpoint.pt",
     script:
         "../scripts/train_unet.py"
