@@ -105,12 +105,14 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
     slices = list(range(6, 30))
     variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
     emulated_bf16 = device.type == "cpu" and not cpu_has_fast_bf16()
-    models = {"default": variants + [("fp32", True, True), ("bf16", True, True)], "seed": variants}
+    models = {
+        "default": (config_of(), variants + [("fp32", True, True), ("bf16", True, True)]),
+        "seed": (config_of("seed.yaml"), variants),
+    }
     if device.type == "cuda":
         # The GPU recipe as it trains: 32 channels, batches of 16 made by 4 worker processes.
-        models["gpu"] = [("bf16", True, False), ("bf16", True, True)]
-    for name, model_variants in models.items():
-        config = config_of(f"{name}.yaml") if name != "default" else config_of()
+        models["gpu"] = (config_of("gpu.yaml"), [("bf16", True, False), ("bf16", True, True)])
+    for name, (config, model_variants) in models.items():
         flops = step_flops(config, device)
         for precision, channels_last, compiled in model_variants:
             if name == "seed" and precision == "bf16" and not channels_last and emulated_bf16:
