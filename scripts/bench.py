@@ -120,14 +120,15 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
                 rows.append({"model": name, "precision": precision, "channels_last": False, "compiled": False,
                              "note": "skipped: emulated bf16 without channels_last, over 20 min a step"})
                 continue
-            print(f"training {name} {precision} channels_last={channels_last} compiled={compiled}: ", end="", flush=True)
+            variant = f"training {name} {precision} channels_last={channels_last} compiled={compiled}"
+            print(variant, flush=True)
             began = time.perf_counter()
             timing = time_training(config, images, labels, slices, device, precision, channels_last, compiled,
                                    warmup=1 if precision == "bf16" and emulated_bf16 else 2)
             achieved = flops / timing["step_seconds"] / 1e9
             # Each variant's figures as soon as they are measured: a run cut short (a lent
             # GPU's time running out) still reports the variants it finished.
-            print(f"{timing['crops_per_second']:.1f} crops/s, {achieved:.0f} GFLOP/s = {100 * achieved / bf16_peak:.1f} % "
+            print(f"{variant}: {timing['crops_per_second']:.1f} crops/s, {achieved:.0f} GFLOP/s = {100 * achieved / bf16_peak:.1f} % "
                   f"of the bf16 peak; warm-up {timing['warmup_seconds']:.1f} s, {timing['steps']} steps timed, "
                   f"{time.perf_counter() - began:.0f} s in all", flush=True)
             rows.append({
