@@ -56,7 +56,8 @@ from cellseg.folds import assign_folds
 from cellseg.metrics import pixel_scores
 from cellseg.predict import Predictor
 from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
-from cellseg.stacks import binary_labels, read_stack, scale_images
+from cellseg.stackio import read_source
+from cellseg.stacks import binary_labels, normalise_images
 from cellseg.train import train_fold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,9 +86,10 @@ def config_of(*overrides: str | dict) -> dict:
 
 
 def isbi_stacks() -> tuple[np.ndarray, np.ndarray]:
-    """The ISBI training images (float32 in [0, 1]) and labels (1 = cell)."""
+    """The ISBI training images (float32, normalised as the pipeline does by default) and
+    labels (1 = cell)."""
     images, labels = ISBI / "train-volume.tif", ISBI / "train-labels.tif"
-    return scale_images(read_stack(images), images), binary_labels(read_stack(labels), labels)
+    return normalise_images(read_source(images).pixels, images)[0], binary_labels(read_source(labels).pixels, labels)
 
 
 def peaks(device: torch.device) -> pd.DataFrame:

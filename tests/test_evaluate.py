@@ -10,6 +10,7 @@ from scipy import stats
 
 from cellseg.challenge import threshold_sweep
 from cellseg.evaluate import (
+    result_warnings,
     PIXEL_COLUMNS,
     SEGMENT_COLUMNS,
     SKIMAGE_COLUMNS,
@@ -43,15 +44,46 @@ def test_merged_cells_are_a_merge_and_a_split_cell_a_split():
     assert scores["skimage_vi_split"] > 1.0 and scores["skimage_vi_merge"] < 0.25
 
 
-def test_labels_without_cells_score_zero_not_nan():
-    scores = segment_scores(np.random.default_rng(0).random((5, 5)), np.zeros((5, 5), np.uint8), 0.5)
-    assert scores == dict.fromkeys(SKIMAGE_COLUMNS, 0.0)
+@pytest.mark.parametrize("cells", [0, 1])
+def test_truth_of_fewer_than_two_segments_scores_undefined_not_perfect(cells):
+    labels = np.zeros((5, 5), np.uint8)
+    labels[1:4, 1:4] = cells
+    scores = segment_scores(labels.astype(float), labels, 0.5)  # a "perfect" prediction
+    assert all(np.isnan(v) for v in scores.values()) and set(scores) == set(SKIMAGE_COLUMNS)
+
+
+def test_inverted_labels_are_flagged_not_scored_perfect(tmp_path):
+    """Membrane stored as cell: the "cells" form one network per slice, so V_Rand and
+    V_Info would be a perfect 1.000 for a model that learned it."""
+    membrane = np.zeros((2, 24, 24), np.uint8)
+    membrane[:, ::8, :] = membrane[:, :, ::8] = 1
+    inverted = membrane  # 1 = "cell" is really the membrane network
+    pd.DataFrame({"slice": [0, 1], "fold": [0, 1]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    for fold in (0, 1):
+        (tmp_path / f"fold{fold}").mkdir()
+        tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", inverted[fold].astype(np.float32))
+    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], inverted, 0.5)
+    assert per_slice.truth_segments.tolist() == [1, 1]
+    assert per_slice[SEGMENT_COLUMNS].isna().all().all() and thresholds[["v_rand", "v_info"]].isna().all().all()
+    summary = summary_table(per_slice).set_index("metric")
+    assert np.isnan(summary.loc["v_rand_thinned", "mean"]) and summary.loc["cell_dice", "mean"] == 1.0
+    warnings = result_warnings(per_slice, 0.5)
+    assert warnings.slice.tolist() == [0, 1] and "1 cell segment(s)" in warnings.message[0]
+
+
+def test_a_fold_predicting_almost_no_membrane_is_warned_about():
+    counts = {"cell_tp": [780, 780], "cell_fp": [215, 10], "cell_fn": [0, 0], "cell_tn": [5, 210]}
+    per_slice = pd.DataFrame({"slice": [0, 1], "fold": [0, 1], "truth_segments": [5, 5], **counts})
+    warnings = result_warnings(per_slice, 0.5)
+    # Fold 0: 0.5 % predicted membrane where the truth has 22 %; fold 1 is fine.
+    assert warnings.fold.tolist() == [0] and "predicts 0.50 % of its held-out pixels as membrane" in warnings.message[0]
+    assert "22.0 %" in warnings.message[0] and warnings.slice.isna().all()
 
 
 def test_tables_from_predictions_on_disk(tmp_path):
     rng = np.random.default_rng(0)
     labels = (rng.random((4, 12, 10)) > 0.3).astype(np.uint8)
-    pd.DataFrame({"slice": range(4), "fold": [0, 0, 1, 1], "role": "cv"}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    pd.DataFrame({"slice": range(4), "fold": [0, 0, 1, 1]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
     for fold, slices in ((0, (0, 1)), (1, (2, 3))):
         (tmp_path / f"fold{fold}").mkdir()
         for index in slices:
@@ -59,7 +91,7 @@ def test_tables_from_predictions_on_disk(tmp_path):
             tifffile.imwrite(tmp_path / f"fold{fold}/slice_{index:03d}.tif", noisy)
     per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
     assert per_slice.slice.tolist() == [0, 1, 2, 3] and per_slice.fold.tolist() == [0, 0, 1, 1]
-    assert list(per_slice.columns[2:]) == PIXEL_COLUMNS + SEGMENT_COLUMNS + ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
+    assert list(per_slice.columns[2:]) == ["truth_segments"] + PIXEL_COLUMNS + SEGMENT_COLUMNS + ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
     assert np.isfinite(per_slice[PIXEL_COLUMNS + SEGMENT_COLUMNS].to_numpy()).all()
 
     # The challenge's figure: the best over thresholds of the mean over slices.

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from cellseg.errors import InputError
 from cellseg.fetch import fetch_stack
-from cellseg.stacks import pixel_sha256, read_stack
-from conftest import closed_port_url, make_stacks
+from cellseg.stackio import read_source
+from cellseg.stacks import pixel_sha256
+import tifffile
+
+from conftest import closed_port_url, make_stacks, write_stack
 
 
 @pytest.fixture()
 def served_hash(stack_server, tmp_path):
     images, _ = make_stacks(tmp_path)  # same seed as the served files
-    return pixel_sha256(read_stack(images))
+    return pixel_sha256(read_source(images).pixels)
 
 
 def leftovers(folder):
@@ -25,12 +29,14 @@ def leftovers(folder):
 def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash, tmp_path, caplog):
     caplog.set_level("INFO")
     url = f"{stack_server.url}/files/images.tif"
-    destination = tmp_path / "out" / "train_images.tif"
+    destination = tmp_path / "out" / "train_images.npy"
     record = tmp_path / "out" / "train_images.json"
-    provenance = fetch_stack([url], destination, "images", {url: served_hash}, timeout=5, retries=0, record=record)
-    assert provenance == {"source": url, "sha256": served_hash, "verified": True, "shape": [6, 37, 45], "dtype": "uint16"}
+    provenance = fetch_stack([url], destination, "images", {url: served_hash}, {}, timeout=5, retries=0, record=record)
+    unknown = {"z": None, "y": None, "x": None, "unit": None}
+    assert provenance == {"source": url, "sha256": served_hash, "verified": True, "shape": [6, 37, 45], "dtype": "uint16",
+                          "voxel_size": unknown, "notes": [], "warnings": []}
     assert json.loads(record.read_text()) == provenance
-    assert pixel_sha256(read_stack(destination)) == served_hash
+    assert pixel_sha256(np.load(destination)) == served_hash
     assert f"fetched images from {url}" in caplog.text and "verified" in caplog.text
     assert leftovers(destination.parent) == []
 
@@ -39,7 +45,7 @@ def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_ser
     caplog.set_level("INFO")
     sources = [str(tmp_path / "absent.tif"), f"{stack_server.url}/files/nothing.tif", closed_port_url(),
                f"{stack_server.url}/files/labels.tif"]
-    provenance = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, timeout=5, retries=1)
+    provenance = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, {}, timeout=5, retries=1)
     assert provenance["source"] == sources[-1] and not provenance["verified"]
     assert stack_server.hits["/files/nothing.tif"] == 1  # a 404 is not retried
     assert "no expected hash" in caplog.text
@@ -47,7 +53,7 @@ def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_ser
 
 def test_a_dropped_connection_is_retried(stack_server, served_hash, tmp_path):
     url = f"{stack_server.url}/flaky/images.tif"
-    fetch_stack([url], tmp_path / "i.tif", "images", {url: served_hash}, timeout=5, retries=2)
+    fetch_stack([url], tmp_path / "i.tif", "images", {url: served_hash}, {}, timeout=5, retries=2)
     assert stack_server.hits["/flaky/images.tif"] == 2
 
 
@@ -56,7 +62,7 @@ def test_every_source_failing_names_each_and_leaves_no_file(stack_server, tmp_pa
                f"{stack_server.url}/slow/images.tif"]
     destination = tmp_path / "i.tif"
     with pytest.raises(InputError) as raised:
-        fetch_stack(sources, destination, "images", {}, timeout=0.5, retries=1)
+        fetch_stack(sources, destination, "images", {}, {}, timeout=0.5, retries=1)
     message = str(raised.value)
     assert "No source of the images stack" in message
     assert "Connection refused" in message and "HTTP 404" in message
@@ -71,7 +77,7 @@ def test_a_hash_mismatch_shows_both_hashes_and_keeps_the_old_file(stack_server, 
     destination.write_bytes(b"an earlier result")
     wrong = "0" * 64
     with pytest.raises(InputError) as raised:
-        fetch_stack([url], destination, "images", {url: wrong}, timeout=5, retries=0)
+        fetch_stack([url], destination, "images", {url: wrong}, {}, timeout=5, retries=0)
     assert f"expected sha256 {wrong}, found {served_hash}" in str(raised.value)
     assert destination.read_bytes() == b"an earlier result" and leftovers(tmp_path) == []
 
@@ -79,5 +85,27 @@ def test_a_hash_mismatch_shows_both_hashes_and_keeps_the_old_file(stack_server, 
 def test_a_malformed_local_stack_is_refused_naming_its_source(tmp_path):
     images, _ = make_stacks(tmp_path)
     with pytest.raises(InputError, match=f"{images} holds label values"):
-        fetch_stack([str(images)], tmp_path / "fetched.tif", "labels", {}, timeout=5, retries=0)
+        fetch_stack([str(images)], tmp_path / "fetched.tif", "labels", {}, {}, timeout=5, retries=0)
     assert not (tmp_path / "fetched.tif").exists() and leftovers(tmp_path) == []
+
+
+def test_boundary_labels_need_the_declared_convention(tmp_path, caplog):
+    membrane = np.random.default_rng(0).random((4, 20, 20)) < 0.2
+    path = write_stack(tmp_path / "boundaries.tif", (membrane * 255).astype(np.uint8))
+    with pytest.raises(InputError, match="data.label_cell_value: 0"):
+        fetch_stack([str(path)], tmp_path / "l.npy", "labels", {}, {}, timeout=5, retries=0)
+    provenance = fetch_stack([str(path)], tmp_path / "l.npy", "labels", {}, {"label_cell_value": 0}, timeout=5, retries=0)
+    assert provenance["shape"] == [4, 20, 20]
+
+
+def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
+    images, _ = make_stacks(tmp_path)
+    configured = {"z": 50, "y": 4, "x": None, "unit": "nm"}
+    provenance = fetch_stack([str(images)], tmp_path / "i.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0)
+    assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": None, "unit": "micron"})
+    calibrated = tmp_path / "calibrated.tif"
+    tifffile.imwrite(calibrated, np.zeros((2, 8, 8), np.uint8) + np.arange(8, dtype=np.uint8), imagej=True,
+                     resolution=(1 / 0.008, 1 / 0.008), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
+    provenance = fetch_stack([str(calibrated)], tmp_path / "c.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0)
+    assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.008, "unit": "micron"})
+    assert "data.voxel_size.y (0.004 micron) replaces the file's 0.008 micron" in caplog.text

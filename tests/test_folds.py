@@ -14,7 +14,7 @@ from cellseg.folds import assign_folds, fold_table, held_out_slices, read_folds,
 @pytest.mark.parametrize("folds", [2, 3, 5, 7])
 @pytest.mark.parametrize("count", [7, 11, 30, 31])
 def test_each_slice_held_out_once_and_sizes_differ_by_at_most_one(count, folds, scheme):
-    table = fold_table(count, 4, folds, scheme, seed=3)
+    table = fold_table(count, folds, scheme, seed=3)
     held = [held_out_slices(table, fold) for fold in range(folds)]
     assert sorted(s for block in held for s in block) == list(range(count))
     sizes = [len(block) for block in held]
@@ -38,23 +38,14 @@ def test_random_folds_depend_on_the_seed_only():
     assert not np.array_equal(first, assign_folds(30, 5, "blocks", seed=1))
 
 
-def test_test_slices_have_no_fold():
-    table = fold_table(6, 3, 2, "blocks", seed=0)
-    test = table[table.role == "test"]
-    assert test.slice.tolist() == [0, 1, 2] and test.fold.isna().all()
-
-
 def test_fewer_slices_than_folds_is_an_error():
     with pytest.raises(InputError, match="has 3 labelled slices, fewer than cv.folds = 5"):
-        fold_table(3, 0, 5, "blocks", seed=0)
+        fold_table(3, 5, "blocks", seed=0)
 
 
 def test_split_folds_round_trips_through_tsv(tmp_path):
     pd.DataFrame({"slice": range(9)}).to_csv(tmp_path / "train.tsv", sep="\t", index=False)
-    pd.DataFrame({"slice": range(4)}).to_csv(tmp_path / "test.tsv", sep="\t", index=False)
-    written = split_folds(tmp_path / "train.tsv", tmp_path / "test.tsv", 4, "random", 5, tmp_path / "folds.tsv")
+    written = split_folds(tmp_path / "train.tsv", 4, "random", 5, tmp_path / "folds.tsv")
     read = read_folds(tmp_path / "folds.tsv")
-    assert read.columns.tolist() == ["slice", "fold", "role"]
-    pd.testing.assert_frame_equal(read.astype({"role": object}), written.astype({"role": object}))
-    without_test = split_folds(tmp_path / "train.tsv", None, 4, "blocks", 5, tmp_path / "f2.tsv")
-    assert (without_test.role == "cv").all() and len(without_test) == 9
+    assert read.columns.tolist() == ["slice", "fold"] and len(read) == 9
+    pd.testing.assert_frame_equal(read, written)

@@ -40,13 +40,12 @@ def test_smoke_config_runs_end_to_end_on_isbi(isbi_run):
     work, result = isbi_run
     assert result.returncode == 0, result.stderr
     folds = pd.read_csv(work / "results/smoke/folds.tsv", sep="\t")
-    cv = folds[folds.role == "cv"]
-    assert cv.slice.tolist() == list(range(30)) and cv.fold.tolist() == [0] * 15 + [1] * 15
-    assert (folds.role == "test").sum() == 30
+    assert folds.slice.tolist() == list(range(30)) and folds.fold.tolist() == [0] * 15 + [1] * 15
     for stack in ("train_images", "train_labels", "test_images"):
-        log = (work / f"resources/logs/fetch_stack/{stack}.log").read_text()
-        assert "../shared/isbi2012/" in log and "verified against data.sha256" in log
-    assert np.load(work / "resources/unpacked/train_labels.npy").shape == (30, 512, 512)
+        (log,) = (work / "resources/logs/fetch_stack").glob(f"{stack}-*.log")
+        assert "../shared/isbi2012/" in log.read_text() and "verified against data.sha256" in log.read_text()
+    (labels,) = (work / "resources/unpacked").glob("*/train_labels.npy")
+    assert np.load(labels).shape == (30, 512, 512)
 
 
 def test_second_run_has_nothing_to_do(isbi_run):
@@ -108,7 +107,7 @@ def test_smoke_run_trains_and_predicts_every_fold(isbi_run):
     folds = pd.read_csv(results / "folds.tsv", sep="\t")
     for fold in (0, 1):
         model = torch.load(results / f"models/fold{fold}.pt", weights_only=True)
-        held_out = folds[(folds.role == "cv") & (folds.fold == fold)].slice.tolist()
+        held_out = folds[folds.fold == fold].slice.tolist()
         assert model["train_slices"] == [s for s in range(30) if s not in held_out]
         assert model["config"]["model"]["depth"] == 2 and model["versions"]["torch"]
         curve = pd.read_csv(results / f"models/fold{fold}_curve.tsv", sep="\t")
@@ -152,6 +151,60 @@ def test_a_killed_training_resumes_to_identical_weights(isbi_run, tmp_path):
     assert not checkpoint.exists()
 
 
+def test_the_folds_do_not_depend_on_the_test_stack(isbi_run, tmp_path):
+    work, _ = isbi_run
+    images, _ = make_stacks(tmp_path / "other", slices=3, height=64, width=64)
+    for test_images in ([], [str(images)]):
+        (work / "test_stack.yaml").write_text(yaml.safe_dump({"data": {"test_images": test_images}}))
+        result = snakemake(work, "--configfile", "config/smoke.yaml", "test_stack.yaml", "-n")
+        assert result.returncode == 0, result.stderr
+        jobs = planned_jobs(result.stdout)
+        assert "train_unet" not in jobs and "split_folds" not in jobs and "predict_held_out" not in jobs
+        assert jobs.get("predict_test_volume", 0) == (1 if test_images else 0)
+
+
+def test_experiments_on_other_data_sit_side_by_side(isbi_run, tmp_path):
+    """A on ISBI, then B on other stacks in the same folder, then A again with only its
+    threshold changed: B fetches and trains its own, and A reruns evaluation only."""
+    work, _ = isbi_run
+    fresh = tmp_path / "work"
+    shutil.copytree(work, fresh, symlinks=True)
+    (tmp_path / "shared").symlink_to((work.parent / "shared").resolve(), target_is_directory=True)
+    images, labels = make_stacks(tmp_path / "b", slices=4, height=40, width=48)
+    (fresh / "b.yaml").write_text(yaml.safe_dump({"experiment": "b", "data": {
+        "train_images": [str(images)], "train_labels": [str(labels)], "test_images": []}}))
+    planned = snakemake(fresh, "--configfile", "config/smoke.yaml", "b.yaml", "-n")
+    assert planned_jobs(planned.stdout)["fetch_stack"] == 2, planned.stdout
+    result = snakemake(fresh, "--configfile", "config/smoke.yaml", "b.yaml")
+    assert result.returncode == 0, result.stderr
+    (fresh / "threshold.yaml").write_text("eval:\n  threshold: 0.4\n")
+    again = snakemake(fresh, "--configfile", "config/smoke.yaml", "threshold.yaml", "-n")
+    assert again.returncode == 0, again.stderr
+    assert planned_jobs(again.stdout) == DOWNSTREAM_OF_PREDICTION
+
+
+def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, isbi_dir):
+    """The issue's case: a 16-bit export of 8-bit data. Per-stack normalisation gives the
+    model the same input whatever the dtype; scaling by the dtype's range does not."""
+    from cellseg.predict import Predictor
+    from cellseg.stackio import read_source
+    from cellseg.stacks import normalise_images
+
+    work, _ = isbi_run
+    raw = read_source(isbi_dir / "test-volume.tif").pixels[:2]
+    stored = {"uint8": raw, "uint16": raw.astype(np.uint16), "float32": raw.astype(np.float32) / 255}
+    predictor = Predictor([work / "results/smoke/models/fold0.pt"], {
+        "tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32", "channels_last": False})
+
+    def probabilities(method):
+        return {name: predictor.predict_slices(normalise_images(stack, name, method)[0], [0, 1]) for name, stack in stored.items()}
+
+    same = probabilities("percentile")
+    assert max(np.abs(same[name] - same["uint8"]).max() for name in stored) < 1e-3
+    scaled = probabilities("dtype_range")
+    assert np.abs(scaled["uint16"] - scaled["uint8"]).mean() > 0.05
+
+
 # -- own stacks: only the sources in the user's file -----------------------------------
 
 
@@ -169,10 +222,12 @@ def own_run(tmp_path_factory):
 def test_own_stacks_need_nothing_but_their_sources(own_run):
     work, result = own_run
     assert result.returncode == 0, result.stderr
-    assert "no expected hash in data.sha256" in (work / "resources/logs/fetch_stack/train_images.log").read_text()
-    assert np.load(work / "resources/unpacked/train_images.npy").shape == (6, 37, 45)
+    (log,) = (work / "resources/logs/fetch_stack").glob("train_images-*.log")
+    assert "no expected hash in data.sha256" in log.read_text()
+    (images,) = (work / "resources/unpacked").glob("*/train_images.npy")
+    assert np.load(images).shape == (6, 37, 45)
     folds = pd.read_csv(work / "results/smoke/folds.tsv", sep="\t")
-    assert folds[folds.role == "cv"].fold.tolist() == [0, 0, 0, 1, 1, 1]
+    assert folds.fold.tolist() == [0, 0, 0, 1, 1, 1]
 
 
 def test_no_test_stack_is_allowed(own_run, tmp_path):
@@ -209,21 +264,34 @@ def bad_case(name: str, case: Path, server_url: str):
         return {"data": {"train_images": [str(case / "absent.tif")]}}, r"absent\.tif: no such file", ()
     if name == "truncated file":
         (case / "cut.tif").write_bytes(images.read_bytes()[:-800])
-        return {"data": {"train_images": [str(case / "cut.tif")]}}, "could not be read as a TIFF stack", ()
+        return {"data": {"train_images": [str(case / "cut.tif")]}}, "cut.tif is truncated", ()
     if name == "not a TIFF":
         (case / "notes.tif").write_text("pixels, honestly")
-        return {"data": {"train_images": [str(case / "notes.tif")]}}, "could not be read as a TIFF stack", ()
+        return {"data": {"train_images": [str(case / "notes.tif")]}}, "notes.tif is not a TIFF file", ()
     if name == "RGB stack":
         return images_from(np.zeros((6, 37, 45, 3), np.uint8)), "colour", ()
-    if name == "2-D stack":
-        return images_from(np.zeros((37, 45), np.uint8)), "a single 2-D image", ()
+    if name == "2-D image":
+        image = rng.integers(0, 255, (37, 45), dtype=np.uint8)
+        flat_images, flat_labels = write_stack(case / "flat.tif", image), write_stack(case / "flat_labels.tif", image > 60)
+        return {"data": {"train_images": [str(flat_images)], "train_labels": [str(flat_labels)]}}, "has 1 labelled slices, fewer than cv.folds = 2", ("folds.tsv", "logs/split_folds.log")
     if name == "shapes differ":
         _, other = make_stacks(case / "other", slices=6, height=36, width=45)
         return {"data": {"train_labels": [str(other)]}}, f"{images} .* and the labels {other} .* differ in shape", ()
     if name == "three label values":
         return labels_from(rng.integers(0, 3, (6, 37, 45), dtype=np.uint8)), r"label values \{0, 1, 2\}", ()
     if name == "empty stack":
-        return images_from(np.zeros((0, 37, 45), np.uint8)), "empty stack|could not be read", ()
+        return images_from(np.zeros((0, 37, 45), np.uint8)), "empty stack|truncated", ()
+    if name == "membrane as foreground":
+        membrane = rng.random((6, 37, 45)) < 0.2
+        return labels_from((membrane * 255).astype(np.uint8)), r"covers only 2\d\.\d % .*data\.label_cell_value: 0", ()
+    if name == "pages of different shapes":
+        with tifffile.TiffWriter(case / "mixed.tif") as tiff:
+            for shape in [(37, 45)] * 4 + [(37, 50)] * 2:
+                tiff.write(np.zeros(shape, np.uint8), photometric="minisblack", metadata=None)
+        return {"data": {"train_images": [str(case / "mixed.tif")]}}, "has 6 pages of different shapes", ()
+    if name == "two channels":
+        tifffile.imwrite(case / "fiji.tif", np.zeros((6, 2, 37, 45), np.uint8), imagej=True, metadata={"axes": "ZCYX"})
+        return {"data": {"train_images": [str(case / "fiji.tif")]}}, "has 2 channels .*data.channel", ()
     if name == "constant labels":
         return labels_from(np.ones((6, 37, 45), np.uint8)), "single label value", ()
     if name == "NaN pixels":
@@ -250,8 +318,9 @@ def bad_case(name: str, case: Path, server_url: str):
 
 
 BAD_CASES = [
-    "missing file", "truncated file", "not a TIFF", "RGB stack", "2-D stack", "shapes differ",
-    "three label values", "empty stack", "constant labels", "NaN pixels", "fewer slices than folds",
+    "missing file", "truncated file", "not a TIFF", "RGB stack", "2-D image", "shapes differ",
+    "three label values", "membrane as foreground", "pages of different shapes", "two channels",
+    "empty stack", "constant labels", "NaN pixels", "fewer slices than folds",
     "hash mismatch", "unknown key", "wrong type", "unreachable URL", "HTTP error", "dropped connection",
 ]
 

@@ -8,9 +8,12 @@ computed between the 4-connected cell components of the labels and of the thresh
 prediction (membrane pixels of the labels are ignored, as skimage's
 ``ignore_labels=(0,)`` does).
 
-Defined values where the scores would divide by zero: a slice whose labels hold no
-cell pixel has nothing to split or merge, so its adapted Rand error and both
-variation-of-information terms are 0 (and V_Rand, V_Info 1).
+Degenerate ground truth: a slice whose labels hold fewer than two cell segments (one
+connected "cell" that fills the slice around its membrane, as inverted labels give, or
+no cell at all) has nothing to split or merge, and every proposal would score (near)
+perfect on it. Its segment scores are undefined: NaN in the tables (``truth_segments``
+says why), left out of means, and listed in ``warnings.tsv`` with every other result
+that is not what it seems (``result_warnings``).
 """
 
 from __future__ import annotations
@@ -58,11 +61,17 @@ def better(score: str) -> str:
     return "lower" if score in LOWER_IS_BETTER else "higher"
 
 
+# A fold whose predictions hold less than this fraction of the truth's share of a class
+# has (almost) stopped predicting that class.
+ONE_CLASS_FRACTION = 0.1
+
+
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """skimage's adapted Rand error and variation of information (split, merge)."""
+    """skimage's adapted Rand error and variation of information (split, merge); NaN
+    when the truth has fewer than two cell segments (undefined, see the module)."""
     truth = cell_components(labels == 1)
-    if truth.max() == 0:
-        return dict.fromkeys(SKIMAGE_COLUMNS, 0.0)
+    if truth.max() < 2:
+        return dict.fromkeys(SKIMAGE_COLUMNS, np.nan)
     proposal = cell_components(probability > threshold)
     error, _, _ = adapted_rand_error(truth, proposal, ignore_labels=(0,))
     split, merge = variation_of_information(truth, proposal, ignore_labels=(0,))
@@ -77,6 +86,7 @@ def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
     """Every per-slice score, and the cell confusion counts (for pooled scores)."""
     counts = confusion_counts(probability > threshold, labels == 1)
     return {
+        "truth_segments": int(cell_components(labels == 1).max()),
         **pixel_scores(probability, labels, threshold),
         **segment_scores(probability, labels, threshold),
         **{f"cell_{k}": v for k, v in counts.items()},
@@ -99,13 +109,20 @@ def evaluate_held_out(
             probability = tifffile.imread(path)
             if probability.shape != labels[index].shape:
                 raise ValueError(f"{path} has shape {probability.shape}, its labels {labels[index].shape}")
-            rows.append({"slice": index, "fold": fold, **slice_row(probability, labels[index], threshold)})
-            sweeps += [{"slice": index, "fold": fold, **row} for row in threshold_sweep(probability, labels[index])]
+            row = slice_row(probability, labels[index], threshold)
+            rows.append({"slice": index, "fold": fold, **row})
+            sweep_rows = threshold_sweep(probability, labels[index])
+            if row["truth_segments"] < 2:
+                sweep_rows = [{**r, **dict.fromkeys(CHALLENGE_SCORES, np.nan)} for r in sweep_rows]
+            sweeps += [{"slice": index, "fold": fold, **r} for r in sweep_rows]
         log.info("scored fold %d", fold)
     per_slice = pd.DataFrame(rows).sort_values("slice", ignore_index=True)
     sweep = pd.DataFrame(sweeps)
     thresholds = challenge_table(sweep)
     for score in CHALLENGE_SCORES:
+        if not thresholds[f"best_{score}"].any():  # every slice degenerate
+            per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned", np.nan)
+            continue
         best = thresholds.loc[thresholds[f"best_{score}"], "threshold"].iloc[0]
         at_best = sweep[sweep.threshold == best].set_index("slice")[score]
         per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned",
@@ -119,7 +136,8 @@ def challenge_table(sweep: pd.DataFrame) -> pd.DataFrame:
     marked (the first, on ties, as Fiji's strict ``>`` keeps it)."""
     table = sweep.groupby("threshold", sort=True)[list(CHALLENGE_SCORES)].mean().reset_index()
     for score in CHALLENGE_SCORES:
-        table[f"best_{score}"] = table.index == table[score].to_numpy().argmax()
+        values = table[score].to_numpy()
+        table[f"best_{score}"] = (table.index == np.nanargmax(values)) if np.isfinite(values).any() else False
     return table
 
 
@@ -136,7 +154,7 @@ def pooled_scores(per_slice: pd.DataFrame) -> dict[str, float]:
     pooled = {f"cell_{k}": v for k, v in class_scores(tp, fp, fn).items()}
     pooled |= {f"membrane_{k}": v for k, v in class_scores(tn, fn, fp).items()}
     pooled["pixel_error"] = (fp + fn) / (tp + fp + fn + tn)
-    pooled |= {c: float(per_slice[c].mean()) for c in SEGMENT_COLUMNS}
+    pooled |= {c: float(per_slice[c].mean()) for c in SEGMENT_COLUMNS}  # NaN skipped
     return pooled
 
 
@@ -151,11 +169,12 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
     """
     folds = per_fold_table(per_slice)
     pooled = pooled_scores(per_slice)
-    count = len(folds)
     rows = []
     for column in PIXEL_COLUMNS + SEGMENT_COLUMNS:
         values = folds[column].to_numpy(dtype=float)
-        mean = float(values.mean())
+        values = values[np.isfinite(values)]  # a fold of only degenerate slices has none
+        count = len(values)
+        mean = float(values.mean()) if count else np.nan
         sd = float(values.std(ddof=1)) if count > 1 else 0.0
         half = float(stats.t.ppf(0.975, count - 1) * sd / np.sqrt(count)) if count > 1 else 0.0
         rows.append({
@@ -164,3 +183,35 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
             "pooled": pooled[column], "folds": count,
         })
     return pd.DataFrame(rows)
+
+
+def result_warnings(per_slice: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Results that are not what they seem, one row each (``fold``, ``slice``, empty for
+    a whole fold, and ``message``): slices whose truth has fewer than two cell segments
+    (their segment scores are undefined), and folds whose held-out predictions hold under
+    ``ONE_CLASS_FRACTION`` of the truth's share of a class (a model that predicts
+    (almost) one class: its cell Dice can look fine while it finds no membrane)."""
+    rows = []
+    for record in per_slice.itertuples():
+        if record.truth_segments < 2:
+            rows.append({"fold": record.fold, "slice": record.slice, "message": (
+                f"slice {record.slice}: its ground truth has {record.truth_segments} cell "
+                "segment(s), so it has nothing to split or merge; its V_Rand, V_Info and "
+                "skimage scores are undefined (n/a) and left out of the means. Inverted labels "
+                "(membrane stored as cell) look like this."
+            )})
+    for fold, slices in per_slice.groupby("fold"):
+        tp, fp, fn, tn = (int(slices[c].sum()) for c in COUNT_COLUMNS)
+        total = tp + fp + fn + tn
+        for name, truth, predicted in (("membrane", tn + fp, tn + fn), ("cell", tp + fn, tp + fp)):
+            if truth and predicted < ONE_CLASS_FRACTION * truth:
+                rows.append({"fold": fold, "slice": pd.NA, "message": (
+                    f"fold {fold} predicts {100 * predicted / total:.2f} % of its held-out pixels as "
+                    f"{name} (probability {'<=' if name == 'membrane' else '>'} {threshold:g}) where the truth has "
+                    f"{100 * truth / total:.1f} %: the model predicts (almost) one class, and scores of "
+                    "the other class mean little."
+                )})
+    table = pd.DataFrame(rows, columns=["fold", "slice", "message"]).astype({"slice": "Int64"})
+    for message in table.message:
+        log.warning("%s", message)
+    return table

@@ -1,4 +1,4 @@
-"""Fetching a stack from its sources: local copies or http(s) downloads, verified by pixels.
+"""Fetching a stack from its sources: local files, folders or http(s) downloads, verified by pixels.
 
 Sources are tried in order. A download streams into a temporary file beside the
 destination, is checked against the server's Content-Length and decoded, and only then is
@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
-from .stacks import check_stack, pixel_sha256, read_stack
+from .stackio import MICROMETRES, describe_voxel_size, exists, expand, read_source
+from .stacks import check_stack, pixel_sha256
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +68,53 @@ def download_with_retries(url: str, destination: Path, timeout: float, retries: 
     return error_text
 
 
+def calibrated(found: dict, configured: dict | None, source: str) -> dict:
+    """The voxel size to record, in micrometres: the file's (``found``, as ``stackio``
+    reads it), each axis replaced by ``data.voxel_size`` (``configured``) where that is
+    set; a replaced value that differs from the file's is logged."""
+    configured = configured or {}
+    result = {axis: in_micrometres(found.get(axis), found.get("unit")) for axis in "zyx"}
+    for axis in "zyx":
+        if configured.get(axis) is None:
+            continue
+        ours = in_micrometres(configured[axis], configured.get("unit", "micron"))
+        if result[axis] is not None and not np.isclose(ours, result[axis], rtol=1e-3):
+            log.warning("%s: data.voxel_size.%s (%g micron) replaces the file's %g micron", source, axis, ours, result[axis])
+        result[axis] = ours
+    unit = "micron" if any(v is not None for v in result.values()) else None
+    return {**result, "unit": unit}
+
+
+def in_micrometres(value: float | None, unit: str | None) -> float | None:
+    """``value`` in ``unit`` (one of stackio.MICROMETRES) as micrometres; None if unknown."""
+    if value is None or unit is None:
+        return None
+    return float(value) * MICROMETRES[unit]
+
+
 def fetch_stack(
     sources: list[str],
     destination: str | Path,
     kind: str,
     expected_sha256: dict[str, str],
+    options: dict,
     timeout: float = 60,
     retries: int = 3,
     record: str | Path | None = None,
 ) -> dict:
-    """Copy or download the first usable source of a stack to ``destination``.
+    """Read the first usable source of a stack and save it to ``destination`` (.npy).
 
-    ``kind`` is 'images' or 'labels' and decides how the stack is validated. When
-    ``expected_sha256`` has an entry for the source used, the decoded pixels must match it.
-    Returns (and writes to ``record`` as JSON, when given) the provenance: ``source``,
-    ``sha256`` of the pixels, ``verified``, ``shape`` and ``dtype``. Raises ``InputError``
-    when no source works, a stack is malformed or a hash differs; ``destination`` is
-    written only on success.
+    A source is a local file, folder or glob (``stackio.read_source`` says which kinds of
+    file it reads) or an http(s) URL of a TIFF. ``kind`` is 'images' or 'labels' and
+    decides how the stack is validated, with the config's ``data`` section ``options``
+    (``channel``, ``label_cell_value``, ``normalization``, ``voxel_size``). When
+    ``expected_sha256`` has an entry for the source used, the decoded pixels (as
+    ``stackio`` reads them, C order, their own dtype) must match it. The saved array is
+    (N, H, W) in the source's dtype. Returns (and writes to ``record`` as JSON, when
+    given) the provenance: ``source``, ``sha256`` of the pixels, ``verified``, ``shape``,
+    ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
+    reading it. Raises ``InputError`` when no source works, a stack is malformed or a hash
+    differs; ``destination`` is written only on success.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -98,16 +130,20 @@ def fetch_stack(
                 if error_text is not None:
                     failures.append(f"{source}: {error_text}")
                     continue
-            elif Path(source).is_file():
-                log.info("copying %s", source)
-                shutil.copyfile(source, partial)
+                stack = read_source(partial, name=source, channel=options.get("channel"))
+            elif exists(source):
+                log.info("reading %s%s", source, f" ({expand(source)})" if expand(source) != source else "")
+                stack = read_source(source, channel=options.get("channel"))
             else:
                 failures.append(f"{source}: no such file")
                 log.warning("%s: no such file; trying the next source", source)
                 continue
-            stack = read_stack(partial, name=source)
-            check_stack(stack, source, kind)
-            found = pixel_sha256(stack)
+            for note in stack.notes:
+                log.info("%s", note)
+            for warning in stack.warnings:
+                log.warning("%s", warning)
+            check_stack(stack.pixels, source, kind, options)
+            found = pixel_sha256(stack.pixels)
             expected = expected_sha256.get(source)
             if expected is not None and found != expected:
                 raise InputError(
@@ -115,15 +151,22 @@ def fetch_stack(
                     f"sha256 {expected}, found {found}. The file is damaged or is not the "
                     "stack the configuration names (data.sha256)."
                 )
+            with open(partial, "wb") as out:
+                np.save(out, stack.pixels)
             os.replace(partial, destination)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
-            log.info("fetched %s from %s: %s, pixel sha256 %s (%s)", kind, source, stack.shape, found, check)
+            voxel_size = calibrated(stack.voxel_size, options.get("voxel_size"), source)
+            log.info("fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s", kind, source,
+                     stack.pixels.shape, stack.pixels.dtype, found, check, describe_voxel_size(voxel_size))
             provenance = {
                 "source": source,
                 "sha256": found,
                 "verified": expected is not None,
-                "shape": list(stack.shape),
-                "dtype": str(stack.dtype),
+                "shape": list(stack.pixels.shape),
+                "dtype": str(stack.pixels.dtype),
+                "voxel_size": voxel_size,
+                "notes": stack.notes,
+                "warnings": stack.warnings,
             }
             if record is not None:
                 Path(record).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -135,8 +178,3 @@ def fetch_stack(
         + "; ".join(failures)
         + ". Check the paths and URLs in the configuration (data.*)."
     )
-
-
-def fetched_source(record: str | Path) -> str:
-    """The source named in a fetch record: how messages should call the fetched file."""
-    return json.loads(Path(record).read_text())["source"]

@@ -26,6 +26,13 @@ from .evaluate import MAIN_SCORES, better  # noqa: E402
 ERROR_COLOURS = ("#f2f2f2", "#303030", "#e69f00", "#0072b2")
 
 
+def display_range(image: np.ndarray) -> dict[str, float]:
+    """vmin and vmax of a normalised image's display: its 1st and 99.8th percentiles, as
+    whatever normalisation made it (stacks.normalise_images) leaves its range open."""
+    low, high = np.percentile(image, (1, 99.8))
+    return {"vmin": float(low), "vmax": float(high) if high > low else float(low) + 1.0}
+
+
 def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """0 cell right, 1 membrane right, 2 false membrane, 3 missed membrane (H, W)."""
     cell = probability > threshold
@@ -39,7 +46,7 @@ def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
 def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, threshold: float, title: str) -> Figure:
     """Image, ground truth, probability map and the prediction with its errors coloured."""
     figure, axes = plt.subplots(1, 4, figsize=(16, 5.2), layout="constrained")
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+    axes[0].imshow(image, cmap="gray", **display_range(image))
     axes[0].set_title("EM image")
     axes[1].imshow(labels, cmap="gray", vmin=0, vmax=1)
     axes[1].set_title("ground truth (white = cell)")
@@ -93,7 +100,7 @@ def test_volume_examples(images: np.ndarray, probabilities: np.ndarray, slices: 
     """A few test-volume slices above the fold ensemble's cell probability."""
     figure, axes = plt.subplots(2, len(slices), figsize=(4 * len(slices), 8.4), constrained_layout=True, squeeze=False)
     for column, index in enumerate(slices):
-        axes[0, column].imshow(images[index], cmap="gray", vmin=0, vmax=1)
+        axes[0, column].imshow(images[index], cmap="gray", **display_range(images[index]))
         axes[0, column].set_title(f"test slice {index}")
         shown = axes[1, column].imshow(probabilities[index], cmap="magma", vmin=0, vmax=1)
         axes[1, column].set_title(f"ensemble cell probability, slice {index}")

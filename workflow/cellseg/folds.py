@@ -1,9 +1,8 @@
 """Cross-validation folds: which labelled slice each fold holds out.
 
-``folds.tsv`` has one row per slice with the columns ``slice`` (index in its stack),
-``fold`` and ``role``: role ``cv`` rows are labelled slices, held out by the fold named;
-role ``test`` rows are slices of the unlabelled stack, predicted by the ensemble of all
-folds, with an empty fold.
+``folds.tsv`` has one row per labelled slice with the columns ``slice`` (index in the
+labelled stack) and ``fold`` (the fold that holds it out). It depends on the labelled
+slices only: the unlabelled stack, predicted by the ensemble of all folds, has no folds.
 """
 
 from __future__ import annotations
@@ -37,58 +36,36 @@ def assign_folds(count: int, folds: int, scheme: str, seed: int) -> np.ndarray:
     return fold_of
 
 
-def fold_table(
-    labelled_count: int, test_count: int, folds: int, scheme: str, seed: int, source: str = "the labelled stack"
-) -> pd.DataFrame:
-    """The folds.tsv table for ``labelled_count`` labelled and ``test_count`` test slices."""
+def fold_table(labelled_count: int, folds: int, scheme: str, seed: int, source: str = "the labelled stack") -> pd.DataFrame:
+    """The folds.tsv table of ``labelled_count`` labelled slices."""
     if labelled_count < folds:
         raise InputError(
             f"{source} has {labelled_count} labelled slices, fewer than cv.folds = {folds}; "
             "every fold must hold out at least one slice. Lower cv.folds or add slices."
         )
-    labelled = pd.DataFrame(
-        {
-            "slice": np.arange(labelled_count),
-            "fold": assign_folds(labelled_count, folds, scheme, seed),
-            "role": "cv",
-        }
-    )
-    test = pd.DataFrame({"slice": np.arange(test_count), "fold": pd.NA, "role": "test"})
-    table = pd.concat([labelled, test], ignore_index=True) if test_count else labelled
-    return table.astype({"fold": "Int64"})
+    return pd.DataFrame({"slice": np.arange(labelled_count), "fold": assign_folds(labelled_count, folds, scheme, seed)})
 
 
-def split_folds(
-    labelled_manifest: str | Path,
-    test_manifest: str | Path | None,
-    folds: int,
-    scheme: str,
-    seed: int,
-    output: str | Path,
-) -> pd.DataFrame:
-    """Write folds.tsv for the slices listed in the unpacked stacks' manifests."""
+def split_folds(labelled_manifest: str | Path, folds: int, scheme: str, seed: int, output: str | Path) -> pd.DataFrame:
+    """Write folds.tsv for the slices listed in the unpacked labelled stack's manifest."""
     labelled_count = len(pd.read_csv(labelled_manifest, sep="\t"))
-    test_count = len(pd.read_csv(test_manifest, sep="\t")) if test_manifest else 0
-    table = fold_table(labelled_count, test_count, folds, scheme, seed, source=str(labelled_manifest))
+    table = fold_table(labelled_count, folds, scheme, seed, source=str(labelled_manifest))
     table.to_csv(output, sep="\t", index=False)
-    sizes = table[table.role == "cv"].groupby("fold").size()
-    log.info(
-        "%d labelled slices in %d %s folds of %s slices; %d test slices",
-        labelled_count, folds, scheme, "/".join(map(str, sizes)), test_count,
-    )
+    sizes = table.groupby("fold").size()
+    log.info("%d labelled slices in %d %s folds of %s slices", labelled_count, folds, scheme, "/".join(map(str, sizes)))
     return table
 
 
 def read_folds(path: str | Path) -> pd.DataFrame:
     """Read a folds.tsv written by ``fold_table(...).to_csv(sep='\\t')``."""
-    return pd.read_csv(path, sep="\t", dtype={"slice": "int64", "fold": "Int64", "role": "string"})
+    return pd.read_csv(path, sep="\t", dtype={"slice": "int64", "fold": "int64"})
 
 
 def held_out_slices(table: pd.DataFrame, fold: int) -> list[int]:
     """Labelled slices that ``fold`` holds out (its validation set)."""
-    return table.loc[(table.role == "cv") & (table.fold == fold), "slice"].tolist()
+    return table.loc[table.fold == fold, "slice"].tolist()
 
 
 def training_slices(table: pd.DataFrame, fold: int) -> list[int]:
     """Labelled slices that ``fold`` trains on: every labelled slice it does not hold out."""
-    return table.loc[(table.role == "cv") & (table.fold != fold), "slice"].tolist()
+    return table.loc[table.fold != fold, "slice"].tolist()

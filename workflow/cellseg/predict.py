@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 
 from .model import build_model
 from .runtime import autocast, resolve_device, resolve_precision
+from .stackio import write_stack
+from .stacks import intensity_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ class Predictor:
         self.precision = resolve_precision(predict_config["precision"], self.device)
         self.memory_format = torch.channels_last if predict_config["channels_last"] else torch.contiguous_format
         self.models = []
+        self.inputs = []  # each model's training input record (stacks.normalise_images)
         for path in model_paths:
             model, payload = load_model(path, self.device)
             self.models.append((model.to(memory_format=self.memory_format), payload["normalisation"]))
+            self.inputs.append(payload.get("input"))
         self.tta = predict_config["tta"]
         self.tile = predict_config["tile_size"]
         self.overlap = predict_config["tile_overlap"]
@@ -133,26 +136,41 @@ class Predictor:
         return out
 
 
-def write_probability_tiff(path: str | Path, probabilities: np.ndarray) -> None:
-    """Save probabilities (H, W) or (N, H, W) float32 as a TIFF, 1 = cell interior."""
-    tifffile.imwrite(path, probabilities.astype(np.float32), photometric="minisblack")
+def write_probability_tiff(path: str | Path, probabilities: np.ndarray, voxel_size: dict | None = None) -> None:
+    """Save probabilities (H, W) or (N, H, W) float32, 1 = cell interior, as a calibrated
+    ImageJ hyperstack with display range 0-1 (``stackio.write_stack``)."""
+    write_stack(path, probabilities.astype(np.float32), voxel_size, display_range=(0.0, 1.0))
 
 
 def predict_held_out(
-    model_path: str | Path, images: np.ndarray, slices: list[int], output_dir: str | Path, predict_config: dict
+    model_path: str | Path, images: np.ndarray, slices: list[int], output_dir: str | Path, predict_config: dict,
+    voxel_size: dict | None = None,
 ) -> list[Path]:
-    """Write ``slice_NNN.tif`` probability maps of the held-out ``slices`` into ``output_dir``."""
+    """Write ``slice_NNN.tif`` probability maps of the held-out ``slices`` into
+    ``output_dir``, calibrated with ``voxel_size``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     probabilities = Predictor([model_path], predict_config).predict_slices(images, slices)
     paths = []
     for index, probability in zip(slices, probabilities):
         paths.append(output_dir / f"slice_{index:03d}.tif")
-        write_probability_tiff(paths[-1], probability)
+        write_probability_tiff(paths[-1], probability, voxel_size)
     return paths
 
 
-def predict_volume(model_paths: list[str | Path], images: np.ndarray, output: str | Path, predict_config: dict) -> None:
-    """Write the ensemble's (mean of the models') probabilities of every slice as one stack."""
+def predict_volume(
+    model_paths: list[str | Path], images: np.ndarray, output: str | Path, predict_config: dict, input_record: dict | None = None
+) -> None:
+    """Write the ensemble's (mean of the models') probabilities of every slice as one
+    calibrated stack. ``input_record`` is the unpacked stack's record: its voxel size
+    calibrates the output, and its intensities are compared with the training stack's
+    (a warning when the model would see inputs unlike those it was trained on)."""
     predictor = Predictor(model_paths, predict_config)
-    write_probability_tiff(output, predictor.predict_slices(images, list(range(len(images)))))
+    input_record = input_record or {}
+    trained_on = predictor.inputs[0].get("normalisation") if predictor.inputs and predictor.inputs[0] else None
+    if trained_on and input_record.get("normalisation"):
+        mismatch = intensity_mismatch(trained_on, input_record["normalisation"])
+        if mismatch:
+            log.warning("%s", mismatch)
+    probabilities = predictor.predict_slices(images, list(range(len(images))))
+    write_probability_tiff(output, probabilities, input_record.get("voxel_size"))

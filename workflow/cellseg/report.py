@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from .evaluate import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
+from .stackio import describe_voxel_size
 
 WORST_SLICES = 3
 
@@ -110,14 +111,22 @@ def render_report(
     benchmarks_root: str | Path,
     model_paths: list[str | Path],
     data_records: list[str | Path],
+    training_record: str | Path,
+    warnings: pd.DataFrame,
     workflow_dir: str | Path,
     baseline_summary: pd.DataFrame | None = None,
 ) -> None:
-    """Render the report of one experiment to ``output`` (one self-contained HTML file)."""
+    """Render the report of one experiment to ``output`` (one self-contained HTML file).
+
+    ``data_records`` are the fetch records of its stacks, ``training_record`` the
+    unpacked labelled set's (normalisation, voxel size); ``warnings`` the evaluation's
+    (``evaluate.result_warnings``), shown at the top with the data's own warnings."""
     figures_dir = Path(figures_dir)
     worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
     slice_order = worst + [s for s in per_slice.slice if s not in worst]
     models = [torch.load(path, map_location="cpu", weights_only=True) for path in model_paths]
+    # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
+    data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
     for model in models:
         model.pop("state_dict")
     html = template(template_path).render(
@@ -138,7 +147,11 @@ def render_report(
         },
         benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
         models=models,
-        data=[{"file": Path(p).stem, **json.loads(Path(p).read_text())} for p in data_records],
+        data=data,
+        warnings=[*(w for d in data for w in d.get("warnings", [])), *warnings.message.tolist()],
+        input_record=json.loads(Path(training_record).read_text()),
+        describe_voxel_size=describe_voxel_size,
+        label_cell_value=config["data"]["label_cell_value"],
         config_yaml=yaml.safe_dump(config, sort_keys=False),
         seed=config["seed"],
         threshold=config["eval"]["threshold"],

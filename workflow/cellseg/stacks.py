@@ -1,91 +1,27 @@
-"""Image and label stacks: reading, validation, pixel hashes and unpacked slice arrays.
+"""Validating stacks and unpacking them into the arrays training and prediction read.
 
-A stack is an N x H x W TIFF, one page per slice. Images are unpacked to float32 in
-[0, 1], scaled by their dtype's range; labels to uint8 with 1 = cell interior and
-0 = membrane, from files that store them as 0/1 or 0/255.
+Images are normalised per stack from their own intensities (``normalise_images``), so
+that the same sample stored as uint8, uint16 or float gives the model the same input.
+Labels become uint8 with 1 = cell interior and 0 = membrane (``binary_labels``).
+Reading files is ``stackio``'s concern.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
 
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
 LABEL_ENCODINGS = ({0, 1}, {0, 255})
-
-
-def read_stack(path: str | Path, name: str | None = None) -> np.ndarray:
-    """Read an N x H x W TIFF stack; raise ``InputError`` naming the file otherwise.
-
-    ``name`` is how messages call the file (the source of a temporary copy, say).
-    """
-    shown = name or path
-    if not Path(path).is_file():
-        raise InputError(f"{shown}: no such file.")
-    try:
-        array = _read_complete_tiff(path)
-    except Exception as error:  # tifffile raises many types for damaged files
-        raise InputError(
-            f"{shown} could not be read as a TIFF stack ({type(error).__name__}: {error}). "
-            "Is it a TIFF, and complete (not a download cut short)?"
-        ) from error
-    if array.ndim == 4 and array.shape[-1] in (3, 4):
-        raise InputError(
-            f"{shown} holds colour (RGB/RGBA) slices of shape {array.shape}; cellseg needs a "
-            "grey-scale stack of N x H x W. Convert it to one channel first."
-        )
-    if array.ndim != 3:
-        hint = " (a single 2-D image, not a stack of slices)" if array.ndim == 2 else ""
-        raise InputError(
-            f"{shown} has shape {array.shape}{hint}; cellseg needs a stack of N x H x W, "
-            "one TIFF page per slice."
-        )
-    if 0 in array.shape:
-        raise InputError(f"{shown} is an empty stack of shape {array.shape}.")
-    return array
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def _read_complete_tiff(path: str | Path) -> np.ndarray:
-    """Read a TIFF, refusing one whose pages or pixel data run past the end of the file.
-
-    tifffile reads a truncated file without raising: it logs a warning and returns the
-    pages it found, or zeros where the pixel data is missing. Both are damage here.
-    """
-    warnings = _Collect()
-    tifffile_log = logging.getLogger("tifffile")
-    tifffile_log.addHandler(warnings)
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            size = tiff.filehandle.size
-            for page in tiff.pages:
-                if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
-                    raise ValueError(f"pixel data of page {page.index} ends past the file's {size} bytes")
-            for series in tiff.series:
-                if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
-                    raise ValueError(f"pixel data ends past the file's {size} bytes")
-            array = tiff.asarray()
-    finally:
-        tifffile_log.removeHandler(warnings)
-    if warnings.messages:
-        raise ValueError("; ".join(warnings.messages))
-    return array
+NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
 
 
 def pixel_sha256(array: np.ndarray) -> str:
@@ -94,18 +30,9 @@ def pixel_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(little).tobytes()).hexdigest()
 
 
-def scale_images(stack: np.ndarray, path: str | Path) -> np.ndarray:
-    """Images as float32 in [0, 1], scaled by the dtype's range (uint8, uint16, float).
-
-    Float stacks must already lie in [0, 1]; NaN or infinite pixels are refused.
-    """
-    if stack.dtype.kind == "u":
-        return stack.astype(np.float32) / np.float32(np.iinfo(stack.dtype).max)
+def _refuse_non_finite(stack: np.ndarray, path: str | Path) -> None:
     if stack.dtype.kind != "f":
-        raise InputError(
-            f"{path} stores pixels as {stack.dtype}; cellseg reads unsigned integers "
-            "(uint8, uint16) or floats in [0, 1]."
-        )
+        return
     finite = np.isfinite(stack)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
@@ -113,34 +40,110 @@ def scale_images(stack: np.ndarray, path: str | Path) -> np.ndarray:
             f"{path} holds {int((~finite).sum())} NaN or infinite pixels, the first in "
             f"slice {bad[0]} at row {bad[1]}, column {bad[2]}."
         )
-    low, high = float(stack.min()), float(stack.max())
-    if low < 0 or high > 1:
+
+
+def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)) -> tuple[np.ndarray, dict]:
+    """Images (N, H, W) of any integer or float dtype as float32, normalised per stack.
+
+    ``percentile`` (the default): (v - p_low) / (p_high - p_low) with the stack's
+    ``percentiles`` (CSBDeep's ``normalize``, 1 and 99.8 by default; Weigert et al. 2018,
+    Nature Methods 15:1090), not clipped; ``mean_std``: (v - mean) / sd of the stack;
+    ``dtype_range``: v / the dtype's maximum (unsigned integers) or v itself (floats in
+    [0, 1]). The first two are invariant to how the sample was stored (uint8, uint16 or
+    float32 of the same values give the same result up to float rounding); the third is
+    not. Returns the array and a record of the method and the stack's raw statistics
+    (``low``, ``high``: the percentiles, ``mean``, ``std``). Raises ``InputError`` for
+    NaN or infinite pixels, a constant stack, or a dtype the method cannot read.
+    """
+    _refuse_non_finite(stack, path)
+    if stack.dtype.kind not in "uif" or stack.dtype == bool:
+        raise InputError(f"{path} stores pixels as {stack.dtype}; cellseg reads integer or float images.")
+    values = stack.astype(np.float64)
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    mean, std = float(values.mean()), float(values.std())
+    record = {"method": method, "percentiles": list(percentiles), "low": low, "high": high, "mean": mean, "std": std, "dtype": str(stack.dtype)}
+    if method == "dtype_range":
+        if stack.dtype.kind == "u":
+            return (stack.astype(np.float32) / np.float32(np.iinfo(stack.dtype).max)), record
+        if stack.dtype.kind == "f" and (values.min() < 0 or values.max() > 1):
+            raise InputError(
+                f"{path} is a float stack with values from {values.min():g} to {values.max():g}; "
+                "with data.normalization: dtype_range float images must lie in [0, 1]. Use "
+                "the default percentile normalisation, or rescale it."
+            )
+        if stack.dtype.kind == "i":
+            raise InputError(f"{path} stores pixels as {stack.dtype}; data.normalization: dtype_range reads unsigned integers or floats in [0, 1].")
+        return stack.astype(np.float32), record
+    if method == "percentile":
+        offset, scale = low, high - low
+    elif method == "mean_std":
+        offset, scale = mean, std
+    else:
+        raise InputError(f"data.normalization is '{method}'; it must be one of {', '.join(NORMALISATIONS)}.")
+    if scale <= 0:
         raise InputError(
-            f"{path} is a float stack with values from {low:g} to {high:g}; float images "
-            "must lie in [0, 1]. Rescale it, or save it as uint8 or uint16."
+            f"{path} has no contrast to normalise: its {method.replace('_', ' and ')} give a "
+            f"range of 0 (values {values.min():g} to {values.max():g})."
         )
-    return stack.astype(np.float32)
+    return ((values - offset) / scale).astype(np.float32), record
 
 
-def binary_labels(stack: np.ndarray, path: str | Path) -> np.ndarray:
-    """Labels as uint8 with 1 = cell interior, 0 = membrane, from 0/1 or 0/255 files."""
+def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None = None) -> np.ndarray:
+    """Labels as uint8 with 1 = cell interior, 0 = membrane.
+
+    With ``cell_value`` None (``data.label_cell_value`` unset), files store 0 = membrane
+    and 1 or 255 = cell interior, and the cell class must cover at least half of the
+    pixels: in membrane segmentation the cell interior is the majority class, so labels
+    that are mostly "cell" the other way round store the membrane as the foreground. With
+    ``cell_value`` set, that stored value is cell interior and the other one membrane.
+    Raises ``InputError`` for other values, a single value, or a minority cell class.
+    """
     if stack.dtype.kind == "f" and not np.isfinite(stack).all():
         raise InputError(f"{path} holds NaN or infinite label values.")
-    values = set(np.unique(stack).tolist())
+    values, counts = np.unique(stack, return_counts=True)
+    shown = ", ".join(f"{v:g}" for v in values[:8].tolist()) + (", ..." if len(values) > 8 else "")
     if len(values) == 1:
         raise InputError(
-            f"{path} holds a single label value ({values.pop():g}) in every pixel; labels "
+            f"{path} holds a single label value ({values[0]:g}) in every pixel; labels "
             "need both classes, 0 = membrane and 1 or 255 = cell interior."
         )
-    encoding = next((e for e in LABEL_ENCODINGS if values <= e), None)
+    if cell_value is not None:
+        if len(values) != 2 or cell_value not in values.tolist():
+            raise InputError(
+                f"{path} holds label values {{{shown}}}; with data.label_cell_value = "
+                f"{cell_value:g} labels must be two values, {cell_value:g} = cell interior and "
+                "the other one membrane."
+            )
+        cell = stack == cell_value
+        fraction = float(counts[values.tolist().index(cell_value)] / stack.size)
+        if fraction < 0.5:
+            log.warning(
+                "%s: the cell class (value %g, data.label_cell_value) covers %.1f %% of the "
+                "labelled pixels, less than the membrane; kept as declared", path, cell_value, 100 * fraction,
+            )
+        return cell.astype(np.uint8)
+    encoding = next((e for e in LABEL_ENCODINGS if set(values.tolist()) <= e), None)
     if encoding is None:
-        shown = ", ".join(f"{v:g}" for v in sorted(values)[:8])
-        more = ", ..." if len(values) > 8 else ""
         raise InputError(
-            f"{path} holds label values {{{shown}{more}}}; labels must be two classes, "
-            "0 = membrane and 1 or 255 = cell interior."
+            f"{path} holds label values {{{shown}}}; labels must be two classes, "
+            "0 = membrane and 1 or 255 = cell interior (or set data.label_cell_value to the "
+            "stored value meaning cell interior)."
         )
-    return (stack == max(encoding)).astype(np.uint8)
+    cell_value = max(encoding)
+    cell = stack == cell_value
+    fraction = float(cell.mean())
+    if fraction < 0.5:
+        raise InputError(
+            f"{path}: the labels' cell class (value {cell_value}) covers only {100 * fraction:.1f} % "
+            f"of the labelled pixels and the membrane (value 0) {100 * (1 - fraction):.1f} %. "
+            f"cellseg's convention is 0 = membrane and {cell_value} = cell interior, and in "
+            "membrane segmentation the cell interior is the majority class, so these labels "
+            "most likely store the membrane as the foreground (as boundary maps and many "
+            "ilastik exports do), or are a mask saved inverted. If so, set "
+            f"data.label_cell_value: 0 (the stored value meaning cell interior); if cells "
+            f"really are the minority here, set data.label_cell_value: {cell_value} to say so."
+        )
+    return cell.astype(np.uint8)
 
 
 def check_same_shape(
@@ -155,12 +158,13 @@ def check_same_shape(
         )
 
 
-def check_stack(stack: np.ndarray, path: str | Path, kind: str) -> None:
-    """Validate a stack read from ``path`` as ``kind`` ('images' or 'labels')."""
+def check_stack(stack: np.ndarray, path: str | Path, kind: str, options: dict) -> None:
+    """Validate a stack read from ``path`` as ``kind`` ('images' or 'labels') with the
+    data ``options`` (the config's ``data`` section)."""
     if kind == "labels":
-        binary_labels(stack, path)
+        binary_labels(stack, path, options.get("label_cell_value"))
     else:
-        scale_images(stack, path)
+        normalise_images(stack, path, options.get("normalization", "percentile"), options.get("percentiles", (1.0, 99.8)))
 
 
 def unpack(
@@ -169,22 +173,32 @@ def unpack(
     images_out: str | Path,
     labels_out: str | Path | None,
     manifest_out: str | Path,
-    images_name: str | None = None,
-    labels_name: str | None = None,
+    record_out: str | Path,
+    options: dict,
+    images_record: str | Path,
+    labels_record: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Unpack stacks into .npy arrays (images float32 N x H x W; labels uint8 {0, 1}).
+    """Unpack fetched stacks (.npy of ``fetch.fetch_stack``) into the arrays training and
+    prediction read: images float32 (N, H, W) normalised per
+    stack (``options['normalization']``, ``options['percentiles']``), labels uint8
+    {0, 1} (``options['label_cell_value']``).
 
-    Also writes a manifest TSV with one row per slice: ``slice``, ``height``, ``width``,
-    ``image_mean``, ``image_std`` and ``cell_fraction`` (empty without labels).
-    ``images_name`` and ``labels_name`` are how messages call the files (their sources).
-    Returns the manifest.
+    Writes a manifest TSV with one row per slice (``slice``, ``height``, ``width``,
+    ``image_mean``, ``image_std`` of the normalised image, ``cell_fraction``, empty
+    without labels) and a JSON record: the normalisation and its raw statistics, the
+    voxel size, the sources, and every note and warning of reading and fetching.
+    ``images_record`` and ``labels_record`` are the fetch records (their ``source`` names
+    the files in messages). Returns the manifest.
     """
-    images_name = images_name or str(images_path)
-    images = scale_images(read_stack(images_path, images_name), images_name)
+    fetched = {k: json.loads(Path(p).read_text()) for k, p in (("images", images_record), ("labels", labels_record)) if p}
+    images_name = fetched.get("images", {}).get("source", str(images_path))
+    images, normalisation = normalise_images(
+        np.load(images_path), images_name, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8)))
+    )
     labels = None
     if labels_path is not None:
-        labels_name = labels_name or str(labels_path)
-        labels = binary_labels(read_stack(labels_path, labels_name), labels_name)
+        labels_name = fetched.get("labels", {}).get("source", str(labels_path))
+        labels = binary_labels(np.load(labels_path), labels_name, options.get("label_cell_value"))
         check_same_shape(images, labels, images_name, labels_name)
     count, height, width = images.shape
     manifest = pd.DataFrame(
@@ -199,12 +213,57 @@ def unpack(
             ),
         }
     )
+    record = {
+        "normalisation": normalisation,
+        "voxel_size": fetched["images"]["voxel_size"],
+        "shape": list(images.shape),
+        "sources": {k: v.get("source") for k, v in fetched.items()},
+        "notes": [n for v in fetched.values() for n in v.get("notes", [])],
+        "warnings": [w for v in fetched.values() for w in v.get("warnings", [])],
+    }
+    if labels is not None:
+        record["cell_fraction"] = float(labels.mean(dtype=np.float64))
     np.save(images_out, images)
     if labels is not None:
         np.save(labels_out, labels)
     manifest.to_csv(manifest_out, sep="\t", index=False, float_format="%.6g")
+    Path(record_out).write_text(json.dumps(record, indent=2) + "\n")
     log.info(
-        "unpacked %d slices of %d x %d from %s%s", count, height, width, images_name,
+        "unpacked %d slices of %d x %d from %s%s; images normalised by %s (raw %g to %g)",
+        count, height, width, images_name,
         f" with labels from {labels_name}" if labels is not None else "",
+        normalisation["method"], normalisation["low"], normalisation["high"],
     )
     return manifest
+
+
+def normalised_range(record: dict) -> tuple[float, float]:
+    """The stack's low and high percentiles after its normalisation: what the model sees."""
+    low, high = record["low"], record["high"]
+    if record["method"] == "percentile":
+        return 0.0, 1.0
+    if record["method"] == "mean_std":
+        return (low - record["mean"]) / record["std"], (high - record["mean"]) / record["std"]
+    scale = np.iinfo(np.dtype(record["dtype"])).max if np.dtype(record["dtype"]).kind == "u" else 1.0
+    return low / scale, high / scale
+
+
+def intensity_mismatch(trained: dict, predicted: dict) -> str | None:
+    """A warning when a stack to predict lies far outside the training stack's intensity
+    range as the model sees it (normalised): the middle of its range outside the
+    training range, or a range 3 times wider or narrower. Both arguments are records of
+    ``normalise_images``; None when they match."""
+    train_low, train_high = normalised_range(trained)
+    low, high = normalised_range(predicted)
+    width, train_width = high - low, train_high - train_low
+    middle = (low + high) / 2
+    if train_low <= middle <= train_high and train_width / 3 <= width <= 3 * train_width:
+        return None
+    return (
+        f"the stack to predict lies far outside the training stack's intensities as the "
+        f"model sees them ({trained['method']} normalisation): its {predicted['percentiles'][0]:g}th to "
+        f"{predicted['percentiles'][1]:g}th percentiles map to {low:.3g} to {high:.3g}, the training "
+        f"stack's to {train_low:.3g} to {train_high:.3g} (raw {predicted['low']:g} to {predicted['high']:g} "
+        f"{predicted['dtype']} against {trained['low']:g} to {trained['high']:g} {trained['dtype']}). "
+        "Predictions may be meaningless; the default percentile normalisation avoids this."
+    )

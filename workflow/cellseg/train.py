@@ -210,12 +210,16 @@ def train_fold(
     model_path: str | Path,
     curve_path: str | Path,
     checkpoint_path: str | Path,
+    input_record: dict | None = None,
 ) -> dict:
     """Train the UNet of ``fold`` on ``train_slices`` and write the model and its curve.
 
-    ``images`` (N, H, W) float32 in [0, 1] and ``labels`` (N, H, W) uint8, 1 = cell; only
-    the listed slices are read. The model file holds the weights, the input normalisation
-    and the config, seed, versions and device that made it; the curve TSV has one row per
+    ``images`` (N, H, W) float32, normalised per stack (``stacks.normalise_images``), and
+    ``labels`` (N, H, W) uint8, 1 = cell; only the listed slices are read. The model file
+    holds the weights, the input normalisation (``input``: the per-stack normalisation
+    and voxel size of the training stack, from ``input_record``, the unpacked set's
+    record; ``normalisation``: the mean and sd the network standardises with) and the
+    config, seed, versions and device that made it; the curve TSV has one row per
     interval of steps. A checkpoint of the same run at ``checkpoint_path`` is resumed and
     removed at the end. Returns the model file's metadata.
     """
@@ -232,6 +236,12 @@ def train_fold(
     scheduler = make_scheduler(optimizer, train_config)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     sampler = CropSampler(images, labels, train_slices, config, seed, fold)
+    if sampler.crop[0] < train_config["crop_size"]:
+        log.warning(
+            "slices of %d x %d are narrower than train.crop_size = %d: training on crops of %d x %d "
+            "(if the stack's sections lie on its last axis, its axes are in the wrong order)",
+            *images.shape[1:], train_config["crop_size"], *sampler.crop,
+        )
     pixels = np.stack([images[i] for i in train_slices])
     normalisation = {"mean": float(pixels.mean(dtype=np.float64)), "std": float(pixels.std(dtype=np.float64)) or 1.0}
     del pixels
@@ -326,6 +336,7 @@ def train_fold(
     metadata = {
         "model": copy.deepcopy(config["model"]),
         "normalisation": normalisation,
+        "input": {k: (input_record or {}).get(k) for k in ("normalisation", "voxel_size")},
         "config": copy.deepcopy(config),
         "seed": seed,
         "fold": fold,

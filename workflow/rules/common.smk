@@ -3,6 +3,13 @@ import re
 from pathlib import Path
 
 from cellseg.config import training_recipe, validate_config
+from cellseg.datasets import (
+    STACKS,
+    fetch_spec,
+    stack_id,
+    unpack_spec,
+    unpacked_id,
+)
 from cellseg.study import (
     config_difference,
     expand_experiments,
@@ -18,17 +25,31 @@ validate_config(config, SCHEMA)
 STUDY_RUNS = expand_experiments(config, SCHEMA)
 EXPERIMENTS = runs_by_name(STUDY_RUNS)
 STUDY = config["study"]["name"]
-# Every run shares the data (a study refuses experiments that override it).
-DATA = next(iter(EXPERIMENTS.values()))["data"]
-STACKS = ("train_images", "train_labels", "test_images")
 TEMPLATES = Path(workflow.basedir) / "workflow" / "templates"
 REPORT_TEMPLATE = str(TEMPLATES / "report.html.j2")
+
+# The fetched stacks and unpacked sets the experiments read, each under a name that
+# digests what decides its content (cellseg.datasets), so that experiments on other data
+# never touch them.
+FETCHES = {
+    stack_id(run["data"], stack): fetch_spec(run["data"], stack)
+    for run in EXPERIMENTS.values()
+    for stack in STACKS
+    if run["data"][stack]
+}
+UNPACKS = {
+    unpacked_id(run["data"], role): unpack_spec(run["data"], role)
+    for run in EXPERIMENTS.values()
+    for role in ("train", "test")
+    if unpacked_id(run["data"], role)
+}
 
 
 wildcard_constraints:
     experiment="|".join(re.escape(name) for name in EXPERIMENTS),
     study=re.escape(STUDY),
-    stack="|".join(STACKS),
+    stack_id="|".join(FETCHES) or "none",
+    unpacked="|".join(UNPACKS) or "none",
     fold=r"\d+",
 
 
@@ -37,23 +58,30 @@ def experiment_config(wildcards):
     return EXPERIMENTS[wildcards.experiment]
 
 
-def has_test_stack():
-    return bool(DATA["test_images"])
+def has_test_stack(name):
+    return bool(EXPERIMENTS[name]["data"]["test_images"])
 
 
-def stacks_in_use():
-    return STACKS if has_test_stack() else STACKS[:2]
+def fetched(unpacked, stack, suffix):
+    """The fetched stack (``.npy``) or its record (``.json``) that an unpack job reads."""
+    return f"resources/stacks/{UNPACKS[unpacked]['stacks'][stack]}.{suffix}"
 
 
-def test_manifest(wildcards):
-    """The unlabelled stack's manifest, or nothing when no test stack is configured."""
-    return "resources/unpacked/test_slices.tsv" if has_test_stack() else []
+def training_data(name):
+    """An input function: the experiment's unpacked labelled set's file ``name``."""
+    return (
+        lambda w: f"resources/unpacked/{unpacked_id(experiment_config(w)['data'], 'train')}/{name}"
+    )
 
 
-def expected_hashes(wildcards):
-    """The data.sha256 entries of this stack's own sources."""
-    hashes = DATA["sha256"]
-    return {s: hashes[s] for s in DATA[wildcards.stack] if s in hashes}
+def test_data(name):
+    """An input function: the experiment's unpacked test set's file ``name``, or nothing."""
+
+    def path(wildcards):
+        found = unpacked_id(experiment_config(wildcards)["data"], "test")
+        return f"resources/unpacked/{found}/{name}" if found else []
+
+    return path
 
 
 def experiment_recipe(wildcards):
@@ -87,7 +115,7 @@ def final_outputs():
     outputs = []
     for name in EXPERIMENTS:
         outputs.append(f"results/{name}/report.html")
-        if has_test_stack():
+        if has_test_stack(name):
             outputs.append(f"results/{name}/predictions/test_volume.tif")
     if STUDY:
         outputs.append(f"results/studies/{STUDY}/report.html")

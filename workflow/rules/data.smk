@@ -1,52 +1,57 @@
-# Fetch the stacks into resources/ and unpack them into slice arrays.
+# Fetch the stacks into resources/stacks/ and unpack them into normalised slice arrays,
+# one folder per data source (cellseg.datasets), shared by the experiments that use it.
 
 
 rule fetch_stack:
     output:
-        stack="resources/{stack}.tif",
-        record="resources/{stack}.json",
+        stack="resources/stacks/{stack_id}.npy",
+        record="resources/stacks/{stack_id}.json",
     log:
-        "resources/logs/fetch_stack/{stack}.log",
+        "resources/logs/fetch_stack/{stack_id}.log",
     conda:
         "../envs/cellseg.yaml"
     params:
-        sources=lambda w: DATA[w.stack],
-        kind=lambda w: "labels" if w.stack == "train_labels" else "images",
-        sha256=expected_hashes,
-        timeout=DATA["download_timeout"],
-        retries=DATA["download_retries"],
+        spec=lambda w: FETCHES[w.stack_id],
+        timeout=config["data"]["download_timeout"],
+        retries=config["data"]["download_retries"],
     script:
         "../scripts/fetch_stack.py"
 
 
 rule unpack_training_stack:
     input:
-        images="resources/train_images.tif",
-        images_record="resources/train_images.json",
-        labels="resources/train_labels.tif",
-        labels_record="resources/train_labels.json",
+        images=lambda w: fetched(w.unpacked, "images", "npy"),
+        images_record=lambda w: fetched(w.unpacked, "images", "json"),
+        labels=lambda w: fetched(w.unpacked, "labels", "npy"),
+        labels_record=lambda w: fetched(w.unpacked, "labels", "json"),
     output:
-        images="resources/unpacked/train_images.npy",
-        labels="resources/unpacked/train_labels.npy",
-        manifest="resources/unpacked/train_slices.tsv",
+        images="resources/unpacked/{unpacked}/train_images.npy",
+        labels="resources/unpacked/{unpacked}/train_labels.npy",
+        manifest="resources/unpacked/{unpacked}/train_slices.tsv",
+        record="resources/unpacked/{unpacked}/train_images.json",
     log:
-        "resources/logs/unpack_training_stack.log",
+        "resources/logs/unpack/{unpacked}.log",
     conda:
         "../envs/cellseg.yaml"
+    params:
+        options=lambda w: UNPACKS[w.unpacked]["options"],
     script:
         "../scripts/unpack_stack.py"
 
 
 rule unpack_test_stack:
     input:
-        images="resources/test_images.tif",
-        images_record="resources/test_images.json",
+        images=lambda w: fetched(w.unpacked, "images", "npy"),
+        images_record=lambda w: fetched(w.unpacked, "images", "json"),
     output:
-        images="resources/unpacked/test_images.npy",
-        manifest="resources/unpacked/test_slices.tsv",
+        images="resources/unpacked/{unpacked}/test_images.npy",
+        manifest="resources/unpacked/{unpacked}/test_slices.tsv",
+        record="resources/unpacked/{unpacked}/test_images.json",
     log:
-        "resources/logs/unpack_test_stack.log",
+        "resources/logs/unpack/{unpacked}.log",
     conda:
         "../envs/cellseg.yaml"
+    params:
+        options=lambda w: UNPACKS[w.unpacked]["options"],
     script:
         "../scripts/unpack_stack.py"

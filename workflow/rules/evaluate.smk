@@ -4,13 +4,14 @@
 rule evaluate:
     input:
         folds="results/{experiment}/folds.tsv",
-        labels="resources/unpacked/train_labels.npy",
+        labels=training_data("train_labels.npy"),
         predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
     output:
         per_slice=scores_table("per_slice"),
         per_fold=scores_table("per_fold"),
         summary=scores_table("summary"),
         challenge_thresholds=scores_table("challenge_thresholds"),
+        warnings="results/{experiment}/metrics/warnings.tsv",
     log:
         "results/{experiment}/logs/evaluate.log",
     benchmark:

@@ -3,8 +3,7 @@
 
 rule split_folds:
     input:
-        labelled="resources/unpacked/train_slices.tsv",
-        test=test_manifest,
+        labelled=training_data("train_slices.tsv"),
     output:
         "results/{experiment}/folds.tsv",
     log:

@@ -4,7 +4,8 @@
 rule predict_held_out:
     input:
         model="results/{experiment}/models/fold{fold}.pt",
-        images="resources/unpacked/train_images.npy",
+        images=training_data("train_images.npy"),
+        record=training_data("train_images.json"),
         folds="results/{experiment}/folds.tsv",
     output:
         directory("results/{experiment}/predictions/held_out/fold{fold}"),
@@ -26,7 +27,8 @@ rule predict_held_out:
 rule predict_test_volume:
     input:
         models=each_fold("results/{experiment}/models/fold{fold}.pt"),
-        images="resources/unpacked/test_images.npy",
+        images=test_data("test_images.npy"),
+        record=test_data("test_images.json"),
     output:
         "results/{experiment}/predictions/test_volume.tif",
     log:

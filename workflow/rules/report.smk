@@ -3,17 +3,15 @@
 
 rule draw_figures:
     input:
-        images="resources/unpacked/train_images.npy",
-        labels="resources/unpacked/train_labels.npy",
+        images=training_data("train_images.npy"),
+        labels=training_data("train_labels.npy"),
         per_slice="results/{experiment}/metrics/per_slice.tsv",
         predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
         curves=each_fold("results/{experiment}/models/fold{fold}_curve.tsv"),
-        test_images=lambda w: (
-            "resources/unpacked/test_images.npy" if has_test_stack() else []
-        ),
+        test_images=test_data("test_images.npy"),
         test_volume=lambda w: (
             f"results/{w.experiment}/predictions/test_volume.tif"
-            if has_test_stack()
+            if has_test_stack(w.experiment)
             else []
         ),
     output:
@@ -41,9 +39,15 @@ rule render_report:
         per_fold="results/{experiment}/metrics/per_fold.tsv",
         per_slice="results/{experiment}/metrics/per_slice.tsv",
         challenge_thresholds="results/{experiment}/metrics/challenge_thresholds.tsv",
+        warnings="results/{experiment}/metrics/warnings.tsv",
         figures="results/{experiment}/figures",
         models=each_fold("results/{experiment}/models/fold{fold}.pt"),
-        data_records=lambda w: [f"resources/{stack}.json" for stack in stacks_in_use()],
+        data_records=lambda w: [
+            f"resources/stacks/{stack_id(experiment_config(w)['data'], stack)}.json"
+            for stack in STACKS
+            if experiment_config(w)["data"][stack]
+        ],
+        training_record=training_data("train_images.json"),
     output:
         report(
             "results/{experiment}/report.html",

@@ -3,8 +3,9 @@
 
 rule train_unet:
     input:
-        images="resources/unpacked/train_images.npy",
-        labels="resources/unpacked/train_labels.npy",
+        images=training_data("train_images.npy"),
+        labels=training_data("train_labels.npy"),
+        record=training_data("train_images.json"),
         folds="results/{experiment}/folds.tsv",
     output:
         model="results/{experiment}/models/fold{fold}.pt",

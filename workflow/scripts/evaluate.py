@@ -3,7 +3,7 @@ challenge-threshold tables."""
 
 import numpy as np
 
-from cellseg.evaluate import evaluate_held_out, per_fold_table, summary_table
+from cellseg.evaluate import evaluate_held_out, per_fold_table, result_warnings, summary_table
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
@@ -18,3 +18,4 @@ with logged_step(snakemake.log[0]):
     per_fold_table(per_slice).to_csv(snakemake.output.per_fold, **options)
     summary_table(per_slice).to_csv(snakemake.output.summary, **options)
     challenge_thresholds.to_csv(snakemake.output.challenge_thresholds, **options)
+    result_warnings(per_slice, snakemake.params.threshold).to_csv(snakemake.output.warnings, **options)

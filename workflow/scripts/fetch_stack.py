@@ -1,14 +1,16 @@
-"""Rule fetch_stack: copy or download one stack into resources/ and verify its pixels."""
+"""Rule fetch_stack: read one stack from its sources into resources/stacks/, verified."""
 
 from cellseg.fetch import fetch_stack
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
+    spec = snakemake.params.spec
     fetch_stack(
-        sources=snakemake.params.sources,
+        sources=spec["sources"],
         destination=snakemake.output.stack,
-        kind=snakemake.params.kind,
-        expected_sha256=snakemake.params.sha256,
+        kind=spec["kind"],
+        expected_sha256=spec["sha256"],
+        options=spec["options"],
         timeout=snakemake.params.timeout,
         retries=snakemake.params.retries,
         record=snakemake.output.record,

@@ -1,5 +1,8 @@
 """Rule predict_held_out: probability maps of the slices a fold held out, one TIFF each."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from cellseg.folds import held_out_slices, read_folds
@@ -15,4 +18,5 @@ with logged_step(snakemake.log[0]):
         slices=held_out_slices(read_folds(snakemake.input.folds), int(snakemake.wildcards.fold)),
         output_dir=snakemake.output[0],
         predict_config=snakemake.params.predict,
+        voxel_size=json.loads(Path(snakemake.input.record).read_text())["voxel_size"],
     )

@@ -1,5 +1,8 @@
 """Rule predict_test_volume: the fold ensemble's probabilities of the unlabelled stack."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from cellseg.logs import logged_step
@@ -13,4 +16,5 @@ with logged_step(snakemake.log[0]):
         images=np.load(snakemake.input.images, mmap_mode="r"),
         output=snakemake.output[0],
         predict_config=snakemake.params.predict,
+        input_record=json.loads(Path(snakemake.input.record).read_text()),
     )

@@ -8,7 +8,7 @@ from cellseg.logs import logged_step
 from cellseg.report import render_report
 
 with logged_step(snakemake.log[0]):
-    tables = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice", "challenge_thresholds")}
+    tables = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice", "challenge_thresholds", "warnings")}
     baseline = Path(snakemake.params.baseline)
     own_summary = Path(snakemake.input.summary).resolve()
     render_report(
@@ -21,6 +21,7 @@ with logged_step(snakemake.log[0]):
         benchmarks_root=snakemake.params.benchmarks,
         model_paths=list(snakemake.input.models),
         data_records=list(snakemake.input.data_records),
+        training_record=snakemake.input.training_record,
         # The template lives at <checkout>/workflow/templates/: git state of that checkout.
         workflow_dir=Path(snakemake.input.template).resolve().parents[2],
         baseline_summary=pd.read_csv(baseline, sep="\t") if baseline.exists() and baseline.resolve() != own_summary else None,

@@ -6,7 +6,6 @@ from cellseg.logs import logged_step
 with logged_step(snakemake.log[0]):
     split_folds(
         labelled_manifest=snakemake.input.labelled,
-        test_manifest=snakemake.input.test or None,
         folds=snakemake.params.folds,
         scheme=snakemake.params.scheme,
         seed=snakemake.params.seed,

@@ -1,5 +1,6 @@
 """Rule train_unet: train the UNet of one fold and write its model and training curve."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,4 +30,5 @@ with logged_step(snakemake.log[0]):
         model_path=snakemake.output.model,
         curve_path=snakemake.output.curve,
         checkpoint_path=snakemake.params.checkpoint,
+        input_record=json.loads(Path(snakemake.input.record).read_text()),
     )

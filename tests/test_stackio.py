@@ -1,0 +1,229 @@
+"""Reading stacks as Fiji, ilastik, microscope software, Pillow and numpy/tifffile write
+them: each kind made here the way those tools write it, and the values read checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from cellseg.errors import InputError
+from cellseg.stackio import read_source, write_stack
+from cellseg.stacks import binary_labels
+
+RNG = np.random.default_rng(0)
+VOLUME = RNG.integers(0, 256, (6, 40, 48), dtype=np.uint8)
+
+
+def pages(path, arrays, **options):
+    """One TIFF page per array, with no shape metadata (as most writers do)."""
+    with tifffile.TiffWriter(path) as tiff:
+        for array in arrays:
+            tiff.write(array, photometric="minisblack", metadata=None, **options)
+    return path
+
+
+def test_a_plain_multipage_tiff_reads_every_page_in_order(tmp_path):
+    stack = read_source(pages(tmp_path / "plain.tif", VOLUME))
+    assert np.array_equal(stack.pixels, VOLUME) and stack.notes == [] and stack.warnings == []
+
+
+# -- label polarity ----------------------------------------------------------------------
+
+
+def test_a_fiji_mask_saved_inverted_with_min_is_white_reads_as_fiji_shows_it(tmp_path):
+    cell = RNG.random((4, 30, 30)) > 0.25
+    shown = np.where(cell, 255, 0).astype(np.uint8)  # what Fiji displays: 255 = cell
+    # Fiji's binary masks with an inverting LUT store the values flipped, tagged MinIsWhite.
+    tifffile.imwrite(tmp_path / "mask.tif", 255 - shown, photometric="miniswhite")
+    stack = read_source(tmp_path / "mask.tif")
+    assert np.array_equal(stack.pixels, shown)
+    assert "MinIsWhite" in stack.notes[0] and "inverted" in stack.notes[0]
+    assert np.array_equal(binary_labels(stack.pixels, "mask.tif"), cell)
+
+
+def test_min_is_white_floats_are_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "f.tif", RNG.random((2, 8, 8)).astype(np.float32), photometric="miniswhite")
+    with pytest.raises(InputError, match="MinIsWhite"):
+        read_source(tmp_path / "f.tif")
+
+
+# -- stack structure ---------------------------------------------------------------------
+
+
+def test_pages_of_different_shapes_are_refused_listing_them(tmp_path):
+    arrays = [VOLUME[0]] * 6 + [RNG.integers(0, 255, (40, 52), dtype=np.uint8)] * 4
+    with pytest.raises(InputError) as raised:
+        read_source(pages(tmp_path / "mixed.tif", arrays))
+    message = str(raised.value)
+    assert "has 10 pages of different shapes" in message
+    assert "6 of 40 x 48 uint8" in message and "4 of 40 x 52 uint8" in message
+
+
+@pytest.mark.parametrize("shaped", [False, True], ids=["generic", "tifffile-shaped"])
+def test_a_thumbnail_page_before_the_sections_is_skipped(tmp_path, shaped):
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as tiff:
+        tiff.write(VOLUME[0, ::4, ::4], subfiletype=1, photometric="minisblack", metadata=None)
+        for section in VOLUME:
+            tiff.write(section, photometric="minisblack", **({} if shaped else {"metadata": None}))
+    stack = read_source(tmp_path / "thumb.tif")
+    assert np.array_equal(stack.pixels, VOLUME)
+    assert "skipped 1 reduced-resolution page" in stack.notes[0]
+
+
+def test_a_single_rgb_page_is_refused_as_colour(tmp_path):
+    tifffile.imwrite(tmp_path / "rgb.tif", RNG.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    with pytest.raises(InputError, match="3 colour samples"):
+        read_source(tmp_path / "rgb.tif")
+    Image.fromarray(RNG.integers(0, 255, (20, 20, 4), dtype=np.uint8), "RGBA").save(tmp_path / "rgba.tif")
+    with pytest.raises(InputError, match="4 colour samples"):
+        read_source(tmp_path / "rgba.tif")
+
+
+def test_data_channel_picks_one_colour_sample_of_a_stack(tmp_path):
+    colour = RNG.integers(0, 255, (5, 20, 24, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", colour, photometric="rgb")
+    stack = read_source(tmp_path / "rgb.tif", channel=1)
+    assert np.array_equal(stack.pixels, colour[..., 1]) and "channel 1 of 3" in stack.notes[0]
+
+
+def test_size_one_axes_of_a_tifffile_array_are_dropped(tmp_path):
+    tifffile.imwrite(tmp_path / "n1hw.tif", VOLUME[:, None])
+    stack = read_source(tmp_path / "n1hw.tif")
+    assert np.array_equal(stack.pixels, VOLUME) and "dropped axes" in stack.notes[0]
+
+
+def test_an_imagej_hyperstack_reads_z_and_its_calibration_and_refuses_channels(tmp_path):
+    hyperstack = RNG.integers(0, 60000, (6, 2, 40, 48), dtype=np.uint16)  # Z, C, Y, X
+    tifffile.imwrite(tmp_path / "fiji.tif", hyperstack, imagej=True, resolution=(1 / 0.004, 1 / 0.004),
+                     metadata={"axes": "ZCYX", "spacing": 0.05, "unit": "micron"})
+    with pytest.raises(InputError, match=r"2 channels \(axis C of its axes ZCYX"):
+        read_source(tmp_path / "fiji.tif")
+    stack = read_source(tmp_path / "fiji.tif", channel=1)
+    assert np.array_equal(stack.pixels, hyperstack[:, 1])
+    assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+
+
+def test_an_imagej_time_series_without_z_uses_t_and_z_with_t_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", VOLUME, imagej=True, metadata={"axes": "TYX"})
+    assert np.array_equal(read_source(tmp_path / "t.tif").pixels, VOLUME)
+    tifffile.imwrite(tmp_path / "tz.tif", VOLUME.reshape(2, 3, 40, 48), imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(InputError, match="T = 2, Z = 3"):
+        read_source(tmp_path / "tz.tif")
+
+
+def test_an_ome_tiff_reads_its_axes_and_physical_size_in_nanometres(tmp_path):
+    volume = RNG.integers(0, 4000, (6, 2, 40, 48), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "ome.tif", volume, ome=True, metadata={
+        "axes": "ZCYX", "PhysicalSizeX": 4.0, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 4.0,
+        "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 50.0, "PhysicalSizeZUnit": "nm"})
+    stack = read_source(tmp_path / "ome.tif", channel=0)
+    assert np.array_equal(stack.pixels, volume[:, 0])
+    assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+
+
+def test_tiff_resolution_in_centimetres_is_a_pixel_size_and_72_dpi_is_not(tmp_path):
+    tifffile.imwrite(tmp_path / "cm.tif", VOLUME, resolution=(25000, 25000), resolutionunit="CENTIMETER")
+    assert read_source(tmp_path / "cm.tif").voxel_size == pytest.approx({"z": None, "y": 0.4, "x": 0.4, "unit": "micron"})
+    tifffile.imwrite(tmp_path / "dpi.tif", VOLUME, resolution=(72, 72), resolutionunit="INCH")
+    assert read_source(tmp_path / "dpi.tif").voxel_size["unit"] is None
+
+
+def test_sections_on_the_last_axis_are_read_with_a_warning(tmp_path):
+    swapped = RNG.integers(0, 255, (96, 128, 10), dtype=np.uint8)  # 10 sections saved as the last axis
+    stack = read_source(pages(tmp_path / "swapped.tif", swapped))
+    assert stack.pixels.shape == (96, 128, 10)
+    assert "96 sections of 128 x 10" in stack.warnings[0] and "wrong order" in stack.warnings[0]
+
+
+def test_a_single_2d_image_is_a_stack_of_one_section(tmp_path):
+    Image.fromarray(VOLUME[0]).save(tmp_path / "flat.tif")
+    stack = read_source(tmp_path / "flat.tif")
+    assert np.array_equal(stack.pixels, VOLUME[:1]) and "a single 2-D image" in stack.notes[0]
+
+
+# -- compression ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd", "packbits"])
+def test_lossless_compressed_tiffs_read_exactly(tmp_path, compression):
+    tifffile.imwrite(tmp_path / "c.tif", VOLUME, compression=compression, photometric="minisblack")
+    assert np.array_equal(read_source(tmp_path / "c.tif").pixels, VOLUME)
+
+
+def test_jpeg_compressed_tiffs_read_close_to_the_original(tmp_path):
+    smooth = np.repeat(np.repeat(VOLUME[:, :10, :12], 4, axis=1), 4, axis=2)
+    tifffile.imwrite(tmp_path / "j.tif", smooth, compression="jpeg", compressionargs={"level": 95}, photometric="minisblack")
+    read = read_source(tmp_path / "j.tif").pixels
+    assert read.shape == smooth.shape and np.abs(read.astype(int) - smooth).mean() < 4
+
+
+def test_damaged_files_name_their_actual_cause(tmp_path):
+    tifffile.imwrite(tmp_path / "whole.tif", VOLUME, photometric="minisblack")
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:-500])
+    with pytest.raises(InputError, match="cut.tif is truncated"):
+        read_source(tmp_path / "cut.tif")
+    (tmp_path / "notes.tif").write_text("not a tiff")
+    with pytest.raises(InputError, match="notes.tif is not a TIFF file"):
+        read_source(tmp_path / "notes.tif")
+
+
+# -- folders, globs and paths -----------------------------------------------------------
+
+
+def test_a_folder_of_sections_is_read_in_natural_order(tmp_path):
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    for index in range(12):  # z1 .. z12: a plain sort would put z10 after z1
+        tifffile.imwrite(folder / f"z{index + 1}.tif", np.full((8, 9), index, np.uint8))
+    (folder / ".DS_Store").write_text("")
+    (folder / "notes.txt").write_text("")
+    stack = read_source(folder)
+    assert stack.pixels[:, 0, 0].tolist() == list(range(12))
+    assert "12 sections read in natural order, z1.tif to z12.tif" in stack.notes[0]
+
+
+def test_a_folder_of_16_bit_pngs_and_a_glob(tmp_path):
+    for index in range(3):
+        Image.fromarray(np.full((8, 9), 1000 * index + 7, np.uint16)).save(tmp_path / f"s_{index:02d}.png")
+    stack = read_source(tmp_path)
+    assert stack.pixels.dtype == np.uint16 and stack.pixels[:, 0, 0].tolist() == [7, 1007, 2007]
+    assert read_source(str(tmp_path / "s_0[12].png")).pixels.shape == (2, 8, 9)
+    with pytest.raises(InputError, match="matches no file"):
+        read_source(str(tmp_path / "*.tiff"))
+
+
+def test_a_folder_section_of_another_size_is_named(tmp_path):
+    for index, shape in enumerate([(8, 9), (8, 9), (9, 9)]):
+        tifffile.imwrite(tmp_path / f"z{index}.tif", np.zeros(shape, np.uint8))
+    with pytest.raises(InputError, match=r"z2.tif \(in .*\) is 9 x 9 uint8, but .*z0.tif is 8 x 9 uint8"):
+        read_source(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="a folder without any"):
+        read_source(empty)
+
+
+def test_home_and_environment_variables_in_a_source_are_expanded(tmp_path, monkeypatch):
+    pages(tmp_path / "stack.tif", VOLUME)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EM_DATA", str(tmp_path))
+    assert np.array_equal(read_source("~/stack.tif").pixels, VOLUME)
+    assert np.array_equal(read_source("$EM_DATA/stack.tif").pixels, VOLUME)
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def test_outputs_are_calibrated_imagej_hyperstacks(tmp_path):
+    probability = RNG.random((3, 16, 20)).astype(np.float32)
+    voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
+    write_stack(tmp_path / "p.tif", probability, voxel, display_range=(0.0, 1.0))
+    with tifffile.TiffFile(tmp_path / "p.tif") as tiff:
+        metadata = tiff.imagej_metadata
+        assert tiff.series[0].axes == "ZYX" and np.array_equal(tiff.asarray(), probability)
+        assert metadata["unit"] == "micron" and metadata["spacing"] == 0.05
+        assert (metadata["min"], metadata["max"]) == (0, 1)
+        assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
+    assert read_source(tmp_path / "p.tif").voxel_size == pytest.approx(voxel)

@@ -1,0 +1,404 @@
+"""Reading a stack from what users bring: TIFF files of any common flavour, folders or
+globs of single-section images, with their calibration; or a clear refusal.
+
+What is accepted, and what happens to it (the README's "Bring your own stacks" repeats
+this table for users):
+
+| input | what cellseg does |
+| --- | --- |
+| multi-page TIFF, one page per section (Fiji, tifffile, Pillow, microscope software) | every page read, in file order |
+| pages of different shapes | refused, listing the page count and the shapes found |
+| reduced-resolution pages (``NewSubfileType`` bit 0: thumbnails, overviews, pyramid levels) | skipped, with a log line |
+| ImageJ hyperstack, OME-TIFF | axes from the metadata: Z is the slice axis (T where there is no Z); a channel axis (C, or colour samples S) of more than one channel is refused unless ``data.channel`` picks one; Z and T both above one is refused |
+| size-1 axes (an (N, 1, H, W) array written by tifffile) | dropped, with a log line |
+| a single page with colour samples (RGB, RGBA) | refused as colour (unless ``data.channel``) |
+| a single 2-D page | a stack of one section (training refuses fewer sections than folds) |
+| ``PhotometricInterpretation = MinIsWhite`` (Fiji's inverted binary masks) | values read as a viewer shows them (inverted), with a log line |
+| LZW, Deflate, Zstd, PackBits, JPEG compression | decoded by tifffile with ``imagecodecs`` |
+| a folder, or a glob pattern, of single-section TIFF or PNG files (Fiji's "Image Sequence") | files in natural order (``z2`` before ``z10``), all of one shape and dtype; each file named in errors |
+| ``~`` and ``$VARIABLES`` in a source | expanded |
+| calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*``, TIFF resolution in centimetres | read into ``voxel_size`` (z, y, x and unit); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
+
+Every correction made while reading (an inversion, a skipped page, a dropped axis) is in
+``Stack.notes``; every doubt about the result (sections likely on the wrong axis) in
+``Stack.warnings``. Both are logged and recorded in the stack's provenance.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+GLOB_CHARACTERS = set("*?[")
+# Units as cellseg writes them: ImageJ's own keywords, which Fiji and napari read.
+UNIT_NAMES = {
+    "micron": "micron", "microns": "micron", "um": "micron", "µm": "micron", "μm": "micron",
+    "\\u00b5m": "micron", "micrometer": "micron", "micrometre": "micron",
+    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "mm": "mm", "millimeter": "mm", "cm": "cm", "m": "m",
+}
+# Size of one unit in micrometres, to compare or convert calibrations.
+MICROMETRES = {"nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+@dataclass
+class Stack:
+    """A stack as read: ``pixels`` (N, H, W) in the file's own dtype, values as a viewer
+    shows them; ``voxel_size`` {"z", "y", "x": float or None, "unit": str or None} (z
+    the section spacing, y and x the pixel size); ``notes`` the corrections made while
+    reading, ``warnings`` the doubts about the result, both for the log and provenance."""
+
+    pixels: np.ndarray
+    voxel_size: dict = field(default_factory=lambda: {"z": None, "y": None, "x": None, "unit": None})
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def expand(source: str) -> str:
+    """``~`` and environment variables of a source expanded (URLs are left alone)."""
+    if source.startswith(("http://", "https://")):
+        return source
+    return os.path.expandvars(os.path.expanduser(source))
+
+
+def exists(source: str) -> bool:
+    """Whether a local source names something to read: a file, a folder or a matching glob."""
+    path = expand(source)
+    if GLOB_CHARACTERS & set(path):
+        return bool(glob.glob(path))
+    return Path(path).exists()
+
+
+def read_source(source: str | Path, name: str | None = None, channel: int | None = None) -> Stack:
+    """Read a stack from a TIFF file, a folder or a glob of single-section images.
+
+    ``name`` is how messages call the source (the URL of a downloaded copy, say);
+    ``channel`` picks one channel of a multi-channel file (``data.channel``). Returns a
+    ``Stack`` of pixels (N, H, W), N >= 1. Raises ``InputError`` naming the source and
+    what is wrong for anything it cannot read as one grey-scale stack.
+    """
+    path = expand(str(source))
+    shown = name or str(source)
+    if GLOB_CHARACTERS & set(path):
+        files = tifffile.natural_sorted(glob.glob(path))
+        if not files:
+            raise InputError(f"{shown}: the pattern matches no file.")
+        return _read_sections([Path(f) for f in files], shown, channel)
+    if Path(path).is_dir():
+        files = tifffile.natural_sorted(
+            str(p) for p in Path(path).iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not files:
+            raise InputError(f"{shown} is a folder without any {', '.join(IMAGE_SUFFIXES)} file.")
+        return _read_sections([Path(f) for f in files], shown, channel)
+    if not Path(path).is_file():
+        raise InputError(f"{shown}: no such file.")
+    stack = _read_file(Path(path), shown, channel)
+    if stack.pixels.ndim == 2:
+        stack.pixels = stack.pixels[None]
+        stack.notes.append(f"{shown}: a single 2-D image, read as a stack of one section")
+    return _checked(stack, shown)
+
+
+def _checked(stack: Stack, shown: str) -> Stack:
+    """Refuse an empty stack; warn where the axes look swapped."""
+    count, height, width = stack.pixels.shape
+    if 0 in stack.pixels.shape:
+        raise InputError(f"{shown} is an empty stack of shape {stack.pixels.shape}.")
+    if min(height, width) < count:
+        stack.warnings.append(
+            f"{shown}: read as {count} sections of {height} x {width} pixels; a section "
+            "narrower than the number of sections suggests the axes are in the wrong order "
+            "(sections on the last axis). Check the shape before trusting the results."
+        )
+    return stack
+
+
+def _read_sections(files: list[Path], shown: str, channel: int | None) -> Stack:
+    """One 2-D image per file, stacked in the order given."""
+    sections, first = [], None
+    for file in files:
+        stack = _read_file(file, str(file), channel)
+        if stack.pixels.ndim != 2:
+            raise InputError(
+                f"{file} (in {shown}) holds {stack.pixels.shape[0]} sections; a folder or "
+                "pattern must list one 2-D image per file."
+            )
+        if first is None:
+            first = stack
+        elif (stack.pixels.shape, stack.pixels.dtype) != (first.pixels.shape, first.pixels.dtype):
+            raise InputError(
+                f"{file} (in {shown}) is {stack.pixels.shape[0]} x {stack.pixels.shape[1]} "
+                f"{stack.pixels.dtype}, but {files[0]} is {first.pixels.shape[0]} x "
+                f"{first.pixels.shape[1]} {first.pixels.dtype}: every section must have one "
+                "size and type."
+            )
+        sections.append(stack.pixels)
+        first.notes.extend(n for n in stack.notes if n not in first.notes)
+    notes = [f"{shown}: {len(files)} sections read in natural order, {files[0].name} to {files[-1].name}"]
+    return _checked(Stack(np.stack(sections), first.voxel_size, notes + first.notes), shown)
+
+
+def _read_file(path: Path, shown: str, channel: int | None) -> Stack:
+    """A TIFF or PNG file as (N, H, W) or, for a single section, (H, W)."""
+    if path.suffix.lower() == ".png":
+        return _read_png(path, shown, channel)
+    try:
+        tiff = tifffile.TiffFile(path)
+    except tifffile.TiffFileError as error:
+        raise InputError(f"{shown} is not a TIFF file ({error}).") from error
+    except OSError as error:
+        raise InputError(f"{shown} could not be opened ({error}).") from error
+    # tifffile reads a damaged file without raising: it logs what it skipped (pages past
+    # the end, invalid offsets) and returns what it found. Here that is damage.
+    complaints = _Collect()
+    tifffile_log = logging.getLogger("tifffile")
+    tifffile_log.addHandler(complaints)
+    try:
+        with tiff:
+            _refuse_truncated(tiff, shown)
+            notes: list[str] = []
+            pixels, axes = _main_image(tiff, shown, notes)
+            pixels = _as_viewed(pixels, tiff.pages.first, shown, notes)
+            pixels = _to_sections(pixels, axes, shown, channel, notes)
+            voxel_size = _calibration(tiff)
+    except tifffile.TiffFileError as error:
+        raise InputError(
+            f"{shown} is truncated or damaged: {error} (a download cut short, or an incomplete copy)."
+        ) from error
+    finally:
+        tifffile_log.removeHandler(complaints)
+    if complaints.messages:
+        raise InputError(
+            f"{shown} is truncated or damaged: tifffile reports {'; '.join(complaints.messages)} "
+            "(a download cut short, or an incomplete copy)."
+        )
+    return Stack(pixels, voxel_size, notes)
+
+
+class _Collect(logging.Handler):
+    """Collects the warnings and errors a library logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read_png(path: Path, shown: str, channel: int | None) -> Stack:
+    from PIL import Image  # Pillow: matplotlib's dependency, declared in pyproject
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+    except Exception as error:  # Pillow raises many types for damaged files
+        raise InputError(f"{shown} could not be read as a PNG image ({type(error).__name__}: {error}).") from error
+    axes = "YXS" if pixels.ndim == 3 else "YX"
+    return Stack(_to_sections(pixels, axes, shown, channel, []))
+
+
+def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
+    """tifffile reads a truncated file without raising (a warning, and zeros where the
+    pixel data is missing); here that is damage."""
+    size = tiff.filehandle.size
+    for page in tiff.pages:
+        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+            raise InputError(
+                f"{shown} is truncated: the pixel data of page {page.index} ends past the "
+                f"file's {size} bytes (a download cut short, or an incomplete copy)."
+            )
+
+
+def _main_image(tiff: tifffile.TiffFile, shown: str, notes: list[str]) -> tuple[np.ndarray, str]:
+    """Every full-resolution page as one array and its axes; reduced pages skipped."""
+    pages = list(tiff.pages)
+    main = [p for p in pages if not p.subfiletype & 1]
+    reduced = len(pages) - len(main)
+    if reduced:
+        notes.append(
+            f"{shown}: skipped {reduced} reduced-resolution page(s) (TIFF NewSubfileType: a "
+            "thumbnail, overview or pyramid level)"
+        )
+    shapes = collections.Counter((p.shape, str(p.dtype)) for p in main)
+    if len(shapes) > 1:
+        found = "; ".join(f"{n} of {' x '.join(map(str, s))} {d}" for (s, d), n in shapes.items())
+        raise InputError(
+            f"{shown} has {len(main)} pages of different shapes ({found}); cellseg reads a "
+            "stack whose every section has one size. Save the sections that belong together "
+            "as one stack."
+        )
+    # A series that holds exactly the main pages keeps the axes its metadata names.
+    for series in tiff.series:
+        if len(series.pages) == len(main) and not series.pages[0].subfiletype & 1:
+            return _decoded(series, shown), series.axes
+    pixels = np.stack([_decoded(p, shown) for p in main])
+    return pixels, "I" + main[0].axes
+
+
+def _decoded(item, shown: str) -> np.ndarray:
+    try:
+        return item.asarray()
+    except (KeyError, ValueError) as error:
+        if "imagecodecs" in str(error):
+            raise InputError(
+                f"{shown} is compressed with a codec ({error}) that tifffile decodes with the "
+                "imagecodecs package; install it (pip install imagecodecs)."
+            ) from error
+        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
+    except Exception as error:  # damaged compressed data raises codec-specific types
+        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
+
+
+def _as_viewed(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.ndarray:
+    """Values as a viewer shows them: MinIsWhite pages (0 = white) inverted."""
+    if page.photometric != tifffile.PHOTOMETRIC.MINISWHITE:
+        return pixels
+    if pixels.dtype == bool:
+        inverted = ~pixels
+    elif pixels.dtype.kind == "u":
+        inverted = (np.asarray(2**page.bitspersample - 1, dtype=pixels.dtype) - pixels).astype(pixels.dtype)
+    else:
+        raise InputError(
+            f"{shown} stores {pixels.dtype} pixels tagged PhotometricInterpretation = "
+            "MinIsWhite (0 = white); cellseg inverts only unsigned integer pixels. Save it "
+            "as MinIsBlack."
+        )
+    notes.append(
+        f"{shown}: tagged PhotometricInterpretation = MinIsWhite (inverted, as Fiji saves "
+        f"masks with an inverting LUT); values inverted to read as a viewer shows them "
+        f"(v -> {2**page.bitspersample - 1} - v)"
+    )
+    return inverted
+
+
+def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None, notes: list[str]) -> np.ndarray:
+    """(N, H, W) or (H, W) from an array and its axes (tifffile's letters)."""
+    axes = axes.upper()
+    for letter in "SC":  # colour samples, then channels
+        if letter in axes and pixels.shape[axes.index(letter)] > 1:
+            size = pixels.shape[axes.index(letter)]
+            what = "colour samples (RGB/RGBA)" if letter == "S" else "channels"
+            if channel is None:
+                raise InputError(
+                    f"{shown} has {size} {what} (axis {letter} of its axes {axes}, shape "
+                    f"{pixels.shape}); cellseg segments one grey-scale channel. Set "
+                    "data.channel to the channel to use (0 first), or convert the file to "
+                    "one channel."
+                )
+            if not 0 <= channel < size:
+                raise InputError(f"{shown} has {size} {what}; data.channel = {channel} is not one of them (0 to {size - 1}).")
+            pixels = np.take(pixels, channel, axis=axes.index(letter))
+            axes = axes.replace(letter, "")
+            notes.append(f"{shown}: channel {channel} of {size} {what} used (data.channel)")
+    dropped = [f"{a} (size 1)" for a, n in zip(axes, pixels.shape) if n == 1 and a not in "YX"]
+    if dropped:
+        keep = [i for i, (a, n) in enumerate(zip(axes, pixels.shape)) if n > 1 or a in "YX"]
+        pixels = pixels.reshape([pixels.shape[i] for i in keep])
+        axes = "".join(axes[i] for i in keep)
+        notes.append(f"{shown}: dropped axes {', '.join(dropped)}")
+    others = [a for a in axes if a not in "YX"]
+    if len(others) > 1:
+        sizes = ", ".join(f"{a} = {pixels.shape[axes.index(a)]}" for a in others)
+        raise InputError(
+            f"{shown} has axes {axes} of shape {pixels.shape} ({sizes}); cellseg reads one "
+            "axis of sections (Z, or T where there is no Z). Save one Z stack, or one time "
+            "series, per file."
+        )
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(f"{shown} has axes {axes} of shape {pixels.shape}, without both Y and X.")
+    order = [axes.index(a) for a in others] + [axes.index("Y"), axes.index("X")]
+    return np.transpose(pixels, order)
+
+
+def _unit(value) -> str | None:
+    if not value:
+        return None
+    return UNIT_NAMES.get(str(value).strip().lower())
+
+
+def _calibration(tiff: tifffile.TiffFile) -> dict:
+    """Voxel size from ImageJ or OME metadata, or TIFF resolution in centimetres."""
+    voxel = {"z": None, "y": None, "x": None, "unit": None}
+    page = tiff.pages.first
+    if tiff.is_ome:
+        pixels = tifffile.xml2dict(tiff.ome_metadata).get("OME", {}).get("Image", {})
+        pixels = (pixels[0] if isinstance(pixels, list) else pixels).get("Pixels", {})
+        voxel["unit"] = "micron"
+        for axis in "zyx":
+            size = pixels.get(f"PhysicalSize{axis.upper()}")
+            unit = _unit(pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm"))  # OME's default unit
+            if size and unit is not None:
+                voxel[axis] = float(size) * MICROMETRES[unit]
+    elif tiff.is_imagej:
+        metadata = tiff.imagej_metadata or {}
+        unit = _unit(metadata.get("unit"))
+        if unit is not None:
+            voxel["unit"] = unit
+            voxel["x"], voxel["y"] = _pixel_size(page)
+            spacing = metadata.get("spacing")
+            voxel["z"] = float(spacing) if spacing else None
+    elif page.resolutionunit == tifffile.RESUNIT.CENTIMETER:
+        x, y = _pixel_size(page)
+        if x is not None:
+            voxel.update(unit="micron", x=x * 1e4, y=y * 1e4)
+    if voxel["unit"] is None or all(voxel[a] is None for a in "zyx"):
+        return {"z": None, "y": None, "x": None, "unit": None}
+    return voxel
+
+
+def _pixel_size(page) -> tuple[float | None, float | None]:
+    """Pixel size (x, y) in the resolution's unit, from its pixels per unit."""
+    try:
+        x, y = page.get_resolution()
+    except Exception:  # no resolution tags
+        return None, None
+    if not x or not y or x == 1 and y == 1:  # 1 pixel per unit: uncalibrated
+        return None, None
+    return 1.0 / x, 1.0 / y
+
+
+def describe_voxel_size(voxel_size: dict) -> str:
+    """'z x y x x unit' for logs and reports, or 'unknown'."""
+    if not voxel_size or not voxel_size.get("unit"):
+        return "unknown"
+    shown = " x ".join("?" if voxel_size.get(a) is None else f"{voxel_size[a]:g}" for a in "zyx")
+    return f"{shown} {voxel_size['unit']} (z x y x x)"
+
+
+def write_stack(path: str | Path, pixels: np.ndarray, voxel_size: dict | None = None, display_range: tuple[float, float] | None = None) -> None:
+    """Write ``pixels`` (N, H, W) or (H, W) as a calibrated ImageJ hyperstack (axes ZYX
+    or YX) that Fiji and napari open at the right scale.
+
+    ``voxel_size`` as in ``Stack`` (pixel size as the resolution, section spacing as
+    ImageJ's ``spacing``, the unit as ImageJ's keyword); ``display_range`` (min, max) for
+    ImageJ's display, (0, 1) for probability maps. dtypes: those ImageJ reads (uint8,
+    uint16, float32); others raise ``ValueError``.
+    """
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
+        raise ValueError(f"ImageJ hyperstacks hold uint8, uint16 or float32, not {pixels.dtype}")
+    voxel_size = voxel_size or {}
+    metadata: dict = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
+    options: dict = {}
+    if voxel_size.get("unit"):
+        metadata["unit"] = voxel_size["unit"]
+        if voxel_size.get("z") and pixels.ndim == 3:
+            metadata["spacing"] = voxel_size["z"]
+        if voxel_size.get("x") and voxel_size.get("y"):
+            options["resolution"] = (1.0 / voxel_size["x"], 1.0 / voxel_size["y"])
+    if display_range is not None:
+        metadata["min"], metadata["max"] = display_range
+    tifffile.imwrite(path, pixels, imagej=True, photometric="minisblack", metadata=metadata, **options)
