@@ -159,6 +159,19 @@ def test_jpeg_compressed_tiffs_read_close_to_the_original(tmp_path):
     assert read.shape == smooth.shape and np.abs(read.astype(int) - smooth).mean() < 4
 
 
+def test_a_missing_codec_is_named_as_the_cause(tmp_path):
+    """A Python without imagecodecs (blocked in a child process, not mocked) reading LZW."""
+    import subprocess
+    import sys
+
+    tifffile.imwrite(tmp_path / "lzw.tif", VOLUME, compression="lzw", photometric="minisblack")
+    code = ("import sys; sys.modules['imagecodecs'] = None\n"
+            "from cellseg.stackio import read_source\n"
+            f"read_source({str(tmp_path / 'lzw.tif')!r})")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "InputError" in result.stderr and "imagecodecs" in result.stderr and "LZW" in result.stderr
+
+
 def test_damaged_files_name_their_actual_cause(tmp_path):
     tifffile.imwrite(tmp_path / "whole.tif", VOLUME, photometric="minisblack")
     (tmp_path / "cut.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:-500])

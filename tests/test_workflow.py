@@ -212,9 +212,15 @@ def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, is
 def own_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
     images, labels = make_stacks(root / "data", slices=6, height=37, width=45)
-    test_images, _ = make_stacks(root / "data" / "test", slices=3, seed=1)
+    # The stack to segment as Fiji saves a calibrated stack: 4 nm pixels, 50 nm sections.
+    test_images = root / "data" / "test" / "fiji.tif"
+    test_images.parent.mkdir(parents=True)
+    tifffile.imwrite(test_images, tifffile.imread(make_stacks(root / "data" / "raw", slices=3, seed=1)[0]), imagej=True,
+                     resolution=(250, 250), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
     work = copy_workflow(root / "work")
-    mine = {"data": {"train_images": [str(images)], "train_labels": [str(labels)], "test_images": [str(test_images)]}}
+    # The labelled stacks carry no calibration: the config gives their pixel size.
+    mine = {"data": {"train_images": [str(images)], "train_labels": [str(labels)], "test_images": [str(test_images)],
+                     "voxel_size": {"y": 4, "x": 4, "unit": "nm"}}}
     (work / "mine.yaml").write_text(yaml.safe_dump(mine))
     return work, snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml")
 
@@ -228,6 +234,21 @@ def test_own_stacks_need_nothing_but_their_sources(own_run):
     assert np.load(images).shape == (6, 37, 45)
     folds = pd.read_csv(work / "results/smoke/folds.tsv", sep="\t")
     assert folds.fold.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_outputs_open_in_fiji_at_the_stacks_scale(own_run):
+    work, _ = own_run
+    with tifffile.TiffFile(work / "results/smoke/predictions/test_volume.tif") as tiff:
+        metadata = tiff.imagej_metadata
+        assert tiff.series[0].axes == "ZYX" and tiff.series[0].shape == (3, 37, 45)
+        assert metadata["unit"] == "micron" and metadata["spacing"] == pytest.approx(0.05)
+        assert (metadata["min"], metadata["max"]) == (0, 1)
+        assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
+    with tifffile.TiffFile(work / "results/smoke/predictions/held_out/fold0/slice_000.tif") as tiff:
+        assert tiff.series[0].axes == "YX" and tiff.imagej_metadata["unit"] == "micron"
+        assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
+    report = (work / "results/smoke/report.html").read_text()
+    assert "0.05 x 0.004 x 0.004 micron" in report and "? x 0.004 x 0.004 micron" in report
 
 
 def test_no_test_stack_is_allowed(own_run, tmp_path):
