@@ -109,3 +109,14 @@ def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
     provenance = fetch_stack([str(calibrated)], tmp_path / "c.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0)
     assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.008, "unit": "micron"})
     assert "data.voxel_size.y (0.004 micron) replaces the file's 0.008 micron" in caplog.text
+
+
+def test_an_unreadable_first_source_falls_through_to_the_next(tmp_path):
+    images, _ = make_stacks(tmp_path)
+    (tmp_path / "share.html").write_text("<html>Sign in to download</html>")
+    provenance = fetch_stack([str(tmp_path / "share.html"), str(images)], tmp_path / "i.npy", "images", {}, {}, timeout=5, retries=0)
+    assert provenance["source"] == str(images)
+    with pytest.raises(InputError) as raised:
+        fetch_stack([str(tmp_path / "share.html"), str(tmp_path / "absent.tif")], tmp_path / "j.npy", "images", {}, {},
+                    timeout=5, retries=0)
+    assert "share.html is not a TIFF file" in str(raised.value) and "absent.tif: no such file" in str(raised.value)

@@ -240,3 +240,77 @@ def test_outputs_are_calibrated_imagej_hyperstacks(tmp_path):
         assert (metadata["min"], metadata["max"]) == (0, 1)
         assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
     assert read_source(tmp_path / "p.tif").voxel_size == pytest.approx(voxel)
+
+
+# -- found by trying it as a user -------------------------------------------------------
+
+
+def test_a_bool_mask_saved_by_tifffile_reads_as_stored(tmp_path):
+    # tifffile tags bool arrays MinIsWhite (the TIFF default for 1-bit), meaning the bits.
+    cell = RNG.random((3, 16, 16)) > 0.25
+    tifffile.imwrite(tmp_path / "mask.tif", cell)
+    stack = read_source(tmp_path / "mask.tif")
+    assert np.array_equal(stack.pixels, cell) and "read as stored" in stack.notes[0]
+
+
+def test_grey_saved_as_rgb_reads_as_grey_and_colour_labels_take_a_channel(tmp_path):
+    grey = VOLUME[:3]
+    for index, section in enumerate(grey):
+        Image.fromarray(section).convert("RGB").save(tmp_path / f"s{index}.png")
+    stack = read_source(tmp_path)
+    assert np.array_equal(stack.pixels, grey) and "all equal" in stack.notes[-1]
+    colour = np.stack([grey, 255 - grey, grey // 2], axis=-1)
+    tifffile.imwrite(tmp_path / "colour.tif", colour, photometric="rgb")
+    assert np.array_equal(read_source(tmp_path / "colour.tif", channel=1).pixels, 255 - grey)
+
+
+def test_three_sections_saved_as_tifffile_planar_rgb_say_so(tmp_path):
+    tifffile.imwrite(tmp_path / "three.tif", VOLUME[:3], photometric="rgb", planarconfig="separate")
+    with pytest.raises(InputError, match="photometric='minisblack'"):
+        read_source(tmp_path / "three.tif")
+
+
+def test_an_ome_tiff_of_two_images_is_refused(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif", ome=True) as tiff:
+        tiff.write(VOLUME, metadata={"axes": "ZYX"})
+        tiff.write(255 - VOLUME, metadata={"axes": "ZYX"})
+    with pytest.raises(InputError, match="holding 2 images"):
+        read_source(tmp_path / "two.ome.tif")
+
+
+def test_a_grey_palette_is_applied_and_a_colour_palette_refused(tmp_path):
+    inverted = np.tile(np.arange(255, -1, -1, dtype=np.uint16) * 257, (3, 1))
+    tifffile.imwrite(tmp_path / "lut.tif", VOLUME, photometric="palette", colormap=inverted)
+    stack = read_source(tmp_path / "lut.tif")
+    assert np.array_equal(stack.pixels, 255 - VOLUME) and "grey LUT applied" in stack.notes[0]
+    coloured = inverted.copy()
+    coloured[0] = 0
+    tifffile.imwrite(tmp_path / "colour_lut.tif", VOLUME, photometric="palette", colormap=coloured)
+    with pytest.raises(InputError, match="palette"):
+        read_source(tmp_path / "colour_lut.tif")
+    image = Image.fromarray(VOLUME[0], "P")
+    image.putpalette([255 - g for g in range(256) for _ in range(3)])
+    (tmp_path / "png").mkdir()
+    image.save(tmp_path / "png" / "p.png")
+    assert np.array_equal(read_source(tmp_path / "png").pixels[0], 255 - VOLUME[0])
+
+
+def test_a_folder_whose_name_looks_like_a_glob(tmp_path):
+    folder = tmp_path / "brain[1]"
+    folder.mkdir()
+    for index in range(2):
+        tifffile.imwrite(folder / f"z{index}.tif", VOLUME[index])
+    assert np.array_equal(read_source(folder).pixels, VOLUME[:2])
+
+
+def test_two_unnamed_axes_are_shown_with_their_sizes(tmp_path):
+    tifffile.imwrite(tmp_path / "two.tif", np.stack([VOLUME, 255 - VOLUME], 1))
+    with pytest.raises(InputError, match=r"Q = 6, Q = 2"):
+        read_source(tmp_path / "two.tif")
+
+
+def test_angstrom_calibration_is_converted(tmp_path):
+    tifffile.imwrite(tmp_path / "a.ome.tif", VOLUME, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 40.0, "PhysicalSizeXUnit": "Å", "PhysicalSizeY": 40.0,
+        "PhysicalSizeYUnit": "Å", "PhysicalSizeZ": 500.0, "PhysicalSizeZUnit": "Å"})
+    assert read_source(tmp_path / "a.ome.tif").voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})

@@ -251,6 +251,20 @@ def test_outputs_open_in_fiji_at_the_stacks_scale(own_run):
     assert "0.05 x 0.004 x 0.004 micron" in report and "? x 0.004 x 0.004 micron" in report
 
 
+def test_a_single_section_to_segment_goes_through_to_the_report(own_run, tmp_path):
+    from PIL import Image
+
+    work = tmp_path / "work"
+    shutil.copytree(own_run[0], work, symlinks=True)
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 50), dtype=np.uint8)).save(tmp_path / "one section.png")
+    (work / "one.yaml").write_text(yaml.safe_dump({"data": {"test_images": [str(tmp_path / "one section.png")]}}))
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "one.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "train_unet" not in result.stderr  # the models stay as they were
+    assert tifffile.imread(work / "results/smoke/predictions/test_volume.tif").shape == (40, 50)
+    assert (work / "results/smoke/figures/test_volume.jpg").exists()
+
+
 def test_no_test_stack_is_allowed(own_run, tmp_path):
     work = copy_workflow(tmp_path / "work")
     shutil.copy(own_run[0] / "mine.yaml", work)
@@ -290,7 +304,7 @@ def bad_case(name: str, case: Path, server_url: str):
         (case / "notes.tif").write_text("pixels, honestly")
         return {"data": {"train_images": [str(case / "notes.tif")]}}, "notes.tif is not a TIFF file", ()
     if name == "RGB stack":
-        return images_from(np.zeros((6, 37, 45, 3), np.uint8)), "colour", ()
+        return images_from(rng.integers(0, 255, (6, 37, 45, 3), dtype=np.uint8)), "3 colour samples", ()
     if name == "2-D image":
         image = rng.integers(0, 255, (37, 45), dtype=np.uint8)
         flat_images, flat_labels = write_stack(case / "flat.tif", image), write_stack(case / "flat_labels.tif", image > 60)

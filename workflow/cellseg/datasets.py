@@ -41,7 +41,7 @@ def fetch_spec(data: dict, stack: str) -> dict:
     sources = data[stack]
     reading = options(data)
     if stack_kind(stack) == "labels":
-        reading = {k: reading[k] for k in ("label_cell_value", "voxel_size")}
+        reading = {k: reading[k] for k in ("channel", "label_cell_value", "voxel_size")}
     else:
         reading = {k: reading[k] for k in ("channel", "normalization", "percentiles", "voxel_size")}
     return {

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .stackio import MICROMETRES, describe_voxel_size, exists, expand, read_source
+from .stackio import MICROMETRES, Stack, describe_voxel_size, exists, expand, read_source
 from .stacks import check_stack, pixel_sha256
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,29 @@ def in_micrometres(value: float | None, unit: str | None) -> float | None:
     return float(value) * MICROMETRES[unit]
 
 
+def _read_verified(source: str, partial: Path, kind: str, expected: str | None, options: dict) -> tuple[Stack, str]:
+    """The stack of one source (a download in ``partial``), validated, and its pixel hash;
+    ``InputError`` when it cannot be read, is malformed or its hash differs."""
+    if is_url(source):
+        stack = read_source(partial, name=source, channel=options.get("channel"))
+    else:
+        log.info("reading %s%s", source, f" ({expand(source)})" if expand(source) != source else "")
+        stack = read_source(source, channel=options.get("channel"))
+    for note in stack.notes:
+        log.info("%s", note)
+    for warning in stack.warnings:
+        log.warning("%s", warning)
+    check_stack(stack.pixels, source, kind, options)
+    found = pixel_sha256(stack.pixels)
+    if expected is not None and found != expected:
+        raise InputError(
+            f"The pixels of {source} do not match their expected hash: expected "
+            f"sha256 {expected}, found {found}. The file is damaged or is not the "
+            "stack the configuration names (data.sha256)."
+        )
+    return stack, found
+
+
 def fetch_stack(
     sources: list[str],
     destination: str | Path,
@@ -113,12 +136,14 @@ def fetch_stack(
     (N, H, W) in the source's dtype. Returns (and writes to ``record`` as JSON, when
     given) the provenance: ``source``, ``sha256`` of the pixels, ``verified``, ``shape``,
     ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
-    reading it. Raises ``InputError`` when no source works, a stack is malformed or a hash
-    differs; ``destination`` is written only on success.
+    reading it. A source that cannot be read, is malformed or whose hash differs is
+    skipped for the next, as one that cannot be reached is. Raises ``InputError`` when no
+    source works (a single source's own refusal as it is); ``destination`` is written
+    only on success.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    failures = []
+    failures, refusals = [], []
     for source in sources:
         handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
         os.close(handle)
@@ -130,30 +155,21 @@ def fetch_stack(
                 if error_text is not None:
                     failures.append(f"{source}: {error_text}")
                     continue
-                stack = read_source(partial, name=source, channel=options.get("channel"))
-            elif exists(source):
-                log.info("reading %s%s", source, f" ({expand(source)})" if expand(source) != source else "")
-                stack = read_source(source, channel=options.get("channel"))
-            else:
+            elif not exists(source):
                 failures.append(f"{source}: no such file")
                 log.warning("%s: no such file; trying the next source", source)
                 continue
-            for note in stack.notes:
-                log.info("%s", note)
-            for warning in stack.warnings:
-                log.warning("%s", warning)
-            check_stack(stack.pixels, source, kind, options)
-            found = pixel_sha256(stack.pixels)
-            expected = expected_sha256.get(source)
-            if expected is not None and found != expected:
-                raise InputError(
-                    f"The pixels of {source} do not match their expected hash: expected "
-                    f"sha256 {expected}, found {found}. The file is damaged or is not the "
-                    "stack the configuration names (data.sha256)."
-                )
+            try:
+                stack, found = _read_verified(source, partial, kind, expected_sha256.get(source), options)
+            except InputError as error:  # a damaged mirror, an HTML page served as the file
+                refusals.append(error)
+                failures.append(str(error))
+                log.warning("%s%s", error, "; trying the next source" if source != sources[-1] else "")
+                continue
             with open(partial, "wb") as out:
                 np.save(out, stack.pixels)
             os.replace(partial, destination)
+            expected = expected_sha256.get(source)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
             voxel_size = calibrated(stack.voxel_size, options.get("voxel_size"), source)
             log.info("fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s", kind, source,
@@ -173,6 +189,8 @@ def fetch_stack(
             return provenance
         finally:
             partial.unlink(missing_ok=True)
+    if len(failures) == 1 and refusals:
+        raise refusals[0]  # one source, read and refused: its own paragraph says it all
     raise InputError(
         f"No source of the {kind} stack for {destination} could be fetched: "
         + "; ".join(failures)

@@ -127,6 +127,7 @@ def render_report(
     models = [torch.load(path, map_location="cpu", weights_only=True) for path in model_paths]
     # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
     data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
+    input_record = json.loads(Path(training_record).read_text())
     for model in models:
         model.pop("state_dict")
     html = template(template_path).render(
@@ -148,8 +149,8 @@ def render_report(
         benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
         models=models,
         data=data,
-        warnings=[*(w for d in data for w in d.get("warnings", [])), *warnings.message.tolist()],
-        input_record=json.loads(Path(training_record).read_text()),
+        warnings=list(dict.fromkeys([*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"], *warnings.message])),
+        input_record=input_record,
         describe_voxel_size=describe_voxel_size,
         label_cell_value=config["data"]["label_cell_value"],
         config_yaml=yaml.safe_dump(config, sort_keys=False),

@@ -11,13 +11,15 @@ this table for users):
 | reduced-resolution pages (``NewSubfileType`` bit 0: thumbnails, overviews, pyramid levels) | skipped, with a log line |
 | ImageJ hyperstack, OME-TIFF | axes from the metadata: Z is the slice axis (T where there is no Z); a channel axis (C, or colour samples S) of more than one channel is refused unless ``data.channel`` picks one; Z and T both above one is refused |
 | size-1 axes (an (N, 1, H, W) array written by tifffile) | dropped, with a log line |
-| a single page with colour samples (RGB, RGBA) | refused as colour (unless ``data.channel``) |
+| a page with colour samples (RGB, RGBA) | refused as colour (unless ``data.channel``); all samples equal: read as grey, with a log line |
+| palette (indexed) images | a grey LUT applied, with a log line; a colour LUT refused |
+| an OME-TIFF of several images | refused |
 | a single 2-D page | a stack of one section (training refuses fewer sections than folds) |
-| ``PhotometricInterpretation = MinIsWhite`` (Fiji's inverted binary masks) | values read as a viewer shows them (inverted), with a log line |
+| ``PhotometricInterpretation = MinIsWhite`` (Fiji's inverted binary masks) | values read as a viewer shows them (inverted), with a log line; 1-bit pages read as stored (tifffile writes bool arrays so) |
 | LZW, Deflate, Zstd, PackBits, JPEG compression | decoded by tifffile with ``imagecodecs`` |
 | a folder, or a glob pattern, of single-section TIFF or PNG files (Fiji's "Image Sequence") | files in natural order (``z2`` before ``z10``), all of one shape and dtype; each file named in errors |
 | ``~`` and ``$VARIABLES`` in a source | expanded |
-| calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*``, TIFF resolution in centimetres | read into ``voxel_size`` (z, y, x and unit); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
+| calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*`` (Å to mm), TIFF resolution in centimetres | read into ``voxel_size`` (z, y, x and unit); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
 
 Every correction made while reading (an inversion, a skipped page, a dropped axis) is in
 ``Stack.notes``; every doubt about the result (sections likely on the wrong axis) in
@@ -47,9 +49,10 @@ UNIT_NAMES = {
     "micron": "micron", "microns": "micron", "um": "micron", "µm": "micron", "μm": "micron",
     "\\u00b5m": "micron", "micrometer": "micron", "micrometre": "micron",
     "nm": "nm", "nanometer": "nm", "nanometre": "nm", "mm": "mm", "millimeter": "mm", "cm": "cm", "m": "m",
+    "å": "angstrom", "angstrom": "angstrom", "\\u00c5": "angstrom",
 }
 # Size of one unit in micrometres, to compare or convert calibrations.
-MICROMETRES = {"nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 @dataclass
@@ -75,9 +78,7 @@ def expand(source: str) -> str:
 def exists(source: str) -> bool:
     """Whether a local source names something to read: a file, a folder or a matching glob."""
     path = expand(source)
-    if GLOB_CHARACTERS & set(path):
-        return bool(glob.glob(path))
-    return Path(path).exists()
+    return Path(path).exists() or bool(GLOB_CHARACTERS & set(path) and glob.glob(path))
 
 
 def read_source(source: str | Path, name: str | None = None, channel: int | None = None) -> Stack:
@@ -90,7 +91,7 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
     """
     path = expand(str(source))
     shown = name or str(source)
-    if GLOB_CHARACTERS & set(path):
+    if GLOB_CHARACTERS & set(path) and not Path(path).exists():
         files = tifffile.natural_sorted(glob.glob(path))
         if not files:
             raise InputError(f"{shown}: the pattern matches no file.")
@@ -158,7 +159,10 @@ def _read_file(path: Path, shown: str, channel: int | None) -> Stack:
     try:
         tiff = tifffile.TiffFile(path)
     except tifffile.TiffFileError as error:
-        raise InputError(f"{shown} is not a TIFF file ({error}).") from error
+        raise InputError(
+            f"{shown} is not a TIFF file ({error}); cellseg reads TIFF stacks, and folders or "
+            "globs of TIFF or PNG sections."
+        ) from error
     except OSError as error:
         raise InputError(f"{shown} could not be opened ({error}).") from error
     # tifffile reads a damaged file without raising: it logs what it skipped (pages past
@@ -204,11 +208,14 @@ def _read_png(path: Path, shown: str, channel: int | None) -> Stack:
 
     try:
         with Image.open(path) as image:
+            if image.mode == "P":  # a palette: its colours (grey ones collapse to grey below)
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             pixels = np.asarray(image)
     except Exception as error:  # Pillow raises many types for damaged files
         raise InputError(f"{shown} could not be read as a PNG image ({type(error).__name__}: {error}).") from error
     axes = "YXS" if pixels.ndim == 3 else "YX"
-    return Stack(_to_sections(pixels, axes, shown, channel, []))
+    notes: list[str] = []
+    return Stack(_to_sections(pixels, axes, shown, channel, notes), notes=notes)
 
 
 def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
@@ -232,6 +239,12 @@ def _main_image(tiff: tifffile.TiffFile, shown: str, notes: list[str]) -> tuple[
         notes.append(
             f"{shown}: skipped {reduced} reduced-resolution page(s) (TIFF NewSubfileType: a "
             "thumbnail, overview or pyramid level)"
+        )
+    if tiff.is_ome and len(tiff.series) > 1:
+        raise InputError(
+            f"{shown} is an OME-TIFF holding {len(tiff.series)} images (series of shapes "
+            f"{', '.join(str(s.shape) for s in tiff.series)}); cellseg reads one image of "
+            "sections per file. Save each image to a file of its own."
         )
     shapes = collections.Counter((p.shape, str(p.dtype)) for p in main)
     if len(shapes) > 1:
@@ -264,12 +277,20 @@ def _decoded(item, shown: str) -> np.ndarray:
 
 
 def _as_viewed(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.ndarray:
-    """Values as a viewer shows them: MinIsWhite pages (0 = white) inverted."""
+    """Values as a viewer shows them: MinIsWhite pages (0 = white) inverted; grey
+    palettes (a LUT) applied.
+
+    Bilevel (1-bit) pages are the exception: MinIsWhite is the TIFF default for them, and
+    tifffile writes every bool array so, meaning the stored bits; they are read as stored.
+    """
+    if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+        return _grey_palette(pixels, page, shown, notes)
     if page.photometric != tifffile.PHOTOMETRIC.MINISWHITE:
         return pixels
-    if pixels.dtype == bool:
-        inverted = ~pixels
-    elif pixels.dtype.kind == "u":
+    if page.bitspersample == 1:
+        notes.append(f"{shown}: 1-bit pages tagged MinIsWhite (the TIFF default for bilevel images) read as stored")
+        return pixels
+    if pixels.dtype.kind == "u":
         inverted = (np.asarray(2**page.bitspersample - 1, dtype=pixels.dtype) - pixels).astype(pixels.dtype)
     else:
         raise InputError(
@@ -285,19 +306,43 @@ def _as_viewed(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.nda
     return inverted
 
 
+def _grey_palette(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.ndarray:
+    """A palette (indexed) image through its colour map, which must be grey."""
+    colormap = page.colormap  # (3, 2**bits) uint16
+    if colormap is None or not (np.array_equal(colormap[0], colormap[1]) and np.array_equal(colormap[0], colormap[2])):
+        raise InputError(
+            f"{shown} is a palette (indexed colour) image with a colour LUT; cellseg reads "
+            "grey-scale values. Save the grey values themselves (in Fiji: Image > Type > 8-bit)."
+        )
+    grey = colormap[0].astype(np.float64) / 65535 * np.iinfo(pixels.dtype).max
+    notes.append(f"{shown}: palette image; its grey LUT applied to read values as a viewer shows them")
+    return np.round(grey[pixels]).astype(pixels.dtype)
+
+
 def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None, notes: list[str]) -> np.ndarray:
     """(N, H, W) or (H, W) from an array and its axes (tifffile's letters)."""
     axes = axes.upper()
+    if "S" in axes and pixels.shape[axes.index("S")] in (3, 4):
+        samples = np.moveaxis(pixels, axes.index("S"), 0)
+        if all(np.array_equal(samples[0], samples[i]) for i in (1, 2)) and (len(samples) == 3 or samples[3].min() == samples[3].max()):
+            pixels, axes = samples[0], axes.replace("S", "")
+            notes.append(f"{shown}: RGB samples all equal (grey saved as colour), read as one grey channel")
     for letter in "SC":  # colour samples, then channels
         if letter in axes and pixels.shape[axes.index(letter)] > 1:
             size = pixels.shape[axes.index(letter)]
-            what = "colour samples (RGB/RGBA)" if letter == "S" else "channels"
+            what = {2: "samples (grey and alpha)"}.get(size, "colour samples (RGB/RGBA)") if letter == "S" else "channels"
             if channel is None:
+                planar = (
+                    " If these are sections, not colours: tifffile saves an array of 3 or 4 "
+                    "sections as planar RGB unless told otherwise; save it with "
+                    "photometric='minisblack'."
+                    if letter == "S" and axes.index("S") == 0 else ""
+                )
                 raise InputError(
                     f"{shown} has {size} {what} (axis {letter} of its axes {axes}, shape "
                     f"{pixels.shape}); cellseg segments one grey-scale channel. Set "
-                    "data.channel to the channel to use (0 first), or convert the file to "
-                    "one channel."
+                    "data.channel to the image channel to use (0 first), or convert the file "
+                    f"to one channel.{planar}"
                 )
             if not 0 <= channel < size:
                 raise InputError(f"{shown} has {size} {what}; data.channel = {channel} is not one of them (0 to {size - 1}).")
@@ -310,17 +355,18 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
         pixels = pixels.reshape([pixels.shape[i] for i in keep])
         axes = "".join(axes[i] for i in keep)
         notes.append(f"{shown}: dropped axes {', '.join(dropped)}")
-    others = [a for a in axes if a not in "YX"]
+    others = [i for i, a in enumerate(axes) if a not in "YX"]
     if len(others) > 1:
-        sizes = ", ".join(f"{a} = {pixels.shape[axes.index(a)]}" for a in others)
+        sizes = ", ".join(f"{axes[i]} = {pixels.shape[i]}" for i in others)
         raise InputError(
             f"{shown} has axes {axes} of shape {pixels.shape} ({sizes}); cellseg reads one "
             "axis of sections (Z, or T where there is no Z). Save one Z stack, or one time "
-            "series, per file."
+            "series, per file (with tifffile: metadata={'axes': 'ZYX'}, or 'ZCYX' with "
+            "data.channel for channels)."
         )
     if "Y" not in axes or "X" not in axes:
         raise InputError(f"{shown} has axes {axes} of shape {pixels.shape}, without both Y and X.")
-    order = [axes.index(a) for a in others] + [axes.index("Y"), axes.index("X")]
+    order = others + [axes.index("Y"), axes.index("X")]
     return np.transpose(pixels, order)
 
 

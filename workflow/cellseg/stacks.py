@@ -82,8 +82,8 @@ def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percent
         raise InputError(f"data.normalization is '{method}'; it must be one of {', '.join(NORMALISATIONS)}.")
     if scale <= 0:
         raise InputError(
-            f"{path} has no contrast to normalise: its {method.replace('_', ' and ')} give a "
-            f"range of 0 (values {values.min():g} to {values.max():g})."
+            f"{path} has no contrast to normalise: {method} normalisation divides by "
+            f"{scale:g} (values {values.min():g} to {values.max():g})."
         )
     return ((values - offset) / scale).astype(np.float32), record
 
@@ -100,7 +100,7 @@ def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None 
     """
     if stack.dtype.kind == "f" and not np.isfinite(stack).all():
         raise InputError(f"{path} holds NaN or infinite label values.")
-    values, counts = np.unique(stack, return_counts=True)
+    values = np.unique(stack)
     shown = ", ".join(f"{v:g}" for v in values[:8].tolist()) + (", ..." if len(values) > 8 else "")
     if len(values) == 1:
         raise InputError(
@@ -114,14 +114,7 @@ def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None 
                 f"{cell_value:g} labels must be two values, {cell_value:g} = cell interior and "
                 "the other one membrane."
             )
-        cell = stack == cell_value
-        fraction = float(counts[values.tolist().index(cell_value)] / stack.size)
-        if fraction < 0.5:
-            log.warning(
-                "%s: the cell class (value %g, data.label_cell_value) covers %.1f %% of the "
-                "labelled pixels, less than the membrane; kept as declared", path, cell_value, 100 * fraction,
-            )
-        return cell.astype(np.uint8)
+        return (stack == cell_value).astype(np.uint8)
     encoding = next((e for e in LABEL_ENCODINGS if set(values.tolist()) <= e), None)
     if encoding is None:
         raise InputError(
@@ -223,6 +216,13 @@ def unpack(
     }
     if labels is not None:
         record["cell_fraction"] = float(labels.mean(dtype=np.float64))
+        if record["cell_fraction"] < 0.5:  # refused unless data.label_cell_value declared it
+            record["warnings"].append(
+                f"{labels_name}: the cell class (data.label_cell_value = {options['label_cell_value']:g}) covers "
+                f"{100 * record['cell_fraction']:.1f} % of the labelled pixels, less than the membrane; kept as "
+                "declared. In membrane segmentation the cell interior is usually the majority: check the value."
+            )
+            log.warning("%s", record["warnings"][-1])
     np.save(images_out, images)
     if labels is not None:
         np.save(labels_out, labels)

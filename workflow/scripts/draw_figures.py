@@ -8,7 +8,7 @@ from cellseg.figures import draw_run_figures
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
-    test_images = snakemake.input.test_images
+    test_images = np.load(snakemake.input.test_images, mmap_mode="r") if snakemake.input.test_images else None
     draw_run_figures(
         output_dir=snakemake.output[0],
         images=np.load(snakemake.input.images, mmap_mode="r"),
@@ -17,6 +17,9 @@ with logged_step(snakemake.log[0]):
         prediction_dirs=list(snakemake.input.predictions),
         curve_paths=list(snakemake.input.curves),
         threshold=snakemake.params.threshold,
-        test_images=np.load(test_images, mmap_mode="r") if test_images else None,
-        test_probabilities=tifffile.imread(snakemake.input.test_volume) if test_images else None,
+        test_images=test_images,
+        # A one-section stack reads back from its ImageJ file as (H, W).
+        test_probabilities=(
+            tifffile.imread(snakemake.input.test_volume).reshape(test_images.shape) if test_images is not None else None
+        ),
     )
