@@ -19,6 +19,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/segment.smk"
 
 
 rule all:

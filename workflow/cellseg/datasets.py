@@ -10,6 +10,7 @@ run again finds its own stacks where it left them:
 | ``resources/stacks/<stack>-<digest>.npy``, ``.json`` | one fetched stack (N, H, W) in its own dtype, and its provenance | the stack's sources, ``data.channel``, ``data.voxel_size``, ``data.sha256`` of those sources, and (to validate) the label or normalisation options |
 | ``resources/unpacked/<digest>/train_*`` | labelled images normalised, labels {0, 1}, manifest, record | the two fetched stacks, normalisation, label convention |
 | ``resources/unpacked/<digest>/test_*`` | the unlabelled stack normalised, manifest, record | the fetched stack, normalisation |
+| ``resources/stacks/segment-<digest>.npy``, ``.json`` | a stack to segment (``segment.stacks``), as read | its sources and the reading options |
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def options(data: dict) -> dict:
     return {key: data[key] for key in keys}
 
 
-def fetch_spec(data: dict, stack: str) -> dict:
-    """What the fetch_stack job of one of the config's stacks needs (its params)."""
-    sources = data[stack]
+def fetch_spec(data: dict, stack: str, sources: list[str] | None = None) -> dict:
+    """What the fetch_stack job of one of the config's stacks needs (its params);
+    ``sources`` for stacks outside ``data`` (``segment``: a stack to segment)."""
+    sources = data[stack] if sources is None else sources
     reading = options(data)
     if stack_kind(stack) == "labels":
         reading = {k: reading[k] for k in ("channel", "label_cell_value", "voxel_size")}
@@ -52,11 +54,11 @@ def fetch_spec(data: dict, stack: str) -> dict:
     }
 
 
-def stack_id(data: dict, stack: str) -> str | None:
+def stack_id(data: dict, stack: str, sources: list[str] | None = None) -> str | None:
     """``<stack>-<digest>``: the name of a fetched stack; None for an empty test stack."""
-    if not data[stack]:
+    if not (data[stack] if sources is None else sources):
         return None
-    return f"{stack}-{digest([stack, fetch_spec(data, stack)])}"
+    return f"{stack}-{digest([stack, fetch_spec(data, stack, sources)])}"
 
 
 def unpack_spec(data: dict, role: str) -> dict:

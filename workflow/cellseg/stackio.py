@@ -431,12 +431,21 @@ def write_stack(path: str | Path, pixels: np.ndarray, voxel_size: dict | None = 
 
     ``voxel_size`` as in ``Stack`` (pixel size as the resolution, section spacing as
     ImageJ's ``spacing``, the unit as ImageJ's keyword); ``display_range`` (min, max) for
-    ImageJ's display, (0, 1) for probability maps. dtypes: those ImageJ reads (uint8,
-    uint16, float32); others raise ``ValueError``.
+    ImageJ's display, (0, 1) for probability maps. dtypes ImageJ cannot hold (uint32
+    instance labels, say) are written as OME-TIFF with its physical sizes instead, which
+    Fiji (Bio-Formats) and napari read at scale.
     """
-    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
-        raise ValueError(f"ImageJ hyperstacks hold uint8, uint16 or float32, not {pixels.dtype}")
     voxel_size = voxel_size or {}
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
+        metadata = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
+        if voxel_size.get("unit"):
+            scale = MICROMETRES[voxel_size["unit"]]
+            for axis in "zyx" if pixels.ndim == 3 else "yx":
+                if voxel_size.get(axis):
+                    metadata[f"PhysicalSize{axis.upper()}"] = voxel_size[axis] * scale
+                    metadata[f"PhysicalSize{axis.upper()}Unit"] = "µm"
+        tifffile.imwrite(path, pixels, ome=True, photometric="minisblack", metadata=metadata)
+        return
     metadata: dict = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
     options: dict = {}
     if voxel_size.get("unit"):

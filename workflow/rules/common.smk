@@ -36,6 +36,12 @@ FETCHES = {
     for run in EXPERIMENTS.values()
     for stack in STACKS
     if run["data"][stack]
+} | {
+    stack_id(run["data"], "segment", sources): fetch_spec(
+        run["data"], "segment", sources
+    )
+    for run in EXPERIMENTS.values()
+    for sources in run["segment"]["stacks"].values()
 }
 UNPACKS = {
     unpacked_id(run["data"], role): unpack_spec(run["data"], role)
@@ -48,8 +54,12 @@ UNPACKS = {
 wildcard_constraints:
     experiment="|".join(re.escape(name) for name in EXPERIMENTS),
     study=re.escape(STUDY),
-    stack_id="|".join(FETCHES) or "none",
+    stack_id="|".join(map(re.escape, FETCHES)) or "none",
     unpacked="|".join(UNPACKS) or "none",
+    name="|".join(
+        re.escape(n) for run in EXPERIMENTS.values() for n in run["segment"]["stacks"]
+    )
+    or "none",
     fold=r"\d+",
 
 
@@ -110,6 +120,28 @@ def each_fold(pattern):
     return paths
 
 
+def segment_fetched(wildcards, suffix):
+    """The fetched stack (``.npy``) or record (``.json``) of a stack to segment."""
+    data = experiment_config(wildcards)
+    sources = data["segment"]["stacks"][wildcards.name]
+    return f"resources/stacks/{stack_id(data['data'], 'segment', sources)}.{suffix}"
+
+
+def segment_outputs():
+    """Every output of segmenting every experiment's segment.stacks."""
+    return [
+        f"results/{name}/segment/{stack}/{output}"
+        for name, run in EXPERIMENTS.items()
+        for stack in run["segment"]["stacks"]
+        for output in (
+            "probability.tif",
+            "uncertainty.tif",
+            "labels.tif",
+            "summary.tsv",
+        )
+    ]
+
+
 def final_outputs():
     """Everything the default target builds, for every experiment."""
     outputs = []
@@ -119,7 +151,7 @@ def final_outputs():
             outputs.append(f"results/{name}/predictions/test_volume.tif")
     if STUDY:
         outputs.append(f"results/studies/{STUDY}/report.html")
-    return outputs
+    return outputs + segment_outputs()
 
 
 def study_reference():

@@ -60,7 +60,10 @@ rule render_report:
     conda:
         "../envs/cellseg.yaml"
     params:
-        config=experiment_config,
+        # Without segment: adding a stack to segment leaves the report as it is.
+        config=lambda w: {
+            k: v for k, v in experiment_config(w).items() if k != "segment"
+        },
         benchmarks="results/{experiment}/benchmarks",
         baseline="results/seed/metrics/summary.tsv",
     script:

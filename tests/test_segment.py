@@ -1,0 +1,107 @@
+"""Segmenting new stacks with trained fold models: the Segmenter, instance labels, the rule."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+from cellseg.errors import InputError
+from cellseg.segment import Segmenter, instance_labels, summary_table
+from cellseg.stackio import read_source
+from conftest import planned_jobs, snakemake
+
+
+def grid_of_cells(cells_per_side=4, cell=20, wall=3, seed=0):
+    """A probability map of cells_per_side**2 square cells (0.95) behind walls (0.05), noisy."""
+    side = cells_per_side * (cell + wall) + wall
+    probability = np.full((side, side), 0.05)
+    for row in range(cells_per_side):
+        for column in range(cells_per_side):
+            top, left = wall + row * (cell + wall), wall + column * (cell + wall)
+            probability[top:top + cell, left:left + cell] = 0.95
+    noise = np.random.default_rng(seed).normal(0, 0.03, probability.shape)
+    return np.clip(probability + noise, 0, 1).astype(np.float32)
+
+
+def test_a_grid_of_cells_is_counted_and_specks_are_dropped():
+    probability = grid_of_cells()
+    probability[1, 1] = 0.99  # a one-pixel speck inside a wall
+    labels = instance_labels(probability, threshold=0.5, seed_threshold=0.9, min_size=20)
+    assert labels.dtype == np.uint32 and labels.max() == 16
+    areas = np.bincount(labels.ravel())[1:]
+    assert (areas >= 380).all() and labels[1, 1] == 0  # each cell about 20 x 20
+
+
+def test_touching_cells_split_along_their_weakest_line():
+    probability = grid_of_cells(cells_per_side=2)
+    probability[3:23, 23:26] = 0.6  # the wall between the top two cells, faint but above the threshold
+    labels = instance_labels(probability, threshold=0.5, seed_threshold=0.9, min_size=20)
+    assert labels.max() == 4 and labels[10, 10] != labels[10, 40]
+
+
+def test_stacks_are_labelled_per_section_and_summarised():
+    stack = np.stack([grid_of_cells(seed=0), grid_of_cells(seed=1)])
+    stack[1, 3:23, 3:23] = 0.05  # one cell fewer
+    labels = instance_labels(stack)
+    summary = summary_table(labels, stack, np.zeros_like(stack), 0.5, {"x": 0.004, "y": 0.004, "unit": "micron"})
+    assert summary.cells.tolist() == [16, 15]
+    assert summary.median_cell_area_micron2[0] == pytest.approx(summary.median_cell_area_px[0] * 0.004**2)
+    assert summary.membrane_fraction[0] == pytest.approx((stack[0] <= 0.5).mean())
+
+
+def test_bad_thresholds_are_refused():
+    with pytest.raises(InputError, match="seed_threshold"):
+        instance_labels(grid_of_cells(), threshold=0.9, seed_threshold=0.5)
+
+
+def test_the_segmenter_predicts_the_test_volume_as_the_pipeline_does(isbi_run, isbi_dir):
+    work, _ = isbi_run
+    segmenter = Segmenter.from_run(work / "results/smoke")
+    raw = read_source(isbi_dir / "test-volume.tif").pixels  # uint8, as on disk
+    probability, uncertainty = segmenter.predict(raw, uncertainty=True)
+    pipeline = tifffile.imread(work / "results/smoke/predictions/test_volume.tif")
+    assert probability.shape == raw.shape and np.abs(probability - pipeline).max() < 1e-5
+    assert uncertainty.shape == raw.shape and uncertainty.min() >= 0 and uncertainty.max() > 0
+    single = Segmenter([work / "results/smoke/models/fold0.pt"])
+    section, spread = single.predict(raw[3], uncertainty=True)
+    assert section.shape == (512, 512) and not spread.any()
+
+
+def test_no_models_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="holds no trained models"):
+        Segmenter.from_run(tmp_path)
+
+
+def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
+    work, _ = isbi_run
+    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout) == {"fetch_stack": 1, "segment_stack": 1, "all": 1}
+
+
+def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
+    """A Fiji-calibrated stack segmented by the smoke run's models, through the target."""
+    work = tmp_path / "work"
+    shutil.copytree(isbi_run[0], work, symlinks=True)
+    (tmp_path / "shared").symlink_to((isbi_run[0].parent / "shared").resolve(), target_is_directory=True)
+    tifffile.imwrite(tmp_path / "fiji.tif", read_source(isbi_dir / "test-volume.tif").pixels[:3, :96, :128], imagej=True,
+                     resolution=(250, 250), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
+    # The smoke models are weak: their probabilities rarely pass the default seed threshold.
+    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"seed_threshold": 0.6, "stacks": {"fiji": [str(tmp_path / "fiji.tif")]}}}))
+    result = snakemake(work, "segment", "--configfile", "config/smoke.yaml", "segment.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "train_unet" not in result.stderr
+    out = work / "results/smoke/segment/fiji"
+    with tifffile.TiffFile(out / "probability.tif") as tiff:
+        assert tiff.series[0].shape == (3, 96, 128) and tiff.imagej_metadata["spacing"] == pytest.approx(0.05)
+    labels = read_source(out / "labels.tif")
+    assert labels.pixels.dtype == np.uint32 and labels.voxel_size["z"] == pytest.approx(0.05)
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert summary.section.tolist() == [0, 1, 2]
+    assert summary.cells.tolist() == [len(np.unique(s[s > 0])) for s in labels.pixels]
