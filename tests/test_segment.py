@@ -105,3 +105,7 @@ def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     assert summary.section.tolist() == [0, 1, 2]
     assert summary.cells.tolist() == [len(np.unique(s[s > 0])) for s in labels.pixels]
+    report = (out / "report.html").read_text()
+    assert report.count('<img id="section-') == 3 and "data:image/jpeg;base64," in report
+    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report
+    assert 'src="http' not in report  # nothing to fetch when opened

@@ -197,3 +197,67 @@ def render_study_report(
         versions=runtime_versions(),
     )
     output.write_text(html)
+
+
+def figure_uri(figure) -> str:
+    """A matplotlib figure as a JPEG data URI (closed afterwards)."""
+    import io
+
+    from .figures import plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="jpg", dpi=70, pil_kwargs={"quality": 85})
+    plt.close(figure)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render_segment_report(
+    template_path: str | Path,
+    output: str | Path,
+    *,
+    experiment: str,
+    name: str,
+    stack: np.ndarray,
+    stack_record: dict,
+    probability: np.ndarray,
+    labels: np.ndarray,
+    uncertainty: np.ndarray,
+    summary: pd.DataFrame,
+    scores: pd.DataFrame,
+    model_paths: list[str | Path],
+    segment_config: dict,
+    workflow_dir: str | Path,
+    sections: int = 4,
+) -> None:
+    """The report of one segmented stack: a few sections (image, probability, cells,
+    fold disagreement) evenly spread, the per-section summary, and the provenance (the
+    models and their cross-validated ``scores``, the normalisation, versions). Arrays
+    (N, H, W); one self-contained HTML file."""
+    from .figures import segmentation_panel
+    from .segment import Segmenter
+
+    segmenter = Segmenter(model_paths)
+    shown = sorted({int(i) for i in np.linspace(0, len(stack) - 1, min(sections, len(stack)))})
+    panels = []
+    for index in shown:
+        image = segmenter.normalise(np.asarray(stack[index : index + 1]), name)[0]
+        panels.append((index, figure_uri(segmentation_panel(
+            image, probability[index], labels[index], uncertainty[index], f"section {index}"))))
+    html = template(template_path).render(
+        experiment=experiment,
+        name=name,
+        generated=generated_at(),
+        record=stack_record,
+        describe_voxel_size=describe_voxel_size,
+        panels=panels,
+        summary=summary.to_dict("records"),
+        summary_columns=list(summary.columns),
+        scores=[r for r in scores.to_dict("records") if r["metric"] in MAIN_SCORES],
+        score_names=MAIN_SCORES,
+        models=[str(p) for p in model_paths],
+        normalisation=segmenter.input.get("normalisation") or {},
+        segment=segment_config,
+        git=git_state(workflow_dir),
+        versions=runtime_versions(),
+    )
+    Path(output).write_text(html)

@@ -138,6 +138,7 @@ def segment_outputs():
             "uncertainty.tif",
             "labels.tif",
             "summary.tsv",
+            "report.html",
         )
     ]
 
