@@ -82,7 +82,7 @@ def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
     (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
     result = snakemake(work, "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"fetch_stack": 1, "segment_stack": 1, "all": 1}
+    assert planned_jobs(result.stdout) == {"fetch_stack": 1, "segment_stack": 1, "segment_report": 1, "all": 1}
 
 
 def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
