@@ -109,3 +109,28 @@ def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
     assert report.count('<img id="section-') == 3 and "data:image/jpeg;base64," in report
     assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report
     assert 'src="http' not in report  # nothing to fetch when opened
+
+
+def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_path):
+    from cellseg.segment import segment_stack
+
+    work, _ = isbi_run
+    np.save(tmp_path / "stack.npy", read_source(isbi_dir / "test-volume.tif").pixels[:5, :128, :160])
+    stack = np.load(tmp_path / "stack.npy", mmap_mode="r")  # as the rule passes it
+    models = sorted((work / "results/smoke/models").glob("fold*.pt"))
+    predict = {"tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32", "channels_last": False}
+    results = {}
+    for slab in (1, 2, 100):
+        outputs = {k: tmp_path / f"{slab}_{k}.{'tsv' if k == 'summary' else 'tif'}" for k in ("probability", "uncertainty", "labels", "summary")}
+        segment_stack(stack, "stack", {"z": None, "y": None, "x": None, "unit": None}, models, predict,
+                      {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20, "slab_slices": slab}, outputs)
+        results[slab] = {k: tifffile.imread(outputs[k]) for k in ("probability", "uncertainty", "labels")}
+        results[slab]["summary"] = pd.read_csv(outputs["summary"], sep="\t")
+    for slab in (1, 2):
+        for key in ("probability", "uncertainty"):
+            assert np.abs(results[slab][key] - results[100][key]).max() <= 1e-6
+        assert np.array_equal(results[slab]["labels"], results[100]["labels"])
+        pd.testing.assert_frame_equal(results[slab]["summary"], results[100]["summary"])
+    assert results[1]["summary"].section.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(InputError, match="slab_slices is 0"):
+        segment_stack(stack, "stack", {}, models, predict, {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20, "slab_slices": 0}, outputs)

@@ -332,7 +332,7 @@ def bad_case(name: str, case: Path, server_url: str):
     if name == "NaN pixels":
         array = rng.random((6, 37, 45)).astype(np.float32)
         array[2, 5, 7] = np.nan
-        return images_from(array), "1 NaN or infinite pixels, the first in slice 2", ()
+        return images_from(array), "NaN or infinite pixels, the first in slice 2", ()
     if name == "fewer slices than folds":
         one_images, one_labels = make_stacks(case / "one", slices=1)
         override = {"data": {"train_images": [str(one_images)], "train_labels": [str(one_labels)]}}

@@ -23,6 +23,7 @@ import yaml
 
 from .evaluate import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
 from .stackio import describe_voxel_size
+from .stacks import apply_normalisation
 
 WORST_SLICES = 3
 
@@ -237,10 +238,11 @@ def render_segment_report(
     from .segment import Segmenter
 
     segmenter = Segmenter(model_paths)
+    intensities = segmenter.intensities(stack, name)
     shown = sorted({int(i) for i in np.linspace(0, len(stack) - 1, min(sections, len(stack)))})
     panels = []
     for index in shown:
-        image = segmenter.normalise(np.asarray(stack[index : index + 1]), name)[0]
+        image = apply_normalisation(np.asarray(stack[index]), intensities)
         panels.append((index, figure_uri(segmentation_panel(
             image, probability[index], labels[index], uncertainty[index], f"section {index}"))))
     html = template(template_path).render(

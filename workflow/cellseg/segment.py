@@ -28,8 +28,8 @@ from skimage.segmentation import watershed
 
 from .errors import InputError
 from .predict import Predictor
-from .stackio import write_stack
-from .stacks import intensity_mismatch, normalise_images
+from .stackio import stack_on_disk
+from .stacks import apply_normalisation, intensity_mismatch, intensity_record
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +68,30 @@ class Segmenter:
             raise InputError(f"{run_dir} holds no trained models (models/fold<k>.pt); run its experiment first.")
         return cls(paths, predict_config)
 
-    def normalise(self, stack: np.ndarray, name: str = "the stack") -> np.ndarray:
-        """``stack`` (N, H, W) of any integer or float dtype, normalised as the models'
-        training stack was (``stacks.normalise_images`` with the recorded method)."""
+    def intensities(self, stack: np.ndarray, name: str = "the stack") -> dict:
+        """The normalisation of a raw stack (N, H, W) by the models' recorded method and
+        the stack's own statistics (``stacks.intensity_record``, bounded memory); a
+        stack far outside the training stack's range is warned about."""
         recorded = self.input.get("normalisation") or {"method": "percentile", "percentiles": [1.0, 99.8]}
-        images, record = normalise_images(stack, name, recorded["method"], tuple(recorded["percentiles"]))
+        record = intensity_record(stack, name, recorded["method"], tuple(recorded["percentiles"]))
         if self.input.get("normalisation"):
             mismatch = intensity_mismatch(recorded, record)
             if mismatch:
                 log.warning("%s: %s", name, mismatch)
-        return images
+        return record
 
-    def predict(self, stack: np.ndarray, uncertainty: bool = False, name: str = "the stack"):
+    def predict(self, stack: np.ndarray, uncertainty: bool = False, name: str = "the stack", intensities: dict | None = None):
         """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
 
-        Returns float32 in [0, 1] of the input's shape: the mean over fold models; with
+        ``intensities`` (``Segmenter.intensities`` of the whole stack) when ``stack`` is
+        a slab of a larger one; by default the statistics of ``stack`` itself. Returns
+        float32 in [0, 1] of the input's shape: the mean over fold models; with
         ``uncertainty``, also the standard deviation over fold models (population, 0
         with a single model), as a tuple (probability, uncertainty).
         """
         section = stack.ndim == 2
-        images = self.normalise(stack[None] if section else stack, name)
+        stack = stack[None] if section else stack
+        images = apply_normalisation(stack, intensities or self.intensities(stack, name))
         began = time.perf_counter()
         probability = np.empty(images.shape, np.float32)
         spread = np.empty(images.shape, np.float32) if uncertainty else None
@@ -161,20 +165,40 @@ def segment_stack(
     stack: np.ndarray, name: str, voxel_size: dict, model_paths: list[str | Path], predict_config: dict,
     segment_config: dict, outputs: dict[str, str | Path],
 ) -> pd.DataFrame:
-    """Segment a raw stack (N, H, W) with the fold models and write ``outputs``:
-    ``probability`` and ``uncertainty`` (float32, calibrated ImageJ hyperstacks, 0-1),
-    ``labels`` (uint32 instance labels, OME-TIFF) and ``summary`` (TSV, ``summary_table``).
-    ``segment_config`` holds ``threshold``, ``seed_threshold`` and ``min_size_px``.
-    Returns the summary."""
+    """Segment a raw stack (N, H, W; a memory map stays on disk) with the fold models,
+    ``segment_config['slab_slices']`` sections at a time, and write ``outputs`` as each
+    slab is done: ``probability`` and ``uncertainty`` (float32, calibrated ImageJ
+    hyperstacks, 0-1), ``labels`` (uint32 instance labels, OME-TIFF) and ``summary``
+    (TSV, ``summary_table``). Memory holds one slab and its results, whatever the stack's
+    length. ``segment_config`` also holds ``threshold``, ``seed_threshold`` and
+    ``min_size_px``. Returns the summary."""
+    slab = segment_config["slab_slices"]
+    if slab < 1:
+        raise InputError(f"segment.slab_slices is {slab}; it must be at least 1.")
     segmenter = Segmenter(model_paths, predict_config)
-    probability, uncertainty = segmenter.predict(np.asarray(stack), uncertainty=True, name=name)
-    labels = instance_labels(
-        probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"]
-    )
-    summary = summary_table(labels, probability, uncertainty, segment_config["threshold"], voxel_size)
-    write_stack(outputs["probability"], probability, voxel_size, display_range=(0.0, 1.0))
-    write_stack(outputs["uncertainty"], uncertainty, voxel_size, display_range=(0.0, 0.5))
-    write_stack(outputs["labels"], labels, voxel_size)
+    intensities = segmenter.intensities(stack, name)
+    shape = stack.shape
+    files = {
+        "probability": stack_on_disk(outputs["probability"], shape, np.float32, voxel_size, (0.0, 1.0)),
+        "uncertainty": stack_on_disk(outputs["uncertainty"], shape, np.float32, voxel_size, (0.0, 0.5)),
+        "labels": stack_on_disk(outputs["labels"], shape, np.uint32, voxel_size),
+    }
+    tables = []
+    for start in range(0, len(stack), slab):
+        stop = min(start + slab, len(stack))
+        probability, uncertainty = segmenter.predict(stack[start:stop], uncertainty=True, name=name, intensities=intensities)
+        labels = instance_labels(
+            probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"]
+        )
+        for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
+            files[key][start:stop] = value
+        table = summary_table(labels, probability, uncertainty, segment_config["threshold"], voxel_size)
+        tables.append(table.assign(section=table.section + start))
+        log.info("slab of sections %d to %d of %d written", start, stop - 1, len(stack))
+    for memory_map in files.values():
+        memory_map.flush()
+    del files
+    summary = pd.concat(tables, ignore_index=True)
     summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
     log.info("segmented %s: %d sections, %d cells, median %.0f cells a section", name, len(labels),
              int(summary.cells.sum()), float(summary.cells.median()))

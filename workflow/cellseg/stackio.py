@@ -435,25 +435,39 @@ def write_stack(path: str | Path, pixels: np.ndarray, voxel_size: dict | None = 
     instance labels, say) are written as OME-TIFF with its physical sizes instead, which
     Fiji (Bio-Formats) and napari read at scale.
     """
+    tifffile.imwrite(path, pixels, **_calibrated_options(pixels.ndim, pixels.dtype, voxel_size, display_range))
+
+
+def stack_on_disk(path: str | Path, shape: tuple[int, ...], dtype, voxel_size: dict | None = None,
+                  display_range: tuple[float, float] | None = None) -> np.memmap:
+    """A calibrated stack file as ``write_stack`` writes it, created empty and returned as
+    a writable memory map: filled slab by slab, it never needs the whole stack in memory.
+    Flush it (or delete it) when done."""
+    return tifffile.memmap(path, shape=shape, dtype=dtype, **_calibrated_options(len(shape), np.dtype(dtype), voxel_size, display_range))
+
+
+def _calibrated_options(ndim: int, dtype: np.dtype, voxel_size: dict | None, display_range) -> dict:
+    """tifffile.imwrite's options for a calibrated ImageJ hyperstack, or OME-TIFF for
+    dtypes ImageJ cannot hold."""
     voxel_size = voxel_size or {}
-    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
-        metadata = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
+    axes = "ZYX" if ndim == 3 else "YX"
+    if dtype not in (np.uint8, np.uint16, np.float32):
+        metadata = {"axes": axes}
         if voxel_size.get("unit"):
             scale = MICROMETRES[voxel_size["unit"]]
-            for axis in "zyx" if pixels.ndim == 3 else "yx":
+            for axis in axes.lower():
                 if voxel_size.get(axis):
                     metadata[f"PhysicalSize{axis.upper()}"] = voxel_size[axis] * scale
                     metadata[f"PhysicalSize{axis.upper()}Unit"] = "µm"
-        tifffile.imwrite(path, pixels, ome=True, photometric="minisblack", metadata=metadata)
-        return
-    metadata: dict = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
-    options: dict = {}
+        return {"ome": True, "photometric": "minisblack", "metadata": metadata}
+    metadata: dict = {"axes": axes}
+    options: dict = {"imagej": True, "photometric": "minisblack", "metadata": metadata}
     if voxel_size.get("unit"):
         metadata["unit"] = voxel_size["unit"]
-        if voxel_size.get("z") and pixels.ndim == 3:
+        if voxel_size.get("z") and ndim == 3:
             metadata["spacing"] = voxel_size["z"]
         if voxel_size.get("x") and voxel_size.get("y"):
             options["resolution"] = (1.0 / voxel_size["x"], 1.0 / voxel_size["y"])
     if display_range is not None:
         metadata["min"], metadata["max"] = display_range
-    tifffile.imwrite(path, pixels, imagej=True, photometric="minisblack", metadata=metadata, **options)
+    return options

@@ -30,16 +30,10 @@ def pixel_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(little).tobytes()).hexdigest()
 
 
-def _refuse_non_finite(stack: np.ndarray, path: str | Path) -> None:
-    if stack.dtype.kind != "f":
-        return
-    finite = np.isfinite(stack)
-    if not finite.all():
-        bad = np.argwhere(~finite)[0]
-        raise InputError(
-            f"{path} holds {int((~finite).sum())} NaN or infinite pixels, the first in "
-            f"slice {bad[0]} at row {bad[1]}, column {bad[2]}."
-        )
+# Statistics of a stack come from at most this many pixels of evenly spaced sections,
+# so that a stack larger than memory normalises with bounded memory; smaller stacks use
+# every pixel.
+SAMPLE_PIXELS = 1 << 24
 
 
 def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)) -> tuple[np.ndarray, dict]:
@@ -51,41 +45,69 @@ def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percent
     ``dtype_range``: v / the dtype's maximum (unsigned integers) or v itself (floats in
     [0, 1]). The first two are invariant to how the sample was stored (uint8, uint16 or
     float32 of the same values give the same result up to float rounding); the third is
-    not. Returns the array and a record of the method and the stack's raw statistics
-    (``low``, ``high``: the percentiles, ``mean``, ``std``). Raises ``InputError`` for
-    NaN or infinite pixels, a constant stack, or a dtype the method cannot read.
+    not. Returns the array and the record of ``intensity_record``. Raises ``InputError``
+    for NaN or infinite pixels, a constant stack, or a dtype the method cannot read.
     """
-    _refuse_non_finite(stack, path)
+    record = intensity_record(stack, path, method, percentiles)
+    return apply_normalisation(stack, record), record
+
+
+def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)) -> dict:
+    """The normalisation of a stack (N, H, W): ``method``, ``percentiles`` and the raw
+    statistics it needs (``low``, ``high``: the percentiles, ``mean``, ``std``, ``min``,
+    ``max``, ``dtype``), from at most ``SAMPLE_PIXELS`` pixels of evenly spaced sections
+    and reading one section at a time (a memory-mapped stack stays on disk). Raises
+    ``InputError`` as ``normalise_images`` does."""
     if stack.dtype.kind not in "uif" or stack.dtype == bool:
         raise InputError(f"{path} stores pixels as {stack.dtype}; cellseg reads integer or float images.")
-    values = stack.astype(np.float64)
-    low, high = (float(v) for v in np.percentile(values, percentiles))
-    mean, std = float(values.mean()), float(values.std())
-    record = {"method": method, "percentiles": list(percentiles), "low": low, "high": high, "mean": mean, "std": std, "dtype": str(stack.dtype)}
-    if method == "dtype_range":
-        if stack.dtype.kind == "u":
-            return (stack.astype(np.float32) / np.float32(np.iinfo(stack.dtype).max)), record
-        if stack.dtype.kind == "f" and (values.min() < 0 or values.max() > 1):
+    if method not in NORMALISATIONS:
+        raise InputError(f"data.normalization is '{method}'; it must be one of {', '.join(NORMALISATIONS)}.")
+    low_value, high_value = np.inf, -np.inf
+    for index, section in enumerate(stack):
+        if stack.dtype.kind == "f" and not np.isfinite(section).all():
+            bad = np.argwhere(~np.isfinite(section))[0]
             raise InputError(
-                f"{path} is a float stack with values from {values.min():g} to {values.max():g}; "
+                f"{path} holds NaN or infinite pixels, the first in slice {index} at row "
+                f"{bad[0]}, column {bad[1]}."
+            )
+        low_value, high_value = min(low_value, float(section.min())), max(high_value, float(section.max()))
+    count, height, width = stack.shape
+    sampled = np.unique(np.linspace(0, count - 1, max(1, min(count, SAMPLE_PIXELS // (height * width)))).astype(int))
+    values = np.asarray(stack[sampled], dtype=np.float64)
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    record = {"method": method, "percentiles": list(percentiles), "low": low, "high": high,
+              "mean": float(values.mean()), "std": float(values.std()), "min": low_value, "max": high_value,
+              "dtype": str(stack.dtype), "sampled_sections": len(sampled)}
+    if method == "dtype_range":
+        if stack.dtype.kind == "f" and (low_value < 0 or high_value > 1):
+            raise InputError(
+                f"{path} is a float stack with values from {low_value:g} to {high_value:g}; "
                 "with data.normalization: dtype_range float images must lie in [0, 1]. Use "
                 "the default percentile normalisation, or rescale it."
             )
         if stack.dtype.kind == "i":
             raise InputError(f"{path} stores pixels as {stack.dtype}; data.normalization: dtype_range reads unsigned integers or floats in [0, 1].")
-        return stack.astype(np.float32), record
-    if method == "percentile":
-        offset, scale = low, high - low
-    elif method == "mean_std":
-        offset, scale = mean, std
-    else:
-        raise InputError(f"data.normalization is '{method}'; it must be one of {', '.join(NORMALISATIONS)}.")
+        return record
+    scale = high - low if method == "percentile" else record["std"]
     if scale <= 0:
         raise InputError(
             f"{path} has no contrast to normalise: {method} normalisation divides by "
-            f"{scale:g} (values {values.min():g} to {values.max():g})."
+            f"{scale:g} (values {low_value:g} to {high_value:g})."
         )
-    return ((values - offset) / scale).astype(np.float32), record
+    return record
+
+
+def apply_normalisation(stack: np.ndarray, record: dict) -> np.ndarray:
+    """``stack`` (any shape) normalised as ``record`` (``intensity_record``) says, float32."""
+    if record["method"] == "dtype_range":
+        dtype = np.dtype(record["dtype"])
+        scale = np.iinfo(dtype).max if dtype.kind == "u" else 1.0
+        return (np.asarray(stack, dtype=np.float32) / np.float32(scale)).astype(np.float32)
+    if record["method"] == "percentile":
+        offset, scale = record["low"], record["high"] - record["low"]
+    else:
+        offset, scale = record["mean"], record["std"]
+    return ((np.asarray(stack, dtype=np.float64) - offset) / scale).astype(np.float32)
 
 
 def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None = None) -> np.ndarray:

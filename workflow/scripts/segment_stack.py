@@ -14,7 +14,7 @@ with logged_step(snakemake.log[0]):
     set_threads(snakemake.threads)
     record = json.loads(Path(snakemake.input.record).read_text())
     segment_stack(
-        stack=np.load(snakemake.input.stack, mmap_mode="r"),
+        stack=np.load(snakemake.input.stack, mmap_mode="r"),  # read slab by slab
         name=record["source"],
         voxel_size=record["voxel_size"],
         model_paths=list(snakemake.input.models),
