@@ -159,8 +159,9 @@ def fetch_stack(
                 failures.append(f"{source}: no such file")
                 log.warning("%s: no such file; trying the next source", source)
                 continue
+            expected = expected_sha256.get(source)
             try:
-                stack, found = _read_verified(source, partial, kind, expected_sha256.get(source), options)
+                stack, found = _read_verified(source, partial, kind, expected, options)
             except InputError as error:  # a damaged mirror, an HTML page served as the file
                 refusals.append(error)
                 failures.append(str(error))
@@ -169,7 +170,6 @@ def fetch_stack(
             with open(partial, "wb") as out:
                 np.save(out, stack.pixels)
             os.replace(partial, destination)
-            expected = expected_sha256.get(source)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
             voxel_size = calibrated(stack.voxel_size, options.get("voxel_size"), source)
             log.info("fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s", kind, source,

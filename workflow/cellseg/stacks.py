@@ -179,7 +179,8 @@ def check_stack(stack: np.ndarray, path: str | Path, kind: str, options: dict) -
     if kind == "labels":
         binary_labels(stack, path, options.get("label_cell_value"))
     else:
-        normalise_images(stack, path, options.get("normalization", "percentile"), options.get("percentiles", (1.0, 99.8)))
+        # The statistics say whether it can be normalised; the arrays are made at unpack.
+        intensity_record(stack, path, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8))))
 
 
 def unpack(
