@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tifffile
 import torch
 from scipy import ndimage
 from skimage.segmentation import watershed
@@ -178,11 +179,9 @@ def segment_stack(
     segmenter = Segmenter(model_paths, predict_config)
     intensities = segmenter.intensities(stack, name)
     shape = stack.shape
-    files = {
-        "probability": stack_on_disk(outputs["probability"], shape, np.float32, voxel_size, (0.0, 1.0)),
-        "uncertainty": stack_on_disk(outputs["uncertainty"], shape, np.float32, voxel_size, (0.0, 0.5)),
-        "labels": stack_on_disk(outputs["labels"], shape, np.uint32, voxel_size),
-    }
+    for key, dtype, display in (("probability", np.float32, (0.0, 1.0)), ("uncertainty", np.float32, (0.0, 0.5)),
+                                ("labels", np.uint32, None)):
+        stack_on_disk(outputs[key], shape, dtype, voxel_size, display).flush()
     tables = []
     for start in range(0, len(stack), slab):
         stop = min(start + slab, len(stack))
@@ -191,13 +190,14 @@ def segment_stack(
             probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"]
         )
         for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
-            files[key][start:stop] = value
+            # Mapped for this slab only: written pages leave the process with the mapping.
+            output = tifffile.memmap(outputs[key], mode="r+")
+            output[start:stop] = value
+            output.flush()
+            del output
         table = summary_table(labels, probability, uncertainty, segment_config["threshold"], voxel_size)
         tables.append(table.assign(section=table.section + start))
         log.info("slab of sections %d to %d of %d written", start, stop - 1, len(stack))
-    for memory_map in files.values():
-        memory_map.flush()
-    del files
     summary = pd.concat(tables, ignore_index=True)
     summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
     log.info("segmented %s: %d sections, %d cells, median %.0f cells a section", name, len(labels),
