@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from cellseg.figures import error_map
 from cellseg.report import git_state

@@ -262,13 +262,8 @@ def unpack(
 
 def normalised_range(record: dict) -> tuple[float, float]:
     """The stack's low and high percentiles after its normalisation: what the model sees."""
-    low, high = record["low"], record["high"]
-    if record["method"] == "percentile":
-        return 0.0, 1.0
-    if record["method"] == "mean_std":
-        return (low - record["mean"]) / record["std"], (high - record["mean"]) / record["std"]
-    scale = np.iinfo(np.dtype(record["dtype"])).max if np.dtype(record["dtype"]).kind == "u" else 1.0
-    return low / scale, high / scale
+    low, high = apply_normalisation(np.array([record["low"], record["high"]]), record)
+    return float(low), float(high)
 
 
 def intensity_mismatch(trained: dict, predicted: dict) -> str | None:
