@@ -12,8 +12,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x .venv/bin/snakem
     exit 0
 fi
 
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
-    echo "scripts/setup.sh: $("$python" --version 2>&1) is too old; cellseg needs Python 3.10 or newer (set PYTHON=...)." >&2
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "scripts/setup.sh: $("$python" --version 2>&1) is too old; cellseg needs Python 3.11 or newer (set PYTHON=...)." >&2
     exit 1
 }
 echo "scripts/setup.sh: installing cellseg into .venv/ (a few minutes the first time)" >&2

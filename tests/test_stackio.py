@@ -314,3 +314,52 @@ def test_angstrom_calibration_is_converted(tmp_path):
         "axes": "ZYX", "PhysicalSizeX": 40.0, "PhysicalSizeXUnit": "Å", "PhysicalSizeY": 40.0,
         "PhysicalSizeYUnit": "Å", "PhysicalSizeZ": 500.0, "PhysicalSizeZUnit": "Å"})
     assert read_source(tmp_path / "a.ome.tif").voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+
+
+# -- lazy reading (stacks larger than memory) ---------------------------------------------
+
+
+def test_a_lazy_read_gives_the_eager_read_s_pixels_for_every_kind_of_file(tmp_path):
+    from cellseg.stackio import sections
+
+    tifffile.imwrite(tmp_path / "lzw.tif", VOLUME, photometric="minisblack", compression="lzw")
+    tifffile.imwrite(tmp_path / "inverted.tif", VOLUME, photometric="miniswhite")
+    hyperstack = RNG.integers(0, 65535, (3, 2, 20, 24), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "zcyx.tif", hyperstack, imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(tmp_path / "grey_rgb.tif", np.repeat(VOLUME[0][..., None], 3, axis=2), photometric="rgb")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for index, section in enumerate(VOLUME):
+        tifffile.imwrite(folder / f"z{index}.tif", section)
+    expected = {"lzw.tif": VOLUME, "inverted.tif": 255 - VOLUME, "zcyx.tif": hyperstack[:, 1],
+                "grey_rgb.tif": VOLUME[:1], "folder": VOLUME}
+    for name, pixels in expected.items():
+        lazy = read_source(tmp_path / name, channel=1 if name == "zcyx.tif" else None, lazy=True)
+        eager = read_source(tmp_path / name, channel=1 if name == "zcyx.tif" else None)
+        assert not isinstance(lazy.pixels, np.ndarray) and isinstance(eager.pixels, np.ndarray), name
+        read = np.concatenate(list(sections(lazy.pixels, name, count=4)))
+        assert np.array_equal(read, pixels) and np.array_equal(eager.pixels, pixels), name
+        assert lazy.notes == eager.notes, name
+
+
+def test_damaged_compressed_data_found_while_reading_lazily_names_the_file(tmp_path):
+    from cellseg.stackio import sections
+
+    tifffile.imwrite(tmp_path / "whole.tif", RNG.integers(0, 255, (4, 64, 64), dtype=np.uint8), photometric="minisblack", compression="zlib")
+    data = bytearray((tmp_path / "whole.tif").read_bytes())
+    with tifffile.TiffFile(tmp_path / "whole.tif") as tiff:
+        offset = tiff.pages[3].dataoffsets[0]
+    data[offset:offset + 64] = bytes(64)  # the last section's deflate stream overwritten
+    (tmp_path / "damaged.tif").write_bytes(bytes(data))
+    stack = read_source(tmp_path / "damaged.tif", lazy=True)  # headers are intact
+    with pytest.raises(InputError, match="damaged.tif: its pixel data could not be decoded"):
+        list(sections(stack.pixels, "damaged.tif"))
+    with pytest.raises(InputError, match="damaged.tif: its pixel data could not be decoded"):
+        read_source(tmp_path / "damaged.tif")
+
+
+def test_a_folder_section_saved_inverted_is_named_before_any_pixel_is_read(tmp_path):
+    for index in range(3):
+        tifffile.imwrite(tmp_path / f"z{index}.tif", VOLUME[index], photometric="miniswhite" if index == 2 else "minisblack")
+    with pytest.raises(InputError, match=r"z2.tif \(in .*\) is 40 x 48 uint8 \(MinIsWhite\), but .*z0.tif is 40 x 48 uint8:"):
+        read_source(tmp_path, lazy=True)

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .stackio import MICROMETRES, Stack, describe_voxel_size, exists, expand, read_source
+from .stackio import MICROMETRES, Stack, describe_voxel_size, exists, expand, read_source, sections
 from .stacks import check_stack, pixel_sha256
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+# A source is copied this many bytes of sections at a time (at least one section).
+SLAB_BYTES = 1 << 26
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -92,20 +94,35 @@ def in_micrometres(value: float | None, unit: str | None) -> float | None:
     return float(value) * MICROMETRES[unit]
 
 
-def _read_verified(source: str, partial: Path, kind: str, expected: str | None, options: dict) -> tuple[Stack, str]:
-    """The stack of one source (a download in ``partial``), validated, and its pixel hash;
-    ``InputError`` when it cannot be read, is malformed or its hash differs."""
+def _save_verified(source: str, partial: Path, saved: Path, kind: str, expected: str | None, options: dict) -> tuple[Stack, str]:
+    """Read one source (a download in ``partial``) lazily into ``saved`` (.npy), slab by
+    slab, then validate what was saved and hash its pixels: memory holds one slab of the
+    source, whatever its size. Returns the stack as read (its pixels lazy) and the pixel
+    hash; ``InputError`` when it cannot be read, is malformed or its hash differs."""
     if is_url(source):
-        stack = read_source(partial, name=source, channel=options.get("channel"))
+        stack = read_source(partial, name=source, channel=options.get("channel"), lazy=True)
     else:
         log.info("reading %s%s", source, f" ({expand(source)})" if expand(source) != source else "")
-        stack = read_source(source, channel=options.get("channel"))
+        stack = read_source(source, channel=options.get("channel"), lazy=True)
     for note in stack.notes:
         log.info("%s", note)
     for warning in stack.warnings:
         log.warning("%s", warning)
-    check_stack(stack.pixels, source, kind, options)
-    found = pixel_sha256(stack.pixels)
+    count, height, width = stack.pixels.shape
+    per_slab = max(1, SLAB_BYTES // (height * width * stack.pixels.dtype.itemsize))
+    out = np.lib.format.open_memmap(saved, mode="w+", dtype=stack.pixels.dtype, shape=stack.pixels.shape)
+    began = time.perf_counter()
+    for start, slab in zip(range(0, count, per_slab), sections(stack.pixels, source, per_slab)):
+        out[start:start + len(slab)] = slab
+        if count > per_slab:
+            done = start + len(slab)
+            rate = done / (time.perf_counter() - began)
+            log.info("read %d of %d sections (%.1f a second, ETA %.0f s)", done, count, rate, (count - done) / rate)
+    out.flush()
+    del out
+    pixels = np.load(saved, mmap_mode="r")
+    check_stack(pixels, source, kind, options)
+    found = pixel_sha256(pixels)
     if expected is not None and found != expected:
         raise InputError(
             f"The pixels of {source} do not match their expected hash: expected "
@@ -113,6 +130,13 @@ def _read_verified(source: str, partial: Path, kind: str, expected: str | None, 
             "stack the configuration names (data.sha256)."
         )
     return stack, found
+
+
+def _temporary(destination: Path, suffix: str) -> Path:
+    """A new empty file beside ``destination``, hidden, for a transfer or copy in progress."""
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=suffix)
+    os.close(handle)
+    return Path(temporary)
 
 
 def fetch_stack(
@@ -133,7 +157,8 @@ def fetch_stack(
     (``channel``, ``label_cell_value``, ``normalization``, ``voxel_size``). When
     ``expected_sha256`` has an entry for the source used, the decoded pixels (as
     ``stackio`` reads them, C order, their own dtype) must match it. The saved array is
-    (N, H, W) in the source's dtype. Returns (and writes to ``record`` as JSON, when
+    (N, H, W) in the source's dtype, copied a slab at a time (``SLAB_BYTES``) from a lazy
+    read, so that a stack larger than memory is fetched in bounded memory. Returns (and writes to ``record`` as JSON, when
     given) the provenance: ``source``, ``sha256`` of the pixels, ``verified``, ``shape``,
     ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
     reading it. A source that cannot be read, is malformed or whose hash differs is
@@ -145,9 +170,7 @@ def fetch_stack(
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures, refusals = [], []
     for source in sources:
-        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-        os.close(handle)
-        partial = Path(temporary)
+        partial, saved = (_temporary(destination, suffix) for suffix in (".part", ".npy.part"))
         try:
             if is_url(source):
                 log.info("downloading %s", source)
@@ -161,15 +184,13 @@ def fetch_stack(
                 continue
             expected = expected_sha256.get(source)
             try:
-                stack, found = _read_verified(source, partial, kind, expected, options)
+                stack, found = _save_verified(source, partial, saved, kind, expected, options)
             except InputError as error:  # a damaged mirror, an HTML page served as the file
                 refusals.append(error)
                 failures.append(str(error))
                 log.warning("%s%s", error, "; trying the next source" if source != sources[-1] else "")
                 continue
-            with open(partial, "wb") as out:
-                np.save(out, stack.pixels)
-            os.replace(partial, destination)
+            os.replace(saved, destination)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
             voxel_size = calibrated(stack.voxel_size, options.get("voxel_size"), source)
             log.info("fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s", kind, source,
@@ -189,6 +210,7 @@ def fetch_stack(
             return provenance
         finally:
             partial.unlink(missing_ok=True)
+            saved.unlink(missing_ok=True)
     if len(failures) == 1 and refusals:
         raise refusals[0]  # one source, read and refused: its own paragraph says it all
     raise InputError(

@@ -24,6 +24,11 @@ this table for users):
 Every correction made while reading (an inversion, a skipped page, a dropped axis) is in
 ``Stack.notes``; every doubt about the result (sections likely on the wrong axis) in
 ``Stack.warnings``. Both are logged and recorded in the stack's provenance.
+
+Read with ``lazy=True``, a stack is a dask array over tifffile's zarr view of the file (a
+folder: one delayed read per file): nothing is decoded until asked for, so a stack larger
+than memory is read section by section (``sections``). Every correction above is part of
+that lazy array, so lazy and eager reads give the same pixels.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import tifffile
 
@@ -58,7 +65,7 @@ MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4
 @dataclass
 class Stack:
     """A stack as read: ``pixels`` (N, H, W) in the file's own dtype, values as a viewer
-    shows them; ``voxel_size`` {"z", "y", "x": float or None, "unit": str or None} (z
+    shows them (a numpy array, or a dask array when read lazily); ``voxel_size`` {"z", "y", "x": float or None, "unit": str or None} (z
     the section spacing, y and x the pixel size); ``notes`` the corrections made while
     reading, ``warnings`` the doubts about the result, both for the log and provenance."""
 
@@ -81,13 +88,15 @@ def exists(source: str) -> bool:
     return Path(path).exists() or bool(GLOB_CHARACTERS & set(path) and glob.glob(path))
 
 
-def read_source(source: str | Path, name: str | None = None, channel: int | None = None) -> Stack:
+def read_source(source: str | Path, name: str | None = None, channel: int | None = None, lazy: bool = False) -> Stack:
     """Read a stack from a TIFF file, a folder or a glob of single-section images.
 
     ``name`` is how messages call the source (the URL of a downloaded copy, say);
     ``channel`` picks one channel of a multi-channel file (``data.channel``). Returns a
-    ``Stack`` of pixels (N, H, W), N >= 1. Raises ``InputError`` naming the source and
-    what is wrong for anything it cannot read as one grey-scale stack.
+    ``Stack`` of pixels (N, H, W), N >= 1: a numpy array, or with ``lazy`` a dask array
+    whose sections are decoded when asked for (read them with ``sections``). Raises
+    ``InputError`` naming the source and what is wrong for anything it cannot read as one
+    grey-scale stack (with ``lazy``, damaged pixel data is found by ``sections``).
     """
     path = expand(str(source))
     shown = name or str(source)
@@ -95,22 +104,71 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
         files = tifffile.natural_sorted(glob.glob(path))
         if not files:
             raise InputError(f"{shown}: the pattern matches no file.")
-        return _read_sections([Path(f) for f in files], shown, channel)
-    if Path(path).is_dir():
+        stack = _read_sections([Path(f) for f in files], shown, channel)
+    elif Path(path).is_dir():
         files = tifffile.natural_sorted(
             str(p) for p in Path(path).iterdir()
             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         )
         if not files:
             raise InputError(f"{shown} is a folder without any {', '.join(IMAGE_SUFFIXES)} file.")
-        return _read_sections([Path(f) for f in files], shown, channel)
-    if not Path(path).is_file():
+        stack = _read_sections([Path(f) for f in files], shown, channel)
+    elif not Path(path).is_file():
         raise InputError(f"{shown}: no such file.")
-    stack = _read_file(Path(path), shown, channel)
-    if stack.pixels.ndim == 2:
-        stack.pixels = stack.pixels[None]
-        stack.notes.append(f"{shown}: a single 2-D image, read as a stack of one section")
-    return _checked(stack, shown)
+    else:
+        stack = _read_file(Path(path), shown, channel, lazy=lazy)
+        if stack.pixels.ndim == 2:
+            stack.pixels = stack.pixels[None]
+            stack.notes.append(f"{shown}: a single 2-D image, read as a stack of one section")
+    stack = _checked(stack, shown)
+    if not lazy:
+        stack.pixels = _computed(stack.pixels, shown)
+    return stack
+
+
+def sections(pixels, shown: str, count: int = 1):
+    """The sections of a stack as read (numpy or dask, N x H x W), ``count`` at a time, as
+    numpy arrays (``count`` x H x W, the last one shorter): a lazy stack is decoded one
+    slab at a time. Raises ``InputError`` naming ``shown`` where the pixel data cannot be
+    decoded (a missing codec, damaged compressed data) or tifffile reports damage."""
+    for start in range(0, len(pixels), count):
+        yield _computed(pixels[start:start + count], shown)
+
+
+def _computed(array, shown: str) -> np.ndarray:
+    """A (dask or numpy) array as numpy, decoding errors and tifffile's complaints
+    turned into ``InputError``; dask's single-threaded scheduler keeps memory to one
+    slab."""
+    if not isinstance(array, da.Array):
+        return np.asarray(array)
+    complaints = _Collect()
+    tifffile_log = logging.getLogger("tifffile")
+    tifffile_log.addHandler(complaints)
+    try:
+        result = array.compute(scheduler="synchronous")
+    except InputError:
+        raise
+    except (KeyError, ValueError) as error:
+        if "imagecodecs" in str(error):
+            raise InputError(
+                f"{shown} is compressed with a codec ({error}) that tifffile decodes with the "
+                "imagecodecs package; install it (pip install imagecodecs)."
+            ) from error
+        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
+    except tifffile.TiffFileError as error:
+        raise InputError(
+            f"{shown} is truncated or damaged: {error} (a download cut short, or an incomplete copy)."
+        ) from error
+    except Exception as error:  # damaged compressed data raises codec-specific types
+        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
+    finally:
+        tifffile_log.removeHandler(complaints)
+    if complaints.messages:
+        raise InputError(
+            f"{shown} is truncated or damaged: tifffile reports {'; '.join(complaints.messages)} "
+            "(a download cut short, or an incomplete copy)."
+        )
+    return result
 
 
 def _checked(stack: Stack, shown: str) -> Stack:
@@ -128,32 +186,68 @@ def _checked(stack: Stack, shown: str) -> Stack:
 
 
 def _read_sections(files: list[Path], shown: str, channel: int | None) -> Stack:
-    """One 2-D image per file, stacked in the order given."""
-    sections, first = [], None
+    """One 2-D image per file, stacked in the order given: the first file read, every
+    other file's header checked against it now and its pixels read when asked for (a
+    file whose pixels then differ raises ``InputError`` from ``sections``)."""
+    first = _read_file(files[0], str(files[0]), channel, lazy=False)
+    header = _header(files[0])
     for file in files:
-        stack = _read_file(file, str(file), channel)
-        if stack.pixels.ndim != 2:
+        if first.pixels.ndim != 2 or _header(file)[0] > 1:
             raise InputError(
-                f"{file} (in {shown}) holds {stack.pixels.shape[0]} sections; a folder or "
+                f"{file} (in {shown}) holds {_header(file)[0]} sections; a folder or "
                 "pattern must list one 2-D image per file."
             )
-        if first is None:
-            first = stack
-        elif (stack.pixels.shape, stack.pixels.dtype) != (first.pixels.shape, first.pixels.dtype):
+        if _header(file) != header:
             raise InputError(
-                f"{file} (in {shown}) is {stack.pixels.shape[0]} x {stack.pixels.shape[1]} "
-                f"{stack.pixels.dtype}, but {files[0]} is {first.pixels.shape[0]} x "
-                f"{first.pixels.shape[1]} {first.pixels.dtype}: every section must have one "
-                "size and type."
+                f"{file} (in {shown}) is {_describe(_header(file))}, but {files[0]} is "
+                f"{_describe(header)}: every section must have one size and type."
             )
-        sections.append(stack.pixels)
-        first.notes.extend(n for n in stack.notes if n not in first.notes)
+
+    def read(file: Path) -> np.ndarray:
+        stack = _read_file(file, str(file), channel, lazy=False)
+        if (stack.pixels.shape, stack.pixels.dtype) != (first.pixels.shape, first.pixels.dtype):
+            raise InputError(
+                f"{file} (in {shown}) reads as {stack.pixels.shape} {stack.pixels.dtype}, but "
+                f"{files[0]} as {first.pixels.shape} {first.pixels.dtype}: every section must "
+                "have one size and type."
+            )
+        return stack.pixels
+
+    pixels = da.stack(
+        [da.from_array(first.pixels)]
+        + [da.from_delayed(dask.delayed(read)(file), first.pixels.shape, first.pixels.dtype) for file in files[1:]]
+    )
     notes = [f"{shown}: {len(files)} sections read in natural order, {files[0].name} to {files[-1].name}"]
-    return _checked(Stack(np.stack(sections), first.voxel_size, notes + first.notes), shown)
+    return Stack(pixels, first.voxel_size, notes + first.notes)
 
 
-def _read_file(path: Path, shown: str, channel: int | None) -> Stack:
-    """A TIFF or PNG file as (N, H, W) or, for a single section, (H, W)."""
+def _header(path: Path) -> tuple:
+    """(pages, shape, dtype, photometric) of an image file, without decoding its pixels."""
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                return 1, image.size[::-1], image.mode, None
+        except Exception as error:
+            raise InputError(f"{path} could not be read as a PNG image ({type(error).__name__}: {error}).") from error
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            main = [p for p in tiff.pages if not p.subfiletype & 1]
+            return len(main), main[0].shape, str(main[0].dtype), int(main[0].photometric)
+    except (tifffile.TiffFileError, OSError) as error:
+        raise InputError(f"{path} is not a readable TIFF file ({error}).") from error
+
+
+def _describe(header: tuple) -> str:
+    pages, shape, dtype, photometric = header
+    inverted = " (MinIsWhite)" if photometric == tifffile.PHOTOMETRIC.MINISWHITE else ""
+    return f"{' x '.join(map(str, shape))} {dtype}{inverted}"
+
+
+def _read_file(path: Path, shown: str, channel: int | None, lazy: bool) -> Stack:
+    """A TIFF or PNG file as (N, H, W) or, for a single section, (H, W): a dask array that
+    keeps the file open with ``lazy``, else a numpy array."""
     if path.suffix.lower() == ".png":
         return _read_png(path, shown, channel)
     try:
@@ -171,19 +265,22 @@ def _read_file(path: Path, shown: str, channel: int | None) -> Stack:
     tifffile_log = logging.getLogger("tifffile")
     tifffile_log.addHandler(complaints)
     try:
-        with tiff:
-            _refuse_truncated(tiff, shown)
-            notes: list[str] = []
-            pixels, axes = _main_image(tiff, shown, notes)
-            pixels = _as_viewed(pixels, tiff.pages.first, shown, notes)
-            pixels = _to_sections(pixels, axes, shown, channel, notes)
-            voxel_size = _calibration(tiff)
+        _refuse_truncated(tiff, shown)
+        notes: list[str] = []
+        pixels, axes = _main_image(tiff, shown, notes)
+        pixels = _as_viewed(pixels, tiff.pages.first, shown, notes)
+        pixels = _to_sections(pixels, axes, shown, channel, notes)
+        voxel_size = _calibration(tiff)
+        if not lazy:
+            pixels = _computed(pixels, shown)
     except tifffile.TiffFileError as error:
         raise InputError(
             f"{shown} is truncated or damaged: {error} (a download cut short, or an incomplete copy)."
         ) from error
     finally:
         tifffile_log.removeHandler(complaints)
+        if not lazy:
+            tiff.close()  # a lazy stack reads from the open file later
     if complaints.messages:
         raise InputError(
             f"{shown} is truncated or damaged: tifffile reports {'; '.join(complaints.messages)} "
@@ -215,7 +312,7 @@ def _read_png(path: Path, shown: str, channel: int | None) -> Stack:
         raise InputError(f"{shown} could not be read as a PNG image ({type(error).__name__}: {error}).") from error
     axes = "YXS" if pixels.ndim == 3 else "YX"
     notes: list[str] = []
-    return Stack(_to_sections(pixels, axes, shown, channel, notes), notes=notes)
+    return Stack(_computed(_to_sections(da.from_array(pixels), axes, shown, channel, notes), shown), notes=notes)
 
 
 def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
@@ -257,23 +354,14 @@ def _main_image(tiff: tifffile.TiffFile, shown: str, notes: list[str]) -> tuple[
     # A series that holds exactly the main pages keeps the axes its metadata names.
     for series in tiff.series:
         if len(series.pages) == len(main) and not series.pages[0].subfiletype & 1:
-            return _decoded(series, shown), series.axes
-    pixels = np.stack([_decoded(p, shown) for p in main])
+            return _lazy(series), series.axes
+    pixels = da.stack([_lazy(p) for p in main])
     return pixels, "I" + main[0].axes
 
 
-def _decoded(item, shown: str) -> np.ndarray:
-    try:
-        return item.asarray()
-    except (KeyError, ValueError) as error:
-        if "imagecodecs" in str(error):
-            raise InputError(
-                f"{shown} is compressed with a codec ({error}) that tifffile decodes with the "
-                "imagecodecs package; install it (pip install imagecodecs)."
-            ) from error
-        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
-    except Exception as error:  # damaged compressed data raises codec-specific types
-        raise InputError(f"{shown}: its pixel data could not be decoded ({type(error).__name__}: {error}).") from error
+def _lazy(item) -> da.Array:
+    """A tifffile series or page as a dask array over its zarr view: one chunk a page."""
+    return da.from_zarr(item.aszarr())
 
 
 def _as_viewed(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.ndarray:
@@ -291,7 +379,7 @@ def _as_viewed(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.nda
         notes.append(f"{shown}: 1-bit pages tagged MinIsWhite (the TIFF default for bilevel images) read as stored")
         return pixels
     if pixels.dtype.kind == "u":
-        inverted = (np.asarray(2**page.bitspersample - 1, dtype=pixels.dtype) - pixels).astype(pixels.dtype)
+        inverted = (pixels.dtype.type(2**page.bitspersample - 1) - pixels).astype(pixels.dtype)
     else:
         raise InputError(
             f"{shown} stores {pixels.dtype} pixels tagged PhotometricInterpretation = "
@@ -316,7 +404,8 @@ def _grey_palette(pixels: np.ndarray, page, shown: str, notes: list[str]) -> np.
         )
     grey = colormap[0].astype(np.float64) / 65535 * np.iinfo(pixels.dtype).max
     notes.append(f"{shown}: palette image; its grey LUT applied to read values as a viewer shows them")
-    return np.round(grey[pixels]).astype(pixels.dtype)
+    dtype = pixels.dtype
+    return pixels.map_blocks(lambda block: np.round(grey[block]).astype(dtype), dtype=dtype)
 
 
 def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None, notes: list[str]) -> np.ndarray:
@@ -324,7 +413,10 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
     axes = axes.upper()
     if "S" in axes and pixels.shape[axes.index("S")] in (3, 4):
         samples = np.moveaxis(pixels, axes.index("S"), 0)
-        if all(np.array_equal(samples[0], samples[i]) for i in (1, 2)) and (len(samples) == 3 or samples[3].min() == samples[3].max()):
+        grey = (samples[0] == samples[1]).all() & (samples[0] == samples[2]).all()
+        if len(samples) == 4:
+            grey = grey & (samples[3].min() == samples[3].max())
+        if _computed(grey, shown):
             pixels, axes = samples[0], axes.replace("S", "")
             notes.append(f"{shown}: RGB samples all equal (grey saved as colour), read as one grey channel")
     for letter in "SC":  # colour samples, then channels

@@ -25,9 +25,14 @@ NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
 
 
 def pixel_sha256(array: np.ndarray) -> str:
-    """sha256 of the decoded pixels: C order, little-endian, in the stack's own dtype."""
-    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    return hashlib.sha256(np.ascontiguousarray(little).tobytes()).hexdigest()
+    """sha256 of the decoded pixels: C order, little-endian, in the stack's own dtype.
+    Hashed one section (first-axis entry) at a time, so a memory-mapped stack stays on
+    disk; the digest is that of the whole array's bytes."""
+    digest = hashlib.sha256()
+    little = array.dtype.newbyteorder("<")
+    for part in array if array.ndim > 1 else [array]:
+        digest.update(np.ascontiguousarray(part, dtype=little).tobytes())
+    return digest.hexdigest()
 
 
 # Statistics of a stack come from at most this many pixels of evenly spaced sections,
