@@ -82,22 +82,39 @@ def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
     (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
     result = snakemake(work, "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
     assert result.returncode == 0, result.stderr
-    assert planned_jobs(result.stdout) == {"fetch_stack": 1, "segment_stack": 1, "segment_report": 1, "all": 1}
+    # The slab jobs are planned once segment_plan has counted the stack's sections.
+    assert planned_jobs(result.stdout) == {
+        "fetch_stack": 1, "segment_plan": 1, "segment_tiff": 1, "segment_zarr": 1, "segment_summary": 1,
+        "segment_report": 1, "all": 1,
+    }
 
 
-def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
-    """A Fiji-calibrated stack segmented by the smoke run's models, through the target."""
+def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_unfinished_slabs(isbi_run, isbi_dir, tmp_path):
+    """A Fiji-calibrated stack segmented by the smoke run's models, through the target,
+    one slab job per section."""
     work = tmp_path / "work"
     shutil.copytree(isbi_run[0], work, symlinks=True)
     (tmp_path / "shared").symlink_to((isbi_run[0].parent / "shared").resolve(), target_is_directory=True)
     tifffile.imwrite(tmp_path / "fiji.tif", read_source(isbi_dir / "test-volume.tif").pixels[:3, :96, :128], imagej=True,
                      resolution=(250, 250), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
     # The smoke models are weak: their probabilities rarely pass the default seed threshold.
-    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"seed_threshold": 0.6, "stacks": {"fiji": [str(tmp_path / "fiji.tif")]}}}))
+    (work / "segment.yaml").write_text(yaml.safe_dump(
+        {"segment": {"seed_threshold": 0.6, "slab_slices": 1, "stacks": {"fiji": [str(tmp_path / "fiji.tif")]}}}))
+    out = work / "results/smoke/segment/fiji"
+    # A run killed after two of the three slabs: their outputs are there, the third's not.
+    slab_files = [f"results/smoke/segment/fiji/slabs/{k}/{f}" for k in (0, 1)
+                  for f in ("probability.npy", "uncertainty.npy", "labels.npy", "summary.tsv")]
+    result = snakemake(work, *slab_files, "--configfile", "config/smoke.yaml", "segment.yaml")
+    assert result.returncode == 0, result.stderr
+    result = snakemake(work, "segment", "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
+    assert planned_jobs(result.stdout) == {
+        "segment_slab": 1, "segment_tiff": 1, "segment_zarr": 1, "segment_summary": 1, "segment_report": 1, "segment": 1}
+    slab_job = result.stdout.split("rule segment_slab:")[1].split("\n\n")[0]
+    assert "slab=2" in slab_job, slab_job
     result = snakemake(work, "segment", "--configfile", "config/smoke.yaml", "segment.yaml")
     assert result.returncode == 0, result.stderr
     assert "train_unet" not in result.stderr
-    out = work / "results/smoke/segment/fiji"
+    assert not (out / "slabs/0/probability.npy").exists()  # slabs are temporary once gathered
     with tifffile.TiffFile(out / "probability.tif") as tiff:
         assert tiff.series[0].shape == (3, 96, 128) and tiff.imagej_metadata["spacing"] == pytest.approx(0.05)
     labels = read_source(out / "labels.tif")
@@ -105,32 +122,57 @@ def test_segment_target_writes_calibrated_outputs(isbi_run, isbi_dir, tmp_path):
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     assert summary.section.tolist() == [0, 1, 2]
     assert summary.cells.tolist() == [len(np.unique(s[s > 0])) for s in labels.pixels]
+    # The OME-Zarr store as napari's reader (ome-zarr-py) sees it: the same values, at scale.
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    image, _, cells = list(Reader(parse_url(str(out / "segmentation.ome.zarr")))())
+    assert image.metadata["channel_names"] == ["cell probability", "fold disagreement"]
+    assert image.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx([1, 0.05, 0.004, 0.004])
+    assert np.array_equal(np.asarray(image.data[0][0]), tifffile.imread(out / "probability.tif"))
+    assert np.array_equal(np.asarray(cells.data[0]), labels.pixels)
     report = (out / "report.html").read_text()
     assert report.count('<img id="section-') == 3 and "data:image/jpeg;base64," in report
-    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report
+    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report and "3 of 1 sections" in report
     assert 'src="http' not in report  # nothing to fetch when opened
 
 
 def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_path):
-    from cellseg.segment import segment_stack
+    from cellseg.segment import plan_segmentation, segment_slab, write_ome_zarr, write_tiff, read_outputs
 
     work, _ = isbi_run
     np.save(tmp_path / "stack.npy", read_source(isbi_dir / "test-volume.tif").pixels[:5, :128, :160])
-    stack = np.load(tmp_path / "stack.npy", mmap_mode="r")  # as the rule passes it
+    stack = np.load(tmp_path / "stack.npy", mmap_mode="r")  # as the rules pass it
     models = sorted((work / "results/smoke/models").glob("fold*.pt"))
     predict = {"tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32", "channels_last": False}
+    settings = {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20}
+    voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
     results = {}
-    for slab in (1, 2, 100):
-        outputs = {k: tmp_path / f"{slab}_{k}.{'tsv' if k == 'summary' else 'tif'}" for k in ("probability", "uncertainty", "labels", "summary")}
-        segment_stack(stack, "stack", {"z": None, "y": None, "x": None, "unit": None}, models, predict,
-                      {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20, "slab_slices": slab}, outputs)
-        results[slab] = {k: tifffile.imread(outputs[k]) for k in ("probability", "uncertainty", "labels")}
-        results[slab]["summary"] = pd.read_csv(outputs["summary"], sep="\t")
-    for slab in (1, 2):
+    for size in (1, 2, 100):
+        plan = plan_segmentation(stack, "stack", voxel, models, size)
+        assert plan["slabs"] == [[s, min(s + size, 5)] for s in range(0, 5, size)]
+        slabs = {k: [] for k in ("probability", "uncertainty", "labels", "summary")}
+        for index in range(len(plan["slabs"])):
+            outputs = {k: tmp_path / f"{size}_{index}_{k}.{'tsv' if k == 'summary' else 'npy'}" for k in slabs}
+            segment_slab(stack, plan, index, models, predict, settings, outputs)
+            for key, path in outputs.items():
+                slabs[key].append(path)
+        write_tiff(plan, slabs, {k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")})
+        write_ome_zarr(plan, slabs, tmp_path / f"{size}.ome.zarr")
+        tiff = read_outputs({k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")})
+        zarr = read_outputs({"zarr": tmp_path / f"{size}.ome.zarr"})
+        for key in ("probability", "uncertainty", "labels"):
+            assert np.array_equal(np.asarray(tiff[key]), np.asarray(zarr[key]))
+        results[size] = {k: np.asarray(v) for k, v in tiff.items()}
+        results[size]["summary"] = pd.concat([pd.read_csv(p, sep="\t") for p in slabs["summary"]], ignore_index=True)
+    whole, spread = Segmenter(models, predict).predict(stack, uncertainty=True)
+    assert np.abs(results[100]["probability"] - whole).max() <= 1e-6 and np.abs(results[100]["uncertainty"] - spread).max() <= 1e-6
+    for size in (1, 2):
         for key in ("probability", "uncertainty"):
-            assert np.abs(results[slab][key] - results[100][key]).max() <= 1e-6
-        assert np.array_equal(results[slab]["labels"], results[100]["labels"])
-        pd.testing.assert_frame_equal(results[slab]["summary"], results[100]["summary"])
+            assert np.abs(results[size][key] - results[100][key]).max() <= 1e-6
+        assert np.array_equal(results[size]["labels"], results[100]["labels"])
+        pd.testing.assert_frame_equal(results[size]["summary"], results[100]["summary"])
     assert results[1]["summary"].section.tolist() == [0, 1, 2, 3, 4]
+    assert "median_cell_area_micron2" in results[1]["summary"]
     with pytest.raises(InputError, match="slab_slices is 0"):
-        segment_stack(stack, "stack", {}, models, predict, {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20, "slab_slices": 0}, outputs)
+        plan_segmentation(stack, "stack", voxel, models, 0)

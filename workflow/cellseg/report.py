@@ -220,31 +220,28 @@ def render_segment_report(
     name: str,
     stack: np.ndarray,
     stack_record: dict,
-    probability: np.ndarray,
-    labels: np.ndarray,
-    uncertainty: np.ndarray,
+    plan: dict,
+    segmentation: dict,
     summary: pd.DataFrame,
     scores: pd.DataFrame,
-    model_paths: list[str | Path],
     segment_config: dict,
     workflow_dir: str | Path,
     sections: int = 4,
 ) -> None:
     """The report of one segmented stack: a few sections (image, probability, cells,
     fold disagreement) evenly spread, the per-section summary, and the provenance (the
-    models and their cross-validated ``scores``, the normalisation, versions). Arrays
-    (N, H, W); one self-contained HTML file."""
+    models of ``plan`` and their cross-validated ``scores``, the normalisation, versions).
+    ``stack`` (N, H, W) raw and ``segmentation`` (``segment.read_outputs``: probability,
+    uncertainty, labels, N x H x W) may be lazy: only the sections shown are read. One
+    self-contained HTML file."""
     from .figures import segmentation_panel
-    from .segment import Segmenter
 
-    segmenter = Segmenter(model_paths)
-    intensities = segmenter.intensities(stack, name)
     shown = sorted({int(i) for i in np.linspace(0, len(stack) - 1, min(sections, len(stack)))})
     panels = []
     for index in shown:
-        image = apply_normalisation(np.asarray(stack[index]), intensities)
-        panels.append((index, figure_uri(segmentation_panel(
-            image, probability[index], labels[index], uncertainty[index], f"section {index}"))))
+        image = apply_normalisation(np.asarray(stack[index]), plan["normalisation"])
+        probability, labels, uncertainty = (np.asarray(segmentation[k][index]) for k in ("probability", "labels", "uncertainty"))
+        panels.append((index, figure_uri(segmentation_panel(image, probability, labels, uncertainty, f"section {index}"))))
     html = template(template_path).render(
         experiment=experiment,
         name=name,
@@ -256,8 +253,9 @@ def render_segment_report(
         summary_columns=list(summary.columns),
         scores=[r for r in scores.to_dict("records") if r["metric"] in MAIN_SCORES],
         score_names=MAIN_SCORES,
-        models=[str(p) for p in model_paths],
-        normalisation=segmenter.input.get("normalisation") or {},
+        models=plan["models"],
+        normalisation=plan["normalisation"],
+        slabs=len(plan["slabs"]),
         segment=segment_config,
         git=git_state(workflow_dir),
         versions=runtime_versions(),

@@ -17,9 +17,11 @@ From Python, no Snakemake involved::
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import tifffile
@@ -29,7 +31,7 @@ from skimage.segmentation import watershed
 
 from .errors import InputError
 from .predict import Predictor
-from .stackio import stack_on_disk
+from .stackio import MICROMETRES, stack_on_disk
 from .stacks import apply_normalisation, intensity_mismatch, intensity_record
 
 log = logging.getLogger(__name__)
@@ -162,44 +164,127 @@ def summary_table(labels: np.ndarray, probability: np.ndarray, uncertainty: np.n
     return pd.DataFrame(rows)
 
 
-def segment_stack(
-    stack: np.ndarray, name: str, voxel_size: dict, model_paths: list[str | Path], predict_config: dict,
-    segment_config: dict, outputs: dict[str, str | Path],
-) -> pd.DataFrame:
-    """Segment a raw stack (N, H, W; a memory map stays on disk) with the fold models,
-    ``segment_config['slab_slices']`` sections at a time, and write ``outputs`` as each
-    slab is done: ``probability`` and ``uncertainty`` (float32, calibrated ImageJ
-    hyperstacks, 0-1), ``labels`` (uint32 instance labels, OME-TIFF) and ``summary``
-    (TSV, ``summary_table``). Memory holds one slab and its results, whatever the stack's
-    length. ``segment_config`` also holds ``threshold``, ``seed_threshold`` and
-    ``min_size_px``. Returns the summary."""
-    slab = segment_config["slab_slices"]
-    if slab < 1:
-        raise InputError(f"segment.slab_slices is {slab}; it must be at least 1.")
+def plan_segmentation(stack: np.ndarray, name: str, voxel_size: dict, model_paths: list[str | Path], slab_slices: int) -> dict:
+    """How a stack (N, H, W; a memory map stays on disk) is segmented: its ``slabs`` of
+    ``slab_slices`` sections ([start, stop) pairs, each a job), the ``normalisation`` all
+    slabs share (``Segmenter.intensities`` of the whole stack, in bounded memory), and
+    ``source``, ``shape``, ``dtype``, ``voxel_size`` and ``models`` for the outputs and
+    the report. Raises ``InputError`` for a slab size under 1 or missing models."""
+    if slab_slices < 1:
+        raise InputError(f"segment.slab_slices is {slab_slices}; it must be at least 1.")
+    segmenter = Segmenter(model_paths)
+    count = len(stack)
+    return {
+        "source": name,
+        "shape": list(stack.shape),
+        "dtype": str(stack.dtype),
+        "voxel_size": voxel_size,
+        "models": [str(p) for p in model_paths],
+        "normalisation": segmenter.intensities(stack, name),
+        "slab_slices": slab_slices,
+        "slabs": [[start, min(start + slab_slices, count)] for start in range(0, count, slab_slices)],
+    }
+
+
+def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str | Path], predict_config: dict,
+                 segment_config: dict, outputs: dict[str, str | Path]) -> pd.DataFrame:
+    """Segment slab ``slab`` of ``plan`` (``plan_segmentation``) and write ``outputs``:
+    ``probability`` and ``uncertainty`` (float32 .npy, sections x H x W), ``labels``
+    (uint32 .npy, ``instance_labels`` with ``segment_config``'s ``threshold``,
+    ``seed_threshold`` and ``min_size_px``) and ``summary`` (TSV of ``summary_table``,
+    sections numbered in the whole stack). Returns the summary."""
+    start, stop = plan["slabs"][slab]
     segmenter = Segmenter(model_paths, predict_config)
-    intensities = segmenter.intensities(stack, name)
-    shape = stack.shape
-    for key, dtype, display in (("probability", np.float32, (0.0, 1.0)), ("uncertainty", np.float32, (0.0, 0.5)),
-                                ("labels", np.uint32, None)):
-        stack_on_disk(outputs[key], shape, dtype, voxel_size, display).flush()
-    tables = []
-    for start in range(0, len(stack), slab):
-        stop = min(start + slab, len(stack))
-        probability, uncertainty = segmenter.predict(stack[start:stop], uncertainty=True, name=name, intensities=intensities)
-        labels = instance_labels(
-            probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"]
-        )
-        for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
-            # Mapped for this slab only: written pages leave the process with the mapping.
+    probability, uncertainty = segmenter.predict(stack[start:stop], uncertainty=True, name=plan["source"],
+                                                 intensities=plan["normalisation"])
+    labels = instance_labels(probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"])
+    for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
+        np.save(outputs[key], value)
+    summary = summary_table(labels, probability, uncertainty, segment_config["threshold"], plan["voxel_size"])
+    summary = summary.assign(section=summary.section + start)
+    summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
+    log.info("slab %d: sections %d to %d of %d segmented, %d cells", slab, start, stop - 1, plan["shape"][0], int(summary.cells.sum()))
+    return summary
+
+
+def gathered(paths: list[str | Path]) -> da.Array:
+    """The slabs' arrays (.npy files of ``segment_slab``, in order) as one lazy stack."""
+    return da.concatenate([da.from_array(np.load(path, mmap_mode="r"), chunks=(1, -1, -1)) for path in paths])
+
+
+def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str, str | Path]) -> None:
+    """The slabs' ``probability``, ``uncertainty`` and ``labels`` as calibrated TIFF stacks
+    (``stackio.stack_on_disk``: ImageJ hyperstacks, OME-TIFF for uint32 labels), filled
+    one slab at a time."""
+    for key, display in (("probability", (0.0, 1.0)), ("uncertainty", (0.0, 0.5)), ("labels", None)):
+        first = np.load(slabs[key][0], mmap_mode="r")
+        output = stack_on_disk(outputs[key], tuple(plan["shape"]), first.dtype, plan["voxel_size"], display)
+        del output
+        for (start, stop), path in zip(plan["slabs"], slabs[key]):
+            # Mapped for one slab only: written pages leave the process with the mapping.
             output = tifffile.memmap(outputs[key], mode="r+")
-            output[start:stop] = value
+            output[start:stop] = np.load(path, mmap_mode="r")
             output.flush()
             del output
-        table = summary_table(labels, probability, uncertainty, segment_config["threshold"], voxel_size)
-        tables.append(table.assign(section=table.section + start))
-        log.info("slab of sections %d to %d of %d written", start, stop - 1, len(stack))
-    summary = pd.concat(tables, ignore_index=True)
-    summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
-    log.info("segmented %s: %d sections, %d cells, median %.0f cells a section", name, len(labels),
-             int(summary.cells.sum()), float(summary.cells.median()))
+        log.info("wrote %s (%s)", outputs[key], " x ".join(map(str, plan["shape"])))
+
+
+def write_ome_zarr(plan: dict, slabs: dict[str, list[str | Path]], output: str | Path) -> None:
+    """The slabs as one OME-Zarr image (NGFF, written by ome-zarr-py), which napari and
+    Fiji's N5/Zarr readers open at scale: the image has channels ``cell probability`` and
+    ``fold disagreement`` (float32, axes c, z, y, x), the instance labels are its label
+    image ``labels/cells`` (uint32, z, y, x); chunks of one section, a resolution pyramid
+    (x2 in y and x per level, down to about 256 pixels), physical sizes in micrometres
+    where the stack's voxel size is known. Written from the slabs lazily: memory holds a
+    few sections, whatever the stack's length."""
+    import zarr
+    from ome_zarr.writer import write_image, write_labels
+
+    output = Path(output)
+    if output.exists():
+        shutil.rmtree(output)  # a partial store of a killed run
+    count, height, width = plan["shape"]
+    levels, factor = [], 2
+    while min(height, width) // factor >= 256:
+        levels.append(factor)
+        factor *= 2
+    voxel = plan["voxel_size"] or {}
+    scale = {axis: (voxel.get(axis) or 1.0) * MICROMETRES.get(voxel.get("unit") or "micron", 1.0) for axis in "zyx"}
+    units = {axis: "micrometer" for axis in "zyx"} if voxel.get("unit") else None
+    image = da.stack([gathered(slabs["probability"]), gathered(slabs["uncertainty"])])
+    group = zarr.open_group(str(output), mode="w")
+    channels = [
+        {"label": "cell probability", "color": "FFFFFF", "active": True, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}},
+        {"label": "fold disagreement", "color": "FF00FF", "active": False, "window": {"start": 0.0, "end": 0.5, "min": 0.0, "max": 0.5}},
+    ]
+    write_image(image, group, scale_factors=levels, axes="czyx", scale={"c": 1.0} | scale, axes_units=units,
+                storage_options={"chunks": (1, 1, height, width)}, name=plan["source"], omero={"channels": channels})
+    write_labels(gathered(slabs["labels"]), group, name="cells", scaler=None, scale_factors=levels, axes="zyx",
+                 label_metadata={"source": {"image": "../../"}},
+                 scale=scale, axes_units=units, storage_options={"chunks": (1, height, width)})
+    log.info("wrote %s: %d sections of %d x %d, %d pyramid level(s)", output, count, height, width, len(levels) + 1)
+
+
+def read_outputs(paths: dict[str, str | Path]) -> dict[str, da.Array | np.ndarray]:
+    """The segmentation of a stack as written, lazily (dask arrays over the OME-Zarr
+    store ``paths['zarr']`` when given, else memory maps of the TIFF files
+    ``paths[key]``; N x H x W): ``probability``, ``uncertainty`` and ``labels``."""
+    if paths.get("zarr"):
+        import zarr
+
+        def full_resolution(group: zarr.Group) -> da.Array:
+            return da.from_zarr(group[group.attrs["ome"]["multiscales"][0]["datasets"][0]["path"]])
+
+        group = zarr.open_group(str(paths["zarr"]), mode="r")
+        image = full_resolution(group)
+        return {"probability": image[0], "uncertainty": image[1], "labels": full_resolution(group["labels/cells"])}
+    return {key: tifffile.memmap(paths[key], mode="r") for key in ("probability", "uncertainty", "labels")}
+
+
+def gather_summary(paths: list[str | Path], output: str | Path) -> pd.DataFrame:
+    """The slabs' summaries (``segment_slab``) as one table, written to ``output`` (TSV)."""
+    summary = pd.concat([pd.read_csv(path, sep="\t") for path in paths], ignore_index=True)
+    summary.to_csv(output, sep="\t", index=False, float_format="%.6g")
+    log.info("%d sections, %d cells, median %.0f cells a section", len(summary), int(summary.cells.sum()),
+             float(summary.cells.median()))
     return summary

@@ -1,4 +1,5 @@
 # Configuration checks, wildcard constraints and input functions; no rules.
+import json
 import re
 from pathlib import Path
 
@@ -61,6 +62,7 @@ wildcard_constraints:
     )
     or "none",
     fold=r"\d+",
+    slab=r"\d+",
 
 
 def experiment_config(wildcards):
@@ -127,20 +129,56 @@ def segment_fetched(wildcards, suffix):
     return f"resources/stacks/{stack_id(data['data'], 'segment', sources)}.{suffix}"
 
 
+SEGMENT_FILES = {
+    "tiff": ["probability.tif", "uncertainty.tif", "labels.tif"],
+    "ome-zarr": ["segmentation.ome.zarr"],
+}
+
+
 def segment_outputs():
     """Every output of segmenting every experiment's segment.stacks."""
     return [
         f"results/{name}/segment/{stack}/{output}"
         for name, run in EXPERIMENTS.items()
         for stack in run["segment"]["stacks"]
-        for output in (
-            "probability.tif",
-            "uncertainty.tif",
-            "labels.tif",
-            "summary.tsv",
-            "report.html",
-        )
+        for output in ["summary.tsv", "report.html"]
+        + [f for kind in run["segment"]["formats"] for f in SEGMENT_FILES[kind]]
     ]
+
+
+def segment_settings(wildcards):
+    """How the job's experiment makes instance labels and outputs: segment.* but stacks."""
+    return {
+        k: v
+        for k, v in experiment_config(wildcards)["segment"].items()
+        if k != "stacks"
+    }
+
+
+def segment_slabs(name):
+    """An input function: file ``name`` of every slab of the stack, as the stack's plan
+    (checkpoint segment_plan) divides it."""
+
+    def paths(wildcards):
+        plan = checkpoints.segment_plan.get(**wildcards).output[0]
+        slabs = json.loads(Path(plan).read_text())["slabs"]
+        return [
+            f"results/{wildcards.experiment}/segment/{wildcards.name}/slabs/{k}/{name}"
+            for k in range(len(slabs))
+        ]
+
+    return paths
+
+
+def segmented_outputs(wildcards):
+    """The written segmentation a report reads: the OME-Zarr store where it is one of
+    segment.formats, else the TIFF files."""
+    base = f"results/{wildcards.experiment}/segment/{wildcards.name}"
+    if "ome-zarr" in experiment_config(wildcards)["segment"]["formats"]:
+        return {"zarr": f"{base}/segmentation.ome.zarr"}
+    return {
+        key: f"{base}/{key}.tif" for key in ("probability", "uncertainty", "labels")
+    }
 
 
 def final_outputs():

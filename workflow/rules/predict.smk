@@ -15,9 +15,9 @@ rule predict_held_out:
         "results/{experiment}/benchmarks/predict_held_out/fold{fold}.tsv"
     conda:
         "../envs/cellseg.yaml"
-    threads: lambda w: experiment_config(w)["train"]["threads"]
+    threads: lambda w: experiment_config(w)["resources"]["predict_threads"]
     resources:
-        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+        gpu=lambda w: experiment_config(w)["resources"]["predict_gpus"],
     params:
         predict=lambda w: experiment_config(w)["predict"],
     script:
@@ -37,9 +37,9 @@ rule predict_test_volume:
         "results/{experiment}/benchmarks/predict_test_volume.tsv"
     conda:
         "../envs/cellseg.yaml"
-    threads: lambda w: experiment_config(w)["train"]["threads"]
+    threads: lambda w: experiment_config(w)["resources"]["predict_threads"]
     resources:
-        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+        gpu=lambda w: experiment_config(w)["resources"]["predict_gpus"],
     params:
         predict=lambda w: experiment_config(w)["predict"],
     script:
