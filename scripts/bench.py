@@ -24,6 +24,11 @@ Sections (all by default):
   pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
   scaling    rule times of the smoke config on 30, 60 and 120 slices (the ISBI slices
              repeated with flips)
+  segment    segmenting new stacks: sections per second of the default recipe's five fold
+             models (predict's defaults) on 512 and 2048 px sections, one slab job's work;
+             and peak memory (every job's max RSS, from Snakemake's benchmark files) and
+             wall time of `snakemake segment` on 100, 400 and 1600 generated sections of
+             1024 x 1024 uint8, with the smoke config's models
 
 Writes results/bench/<host>-<date>/ with one TSV per section and summary.md. Nothing
 here asserts a time: it measures and reports.
@@ -62,7 +67,7 @@ from cellseg.train import train_fold
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-SECTIONS = ("peaks", "training", "convolutions", "inference", "peers", "pipeline", "scaling")
+SECTIONS = ("peaks", "training", "convolutions", "inference", "peers", "pipeline", "scaling", "segment")
 ISBI = REPO.parent / "shared/isbi2012"
 
 
@@ -278,6 +283,73 @@ def scaling(work: Path, images, labels) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def em_sections(count: int, size: int):
+    """``count`` uint8 sections of ``size`` x ``size`` pixels, one at a time: the ISBI test
+    sections tiled (mirrored to join) and cycled, so that every section looks like EM."""
+    test = read_source(ISBI / "test-volume.tif").pixels
+    for index in range(count):
+        section = test[index % len(test)]
+        tile = np.block([[section, section[:, ::-1]], [section[::-1], section[::-1, ::-1]]])
+        yield np.tile(tile, (size // tile.shape[0] + 1, size // tile.shape[1] + 1))[:size, :size]
+
+
+def segment(work: Path) -> pd.DataFrame:
+    """Sections per second of segmenting (a slab job's work), and the pipeline's peak
+    memory against stack length."""
+    from cellseg.segment import plan_segmentation, segment_slab
+
+    rows = []
+    # Speed: the default recipe's five fold models (two steps each: speed does not depend
+    # on the weights), predicting as the default predict section says.
+    images, labels = isbi_stacks()
+    model = trained_default(work, images, labels)
+    models = [shutil.copy(model, work / f"fold{k}.pt") for k in range(5)]
+    predict = config_of()["predict"]
+    for size, count in ((512, 8), (2048, 2)):
+        np.save(work / "speed.npy", np.stack(list(em_sections(count, size))))
+        stack = np.load(work / "speed.npy", mmap_mode="r")
+        plan = plan_segmentation(stack, "speed", {}, models, count)
+        settings = config_of()["segment"]
+        seconds = []
+        for _ in range(3):
+            began = time.perf_counter()
+            segment_slab(stack, plan, 0, models, predict, settings,
+                         {k: work / f"slab.{k}.{'tsv' if k == 'summary' else 'npy'}" for k in ("probability", "uncertainty", "labels", "summary")})
+            seconds.append(time.perf_counter() - began)
+        rows.append({"what": f"{size} x {size} sections, 5 default fold models, TTA {predict['tta']}, "
+                             f"precision {resolve_precision(predict['precision'], resolve_device('auto'))}",
+                     "sections": count, "seconds": statistics.median(seconds),
+                     "sections_per_second": count / statistics.median(seconds)})
+    # Memory: the whole segment target on stacks of growing length.
+    (work / "shared").symlink_to(ISBI.parent, target_is_directory=True)
+    copy = copy_workflow(REPO, work / "segment")
+    for count in (100, 400, 1600):
+        tifffile.imwrite(copy / "stack.tif", em_sections(count, 1024), shape=(count, 1024, 1024), dtype=np.uint8,
+                         photometric="minisblack")
+        # TIFF and OME-Zarr of 1600 sections would need about 60 GB of disk with the slabs.
+        formats = ["ome-zarr"] if count > 400 else ["tiff", "ome-zarr"]
+        (copy / "stack.yaml").write_text(
+            f"predict:\n  tta: 1\nsegment:\n  formats: {formats}\n  stacks:\n    stack{count}: [stack.tif]\n")
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1",
+                        "--configfile", "config/smoke.yaml", "stack.yaml", "--", "segment"],
+                       cwd=copy, capture_output=True, check=True)
+        wall = time.perf_counter() - began
+        peaks = {}
+        for path in [*(copy / "resources/benchmarks/fetch_stack").glob("segment-*.tsv"),
+                     *(copy / f"results/smoke/benchmarks/segment/stack{count}").glob("*.tsv")]:
+            rule = "slab" if path.stem.startswith("slab") else path.stem
+            rule = "fetch" if path.stem.startswith("segment-") else rule
+            peaks[rule] = max(peaks.get(rule, 0.0), float(pd.read_csv(path, sep="\t").max_rss.iloc[0]))
+        rows.append({"what": f"snakemake segment, {count} sections of 1024 x 1024 uint8 ({', '.join(formats)})",
+                     "sections": count, "seconds": wall, "sections_per_second": count / wall,
+                     "peak_rss_mb": max(peaks.values()), **{f"{k}_rss_mb": v for k, v in sorted(peaks.items())}})
+        for path in (copy / "resources/stacks").glob("segment-*"):
+            path.unlink()
+        shutil.rmtree(copy / f"results/smoke/segment/stack{count}")
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated, of: " + ", ".join(SECTIONS))
@@ -326,6 +398,8 @@ def main() -> None:
             results[section] = pipeline(work)
         elif section == "scaling":
             results[section] = scaling(work, images, labels)
+        elif section == "segment":
+            results[section] = segment(work)
         results[section].to_csv(out / f"{section}.tsv", sep="\t", index=False, float_format="%.5g")
         lines += ["", f"## {section} ({time.perf_counter() - began:.0f} s)", "", results[section].to_string(index=False)]
         (out / "summary.md").write_text("\n".join(lines) + "\n")

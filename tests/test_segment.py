@@ -176,3 +176,23 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
     assert "median_cell_area_micron2" in results[1]["summary"]
     with pytest.raises(InputError, match="slab_slices is 0"):
         plan_segmentation(stack, "stack", voxel, models, 0)
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_path, capsys):
+    from cellseg.logs import logged_step
+    from cellseg.segment import write_tiff
+
+    slabs = {}
+    for key, dtype in (("probability", np.float32), ("uncertainty", np.float32), ("labels", np.uint32)):
+        np.save(tmp_path / f"{key}.npy", np.zeros((2, 8, 8), dtype))
+        slabs[key] = [tmp_path / f"{key}.npy"]
+    plan = {"shape": [2, 8, 8], "slabs": [[0, 2]], "voxel_size": {}}
+    (tmp_path / "results").write_text("a file where the output folder should be")
+    earlier = (tmp_path / "probability.npy").read_bytes()
+    with pytest.raises(SystemExit) as exited, logged_step(tmp_path / "step.log"):
+        write_tiff(plan, slabs, {k: tmp_path / "results" / f"{k}.tif" for k in slabs})
+    assert exited.value.code == 1
+    message = capsys.readouterr().err
+    assert message.startswith("cellseg: error: ") and str(tmp_path / "results") in message and "Traceback" not in message
+    assert "ENOTDIR" in message and "Earlier results are untouched" in message
+    assert (tmp_path / "probability.npy").read_bytes() == earlier

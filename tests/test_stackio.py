@@ -363,3 +363,23 @@ def test_a_folder_section_saved_inverted_is_named_before_any_pixel_is_read(tmp_p
         tifffile.imwrite(tmp_path / f"z{index}.tif", VOLUME[index], photometric="miniswhite" if index == 2 else "minisblack")
     with pytest.raises(InputError, match=r"z2.tif \(in .*\) is 40 x 48 uint8 \(MinIsWhite\), but .*z0.tif is 40 x 48 uint8:"):
         read_source(tmp_path, lazy=True)
+
+
+def test_an_ome_zarr_image_is_read_lazily_at_its_scale_and_channel(tmp_path):
+    import zarr
+    from ome_zarr.writer import write_image
+
+    from cellseg.stackio import sections
+
+    volume = RNG.integers(0, 65535, (2, 5, 64, 72), dtype=np.uint16)  # c, z, y, x as napari saves it
+    write_image(volume, zarr.open_group(str(tmp_path / "volume.ome.zarr"), mode="w"), scale_factors=[2], axes="czyx",
+                scale={"c": 1.0, "z": 0.05, "y": 0.004, "x": 0.004}, axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"})
+    with pytest.raises(InputError, match=r"has 2 channels \(axis C of its axes CZYX"):
+        read_source(tmp_path / "volume.ome.zarr")
+    stack = read_source(tmp_path / "volume.ome.zarr", channel=1, lazy=True)
+    assert stack.voxel_size == {"z": pytest.approx(0.05), "y": pytest.approx(0.004), "x": pytest.approx(0.004), "unit": "micron"}
+    assert np.array_equal(np.concatenate(list(sections(stack.pixels, "v", 2))), volume[1])
+    assert "OME-Zarr image, level s0 of 2" in stack.notes[0]
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("a", shape=(2, 4, 4), dtype="u1")
+    with pytest.raises(InputError, match="without OME-Zarr 'multiscales' metadata"):
+        read_source(tmp_path / "plain.zarr")

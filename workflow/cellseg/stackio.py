@@ -18,6 +18,7 @@ this table for users):
 | ``PhotometricInterpretation = MinIsWhite`` (Fiji's inverted binary masks) | values read as a viewer shows them (inverted), with a log line; 1-bit pages read as stored (tifffile writes bool arrays so) |
 | LZW, Deflate, Zstd, PackBits, JPEG compression | decoded by tifffile with ``imagecodecs`` |
 | a folder, or a glob pattern, of single-section TIFF or PNG files (Fiji's "Image Sequence") | files in natural order (``z2`` before ``z10``), all of one shape and dtype; each file named in errors |
+| an OME-Zarr image (NGFF 0.4 or 0.5, a folder such as ``volume.ome.zarr``) | its full-resolution level, axes and physical sizes from its ``multiscales`` metadata (channels as for TIFF), read lazily |
 | ``~`` and ``$VARIABLES`` in a source | expanded |
 | calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*`` (Å to mm), TIFF resolution in centimetres | read into ``voxel_size`` (z, y, x and unit); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
 
@@ -105,6 +106,8 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
         if not files:
             raise InputError(f"{shown}: the pattern matches no file.")
         stack = _read_sections([Path(f) for f in files], shown, channel)
+    elif _is_zarr(Path(path)):
+        stack = _read_ome_zarr(Path(path), shown, channel)
     elif Path(path).is_dir():
         files = tifffile.natural_sorted(
             str(p) for p in Path(path).iterdir()
@@ -219,6 +222,42 @@ def _read_sections(files: list[Path], shown: str, channel: int | None) -> Stack:
     )
     notes = [f"{shown}: {len(files)} sections read in natural order, {files[0].name} to {files[-1].name}"]
     return Stack(pixels, first.voxel_size, notes + first.notes)
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
+
+
+def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
+    """The full-resolution level of an OME-Zarr image, lazily, with its physical sizes."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attributes = dict(group.attrs)
+    except Exception as error:  # zarr raises many types for a damaged store
+        raise InputError(f"{shown} could not be opened as a Zarr group ({type(error).__name__}: {error}).") from error
+    multiscales = attributes.get("ome", attributes).get("multiscales")
+    if not multiscales:
+        raise InputError(
+            f"{shown} is a Zarr store without OME-Zarr 'multiscales' metadata; cellseg reads OME-Zarr images "
+            "(NGFF 0.4 or 0.5), such as those napari, ome-zarr-py or bioformats2raw write."
+        )
+    image = multiscales[0]
+    axes = [a["name"] if isinstance(a, dict) else a for a in image["axes"]]
+    level = image["datasets"][0]
+    pixels = da.from_zarr(group[level["path"]])
+    scale = next((t["scale"] for t in level.get("coordinateTransformations", []) if t["type"] == "scale"), None)
+    voxel = {"z": None, "y": None, "x": None, "unit": None}
+    units = {a["name"]: a.get("unit") for a in image["axes"] if isinstance(a, dict)}
+    for name, size in zip(axes, scale or []):
+        unit = _unit(units.get(name))  # NGFF names units as UDUNITS-2 does: micrometer, nanometer
+        if name in "zyx" and unit is not None:
+            voxel[name] = float(size) * MICROMETRES[unit]
+            voxel["unit"] = "micron"
+    notes: list[str] = [f"{shown}: OME-Zarr image, level {level['path']} of {len(image['datasets'])} (full resolution), axes {''.join(axes)}"]
+    letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(a, "Q") for a in axes)
+    return Stack(_to_sections(pixels, letters, shown, channel, notes), voxel, notes)
 
 
 def _header(path: Path) -> tuple:

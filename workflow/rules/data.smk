@@ -8,6 +8,8 @@ rule fetch_stack:
         record="resources/stacks/{stack_id}.json",
     log:
         "resources/logs/fetch_stack/{stack_id}.log",
+    benchmark:
+        "resources/benchmarks/fetch_stack/{stack_id}.tsv"
     conda:
         "../envs/cellseg.yaml"
     params:

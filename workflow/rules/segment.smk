@@ -14,6 +14,8 @@ checkpoint segment_plan:
         f"{SEGMENTED}/plan.json",
     log:
         "results/{experiment}/logs/segment/{name}/plan.log",
+    benchmark:
+        "results/{experiment}/benchmarks/segment/{name}/plan.tsv"
     conda:
         "../envs/cellseg.yaml"
     params:
@@ -115,6 +117,8 @@ rule segment_report:
         f"{SEGMENTED}/report.html",
     log:
         "results/{experiment}/logs/segment/{name}/report.log",
+    benchmark:
+        "results/{experiment}/benchmarks/segment/{name}/report.tsv"
     conda:
         "../envs/cellseg.yaml"
     params:
