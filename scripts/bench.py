@@ -26,7 +26,7 @@ Sections (all by default):
              repeated with flips)
   segment    segmenting new stacks: sections per second of the default recipe's five fold
              models (predict's defaults) on 512 and 2048 px sections, one slab job's work;
-             and peak memory (every job's max RSS, from Snakemake's benchmark files) and
+             and peak memory (each job's high-water mark, from its log) and
              wall time of `snakemake segment` on 100, 400 and 1600 generated sections of
              1024 x 1024 uint8, with the smoke config's models
 
@@ -40,6 +40,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -335,12 +336,13 @@ def segment(work: Path) -> pd.DataFrame:
                         "--configfile", "config/smoke.yaml", "stack.yaml", "--", "segment"],
                        cwd=copy, capture_output=True, check=True)
         wall = time.perf_counter() - began
+        # Each step logs its process's high-water mark (cellseg.logs.logged_step).
         peaks = {}
-        for path in [*(copy / "resources/benchmarks/fetch_stack").glob("segment-*.tsv"),
-                     *(copy / f"results/smoke/benchmarks/segment/stack{count}").glob("*.tsv")]:
-            rule = "slab" if path.stem.startswith("slab") else path.stem
-            rule = "fetch" if path.stem.startswith("segment-") else rule
-            peaks[rule] = max(peaks.get(rule, 0.0), float(pd.read_csv(path, sep="\t").max_rss.iloc[0]))
+        for path in [*(copy / "resources/logs/fetch_stack").glob("segment-*.log"),
+                     *(copy / f"results/smoke/logs/segment/stack{count}").glob("*.log")]:
+            rule = "fetch" if path.stem.startswith("segment-") else "slab" if path.stem.startswith("slab") else path.stem
+            found = re.findall(r"peak resident memory of this step: (\d+) MB", path.read_text())
+            peaks[rule] = max(peaks.get(rule, 0.0), float(found[-1]))
         rows.append({"what": f"snakemake segment, {count} sections of 1024 x 1024 uint8 ({', '.join(formats)})",
                      "sections": count, "seconds": wall, "sections_per_second": count / wall,
                      "peak_rss_mb": max(peaks.values()), **{f"{k}_rss_mb": v for k, v in sorted(peaks.items())}})

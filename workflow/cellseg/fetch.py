@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .stackio import MICROMETRES, Stack, describe_voxel_size, exists, expand, read_source, sections
-from .stacks import check_stack, pixel_sha256
+from .stacks import check_stack, pixel_sha256, release
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ def _save_verified(source: str, partial: Path, saved: Path, kind: str, expected:
     began = time.perf_counter()
     for start, slab in zip(range(0, count, per_slab), sections(stack.pixels, source, per_slab)):
         out[start:start + len(slab)] = slab
+        out.flush()
+        release(out)
         if count > per_slab:
             done = start + len(slab)
             rate = done / (time.perf_counter() - began)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import resource
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,5 +60,8 @@ def logged_step(log_path: str | Path) -> Iterator[None]:
         log.exception("unexpected error; the traceback follows")
         raise
     finally:
+        # The kernel's high-water mark of this process (Linux: kilobytes), exact where
+        # Snakemake's benchmark files sample it every few seconds.
+        log.info("peak resident memory of this step: %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         root.removeHandler(handler)
         handler.close()

@@ -7,6 +7,10 @@ the fold models (each the mean over its test-time augmentations), and optionally
 standard deviation over the fold models, where they disagree. ``instance_labels`` turns
 a probability map into cells that can be counted and measured.
 
+The pipeline segments a stack in slabs, each a job: ``plan_segmentation`` divides it
+and fixes the normalisation all slabs share, ``segment_slab`` predicts one slab,
+``write_tiff``, ``write_ome_zarr`` and ``gather_summary`` gather the slabs.
+
 From Python, no Snakemake involved::
 
     segmenter = Segmenter.from_run("results/default")
@@ -21,6 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -208,14 +213,21 @@ def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str
 
 
 def gathered(paths: list[str | Path]) -> da.Array:
-    """The slabs' arrays (.npy files of ``segment_slab``, in order) as one lazy stack."""
-    return da.concatenate([da.from_array(np.load(path, mmap_mode="r"), chunks=(1, -1, -1)) for path in paths])
+    """The slabs' arrays (.npy files of ``segment_slab``, in order) as one lazy stack,
+    a chunk a slab: each slab is read when its chunk is needed and freed after."""
+    parts = []
+    for path in paths:
+        header = np.load(path, mmap_mode="r")
+        parts.append(da.from_delayed(dask.delayed(np.load)(path), header.shape, header.dtype))
+        del header
+    return da.concatenate(parts)
 
 
 def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str, str | Path]) -> None:
     """The slabs' ``probability``, ``uncertainty`` and ``labels`` as calibrated TIFF stacks
-    (``stackio.stack_on_disk``: ImageJ hyperstacks, OME-TIFF for uint32 labels), filled
-    one slab at a time."""
+    (``stackio.stack_on_disk``: ImageJ hyperstacks, OME-TIFF (BigTIFF past 4 GB) for
+    uint32 labels), filled one slab at a time. ImageJ hyperstacks past 4 GB are written as
+    ImageJ itself writes them, which is logged."""
     for key, display in (("probability", (0.0, 1.0)), ("uncertainty", (0.0, 0.5)), ("labels", None)):
         first = np.load(slabs[key][0], mmap_mode="r")
         output = stack_on_disk(outputs[key], tuple(plan["shape"]), first.dtype, plan["voxel_size"], display)
@@ -227,6 +239,10 @@ def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str
             output.flush()
             del output
         log.info("wrote %s (%s)", outputs[key], " x ".join(map(str, plan["shape"])))
+        if key != "labels" and Path(outputs[key]).stat().st_size > 2**32:
+            log.warning("%s is over 4 GB: written as ImageJ writes such stacks (one directory, the sections "
+                        "contiguous after it), which Fiji and tifffile read whole but other TIFF readers see as "
+                        "one section; segmentation.ome.zarr holds the same values for any reader", outputs[key])
 
 
 def write_ome_zarr(plan: dict, slabs: dict[str, list[str | Path]], output: str | Path) -> None:

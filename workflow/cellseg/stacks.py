@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,16 @@ LABEL_ENCODINGS = ({0, 1}, {0, 255})
 NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
 
 
+def release(array: np.ndarray) -> None:
+    """Drop the pages a memory-mapped array has read or written from this process's
+    resident memory. They stay in the page cache (written ones are written back as
+    usual) and are read again if touched, so a pass over a stack larger than memory keeps
+    the resident memory of one section. Does nothing for other arrays."""
+    mapping = getattr(array, "_mmap", None)  # numpy.memmap's mapping, shared by its slices
+    if mapping is not None:
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
 def pixel_sha256(array: np.ndarray) -> str:
     """sha256 of the decoded pixels: C order, little-endian, in the stack's own dtype.
     Hashed one section (first-axis entry) at a time, so a memory-mapped stack stays on
@@ -32,6 +43,7 @@ def pixel_sha256(array: np.ndarray) -> str:
     little = array.dtype.newbyteorder("<")
     for part in array if array.ndim > 1 else [array]:
         digest.update(np.ascontiguousarray(part, dtype=little).tobytes())
+        release(array)
     return digest.hexdigest()
 
 
@@ -76,9 +88,11 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percent
                 f"{bad[0]}, column {bad[1]}."
             )
         low_value, high_value = min(low_value, float(section.min())), max(high_value, float(section.max()))
+        release(stack)
     count, height, width = stack.shape
     sampled = np.unique(np.linspace(0, count - 1, max(1, min(count, SAMPLE_PIXELS // (height * width)))).astype(int))
     values = np.asarray(stack[sampled], dtype=np.float64)
+    release(stack)
     low, high = (float(v) for v in np.percentile(values, percentiles))
     record = {"method": method, "percentiles": list(percentiles), "low": low, "high": high,
               "mean": float(values.mean()), "std": float(values.std()), "min": low_value, "max": high_value,
