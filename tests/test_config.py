@@ -118,3 +118,8 @@ def test_merged_overrides_key_by_key_and_load_config_validates(tmp_path):
     (tmp_path / "c.yaml").write_text("train:\n  step: 7\n")
     with pytest.raises(InputError, match="'train.step'.*'train.steps'"):
         load_config([tmp_path / "c.yaml"], SCHEMA_PATH)
+
+
+def test_watershed_seeds_below_the_cell_threshold_are_refused_before_any_job():
+    with pytest.raises(InputError, match=r"'segment.seed_threshold' \(0.3\) is below 'segment.threshold' \(0.5\)"):
+        validate_config({"segment": {"seed_threshold": 0.3}}, SCHEMA_PATH)

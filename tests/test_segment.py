@@ -79,7 +79,8 @@ def test_no_models_is_a_clear_error(tmp_path):
 
 def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
     work, _ = isbi_run
-    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
+    # segment.channel reads the stacks to segment only: the training stacks stay as they are.
+    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"channel": 0, "stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
     result = snakemake(work, "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
     assert result.returncode == 0, result.stderr
     # The slab jobs are planned once segment_plan has counted the stack's sections.
@@ -133,7 +134,7 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
     assert np.array_equal(np.asarray(cells.data[0]), labels.pixels)
     report = (out / "report.html").read_text()
     assert report.count('<img id="section-') == 3 and "data:image/jpeg;base64," in report
-    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report and "3 of 1 sections" in report
+    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report and "3 job(s) of up to 1 sections" in report
     assert 'src="http' not in report  # nothing to fetch when opened
 
 
@@ -196,3 +197,35 @@ def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_
     assert message.startswith("cellseg: error: ") and str(tmp_path / "results") in message and "Traceback" not in message
     assert "ENOTDIR" in message and "Earlier results are untouched" in message
     assert (tmp_path / "probability.npy").read_bytes() == earlier
+
+
+def test_the_python_api_refuses_what_it_cannot_read():
+    with pytest.raises(InputError, match=r"in \[0, 1\]; this one has shape \(2, 2\) and values 0 to 255"):
+        instance_labels(np.array([[0, 255], [255, 255]], np.float32))
+    with pytest.raises(InputError, match="min_size is 0"):
+        instance_labels(grid_of_cells(), min_size=0)
+    with pytest.raises(InputError, match=r"\(N, H, W\) or \(H, W\)"):
+        instance_labels(grid_of_cells()[None, None])
+
+
+def test_a_one_section_stack_and_an_unknown_section_spacing_are_written_right(tmp_path):
+    import zarr
+
+    from cellseg.segment import read_outputs, write_ome_zarr, write_tiff
+
+    rng = np.random.default_rng(1)
+    slabs, written = {}, {}
+    for key, dtype in (("probability", np.float32), ("uncertainty", np.float32), ("labels", np.uint32)):
+        written[key] = (rng.random((1, 8, 9)) * (9 if key == "labels" else 1)).astype(dtype)
+        np.save(tmp_path / f"{key}.npy", written[key])
+        slabs[key] = [tmp_path / f"{key}.npy"]
+    plan = {"shape": [1, 8, 9], "slabs": [[0, 1]], "source": "one.tif",
+            "voxel_size": {"z": None, "y": 0.004, "x": 0.004, "unit": "micron"}}  # no ImageJ spacing
+    write_tiff(plan, slabs, {k: tmp_path / f"{k}.tif" for k in slabs})
+    write_ome_zarr(plan, slabs, tmp_path / "one.ome.zarr")
+    for outputs in ({k: tmp_path / f"{k}.tif" for k in slabs}, {"zarr": tmp_path / "one.ome.zarr"}):
+        for key, array in read_outputs(outputs).items():
+            assert np.array_equal(np.asarray(array).reshape(1, 8, 9), written[key]), (outputs, key)
+    scale = zarr.open_group(str(tmp_path / "one.ome.zarr"), mode="r").attrs["ome"]["multiscales"][0]["datasets"][0]
+    # The unknown spacing is the pixel size (isotropic), not 1 micrometre.
+    assert scale["coordinateTransformations"][0]["scale"] == pytest.approx([1.0, 0.004, 0.004, 0.004])

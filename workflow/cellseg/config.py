@@ -129,6 +129,11 @@ def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND
     if not problems:
         fill_defaults(config, schema)
         problems = type_errors(config, schema)
+    if not problems and config["segment"]["seed_threshold"] < config["segment"]["threshold"]:
+        problems.append(
+            f"config key 'segment.seed_threshold' ({config['segment']['seed_threshold']}) is below "
+            f"'segment.threshold' ({config['segment']['threshold']}): the watershed's seeds must lie inside the cells' mask"
+        )
     if problems:
         raise InputError(
             f"The configuration is invalid ({source}): " + "; ".join(problems) + "."

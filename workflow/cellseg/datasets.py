@@ -61,6 +61,14 @@ def stack_id(data: dict, stack: str, sources: list[str] | None = None) -> str | 
     return f"{stack}-{digest([stack, fetch_spec(data, stack, sources)])}"
 
 
+def segment_data(config: dict) -> dict:
+    """The ``data`` section as stacks to segment are read: ``segment.channel``, where set,
+    replaces ``data.channel``, so that picking the channel of a stack to segment never
+    touches the training stacks (nor retrains)."""
+    channel = config["segment"]["channel"]
+    return config["data"] if channel is None else {**config["data"], "channel": channel}
+
+
 def unpack_spec(data: dict, role: str) -> dict:
     """What an unpack job needs: the fetched stacks it reads and the options."""
     reading = options(data)

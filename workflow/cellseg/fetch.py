@@ -218,5 +218,5 @@ def fetch_stack(
     raise InputError(
         f"No source of the {kind} stack for {destination} could be fetched: "
         + "; ".join(failures)
-        + ". Check the paths and URLs in the configuration (data.*)."
+        + ". Check the paths and URLs in the configuration (data.*, or segment.stacks for a stack to segment)."
     )

@@ -242,7 +242,16 @@ def render_segment_report(
         image = apply_normalisation(np.asarray(stack[index]), plan["normalisation"])
         probability, labels, uncertainty = (np.asarray(segmentation[k][index]) for k in ("probability", "labels", "uncertainty"))
         panels.append((index, figure_uri(segmentation_panel(image, probability, labels, uncertainty, f"section {index}"))))
+    warnings = list(stack_record.get("warnings", []))
+    empty = summary.section[summary.cells == 0].tolist()
+    if empty:
+        warnings.append(
+            f"No cell was found in {len(empty)} of {len(summary)} sections ({', '.join(map(str, empty[:10]))}"
+            f"{', ...' if len(empty) > 10 else ''}): no pixel there is above segment.seed_threshold "
+            f"({segment_config['seed_threshold']}). Lower it, or check that the stack looks like the training data."
+        )
     html = template(template_path).render(
+        warnings=warnings,
         experiment=experiment,
         name=name,
         generated=generated_at(),

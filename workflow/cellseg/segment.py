@@ -92,11 +92,17 @@ class Segmenter:
         """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
 
         ``intensities`` (``Segmenter.intensities`` of the whole stack) when ``stack`` is
-        a slab of a larger one; by default the statistics of ``stack`` itself. Returns
+        a slab or a section of a larger one; by default the statistics of ``stack``
+        itself (so a section alone is normalised by its own percentiles, which differ
+        from its stack's). Raises ``InputError`` for other shapes. Returns
         float32 in [0, 1] of the input's shape: the mean over fold models; with
         ``uncertainty``, also the standard deviation over fold models (population, 0
         with a single model), as a tuple (probability, uncertainty).
         """
+        if not hasattr(stack, "ndim"):
+            stack = np.asarray(stack)
+        if stack.ndim not in (2, 3):
+            raise InputError(f"{name} has shape {stack.shape}; the Segmenter predicts a stack (N, H, W) or a section (H, W).")
         section = stack.ndim == 2
         stack = stack[None] if section else stack
         images = apply_normalisation(stack, intensities or self.intensities(stack, name))
@@ -130,6 +136,13 @@ def instance_labels(probability: np.ndarray, threshold: float = 0.5, seed_thresh
     """
     if not 0 <= threshold <= seed_threshold <= 1:
         raise InputError(f"segment thresholds must satisfy 0 <= threshold ({threshold}) <= seed_threshold ({seed_threshold}) <= 1.")
+    if min_size < 1:
+        raise InputError(f"min_size is {min_size}; cells have at least 1 pixel.")
+    if probability.ndim not in (2, 3) or probability.size and not 0 <= float(probability.min()) <= float(probability.max()) <= 1:
+        raise InputError(
+            f"instance_labels reads a probability map (N, H, W) or (H, W) in [0, 1]; this one has shape "
+            f"{probability.shape} and values {float(probability.min()):g} to {float(probability.max()):g}."
+        )
     sections = probability[None] if probability.ndim == 2 else probability
     labels = np.zeros(sections.shape, np.uint32)
     four = ndimage.generate_binary_structure(2, 1)
@@ -207,6 +220,13 @@ def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str
         np.save(outputs[key], value)
     summary = summary_table(labels, probability, uncertainty, segment_config["threshold"], plan["voxel_size"])
     summary = summary.assign(section=summary.section + start)
+    empty = summary.section[summary.cells == 0].tolist()
+    if empty:
+        log.warning(
+            "slab %d: no cell found in section(s) %s: no pixel above segment.seed_threshold (%g; the highest "
+            "probability there is %.3f). Lower segment.seed_threshold, or check that the stack looks like the "
+            "training data.", slab, ", ".join(map(str, empty)), segment_config["seed_threshold"],
+            float(probability[[s - start for s in empty]].max()))
     summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
     log.info("slab %d: sections %d to %d of %d segmented, %d cells", slab, start, stop - 1, plan["shape"][0], int(summary.cells.sum()))
     return summary
@@ -234,7 +254,8 @@ def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str
         del output
         for (start, stop), path in zip(plan["slabs"], slabs[key]):
             # Mapped for one slab only: written pages leave the process with the mapping.
-            output = tifffile.memmap(outputs[key], mode="r+")
+            # A one-section file maps as (H, W): seen as the stack it is.
+            output = tifffile.memmap(outputs[key], mode="r+").reshape(plan["shape"])
             output[start:stop] = np.load(path, mmap_mode="r")
             output.flush()
             del output
@@ -264,21 +285,41 @@ def write_ome_zarr(plan: dict, slabs: dict[str, list[str | Path]], output: str |
     while min(height, width) // factor >= 256:
         levels.append(factor)
         factor *= 2
-    voxel = plan["voxel_size"] or {}
-    scale = {axis: (voxel.get(axis) or 1.0) * MICROMETRES.get(voxel.get("unit") or "micron", 1.0) for axis in "zyx"}
-    units = {axis: "micrometer" for axis in "zyx"} if voxel.get("unit") else None
+    scale, units = _ngff_scale(plan["voxel_size"] or {}, output)
     image = da.stack([gathered(slabs["probability"]), gathered(slabs["uncertainty"])])
     group = zarr.open_group(str(output), mode="w")
     channels = [
         {"label": "cell probability", "color": "FFFFFF", "active": True, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}},
         {"label": "fold disagreement", "color": "FF00FF", "active": False, "window": {"start": 0.0, "end": 0.5, "min": 0.0, "max": 0.5}},
     ]
+    # One section a chunk at every level of the pyramid.
+    sizes = [(height // f, width // f) for f in [1, *levels]]
     write_image(image, group, scale_factors=levels, axes="czyx", scale={"c": 1.0} | scale, axes_units=units,
-                storage_options={"chunks": (1, 1, height, width)}, name=plan["source"], omero={"channels": channels})
+                storage_options=[{"chunks": (1, 1, *size)} for size in sizes], name=plan["source"],
+                omero={"channels": channels})
     write_labels(gathered(slabs["labels"]), group, name="cells", scaler=None, scale_factors=levels, axes="zyx",
                  label_metadata={"source": {"image": "../../"}},
-                 scale=scale, axes_units=units, storage_options={"chunks": (1, height, width)})
+                 scale=scale, axes_units=units, storage_options=[{"chunks": (1, *size)} for size in sizes])
     log.info("wrote %s: %d sections of %d x %d, %d pyramid level(s)", output, count, height, width, len(levels) + 1)
+
+
+def _ngff_scale(voxel: dict, output: Path) -> tuple[dict, dict | None]:
+    """The physical size of a voxel along z, y, x in micrometres, and the axes' units, for
+    NGFF metadata. NGFF needs a number for every axis: an unknown section spacing
+    becomes the pixel size (isotropic, as a viewer assumes without calibration), which is
+    logged; an uncalibrated stack is scaled in pixels, without units."""
+    if not voxel.get("unit") or voxel.get("x") is None:
+        return {axis: 1.0 for axis in "zyx"}, None
+    micrometres = MICROMETRES[voxel["unit"]]
+    scale = {axis: voxel[axis] * micrometres for axis in "yx" if voxel.get(axis) is not None}
+    scale.setdefault("y", scale["x"])
+    if voxel.get("z") is None:
+        log.warning("%s: the section spacing is unknown; the OME-Zarr's z scale is set to the pixel size (%g "
+                    "micron, isotropic). Set data.voxel_size.z to record the real one.", output, scale["x"])
+        scale["z"] = scale["x"]
+    else:
+        scale["z"] = voxel["z"] * micrometres
+    return {axis: scale[axis] for axis in "zyx"}, {axis: "micrometer" for axis in "zyx"}
 
 
 def read_outputs(paths: dict[str, str | Path]) -> dict[str, da.Array | np.ndarray]:

@@ -7,6 +7,7 @@ from cellseg.config import training_recipe, validate_config
 from cellseg.datasets import (
     STACKS,
     fetch_spec,
+    segment_data,
     stack_id,
     unpack_spec,
     unpacked_id,
@@ -38,8 +39,8 @@ FETCHES = {
     for stack in STACKS
     if run["data"][stack]
 } | {
-    stack_id(run["data"], "segment", sources): fetch_spec(
-        run["data"], "segment", sources
+    stack_id(segment_data(run), "segment", sources): fetch_spec(
+        segment_data(run), "segment", sources
     )
     for run in EXPERIMENTS.values()
     for sources in run["segment"]["stacks"].values()
@@ -124,9 +125,11 @@ def each_fold(pattern):
 
 def segment_fetched(wildcards, suffix):
     """The fetched stack (``.npy``) or record (``.json``) of a stack to segment."""
-    data = experiment_config(wildcards)
-    sources = data["segment"]["stacks"][wildcards.name]
-    return f"resources/stacks/{stack_id(data['data'], 'segment', sources)}.{suffix}"
+    run = experiment_config(wildcards)
+    sources = run["segment"]["stacks"][wildcards.name]
+    return (
+        f"resources/stacks/{stack_id(segment_data(run), 'segment', sources)}.{suffix}"
+    )
 
 
 SEGMENT_FILES = {
@@ -147,12 +150,11 @@ def segment_outputs():
 
 
 def segment_settings(wildcards):
-    """How the job's experiment makes instance labels and outputs: segment.* but stacks."""
-    return {
-        k: v
-        for k, v in experiment_config(wildcards)["segment"].items()
-        if k != "stacks"
-    }
+    """How the job's experiment makes instance labels from the probability: what a slab
+    job's outputs depend on besides the prediction settings (so that changing
+    segment.formats, say, predicts nothing again)."""
+    segment = experiment_config(wildcards)["segment"]
+    return {k: segment[k] for k in ("threshold", "seed_threshold", "min_size_px")}
 
 
 def segment_slabs(name):

@@ -122,7 +122,8 @@ rule segment_report:
     conda:
         "../envs/cellseg.yaml"
     params:
-        segment=lambda w: segment_settings(w),
+        segment=lambda w: segment_settings(w)
+        | {"slab_slices": experiment_config(w)["segment"]["slab_slices"]},
     script:
         "../scripts/render_segment_report.py"
 
