@@ -195,14 +195,15 @@ def _read_sections(files: list[Path], shown: str, channel: int | None) -> Stack:
     first = _read_file(files[0], str(files[0]), channel, lazy=False)
     header = _header(files[0])
     for file in files:
-        if first.pixels.ndim != 2 or _header(file)[0] > 1:
+        found = header if file == files[0] else _header(file)
+        if first.pixels.ndim != 2 or found[0] > 1:
             raise InputError(
-                f"{file} (in {shown}) holds {_header(file)[0]} sections; a folder or "
+                f"{file} (in {shown}) holds {found[0]} sections; a folder or "
                 "pattern must list one 2-D image per file."
             )
-        if _header(file) != header:
+        if found != header:
             raise InputError(
-                f"{file} (in {shown}) is {_describe(_header(file))}, but {files[0]} is "
+                f"{file} (in {shown}) is {_describe(found)}, but {files[0]} is "
                 f"{_describe(header)}: every section must have one size and type."
             )
 
