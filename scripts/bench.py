@@ -18,7 +18,8 @@ Sections (all by default):
   inference  seconds per 512 x 512 slice with and without TTA, in fp32 and in the
              precision `predict.precision: auto` picks here; seconds and peak memory of
              tiled prediction for 512 to 4096 px slices in that precision
-  peers      the seed recipe, MONAI's BasicUNet and the default trained for the same wall
+  peers      the seed recipe, MONAI's BasicUNet, nnU-Net v2's 2-D configuration (optional,
+             scripts/nnunet_peer.py) and the default trained for the same wall
              time on each of --peer-folds (fold 0 by default), scored on that fold's
              held-out slices
   pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -59,8 +61,8 @@ from cellseg.benchmark import (
     copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training,
 )
 from cellseg.config import load_config, merged
+from cellseg.evaluate import evaluate_held_out, per_fold_table
 from cellseg.folds import assign_folds
-from cellseg.metrics import pixel_scores
 from cellseg.predict import Predictor
 from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
 from cellseg.stackio import read_source
@@ -79,6 +81,8 @@ PEERS = {
     "seed": lambda: config_of("seed.yaml"),
     "monai": lambda: config_of({"model": {"architecture": "monai_basicunet"}}),
     "default": lambda: config_of(),
+    # nnU-Net v2's own 2-D configuration, its own training (scripts/nnunet_peer.py).
+    "nnunet": None,
 }
 
 
@@ -191,11 +195,29 @@ def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PEER_SCORES = ("membrane_dice", "cell_dice", "misclassified_fraction", "challenge_pixel_error", "v_rand_thinned",
+               "v_info_thinned")
+
+
+def score_fold(held_out: list[int], predictions: Path) -> dict[str, float]:
+    """The pipeline's scores (``evaluate.evaluate_held_out``) of one fold's held-out
+    slices from the ``slice_NNN.tif`` cell probabilities in ``predictions``, the fold
+    scored alone: the challenge's thresholds are chosen on its slices, the same way for
+    every peer."""
+    labels_path = ISBI / "train-labels.tif"
+    labels = binary_labels(read_source(labels_path).pixels, labels_path)
+    folds = predictions.parent / f"{predictions.name}_folds.tsv"
+    pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
+    per_slice, _ = evaluate_held_out(folds, [predictions], labels, 0.5)
+    return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
+
+
 def peers(work: Path, images, labels, minutes: float, device: torch.device, folds: list[int],
           names: list[str]) -> pd.DataFrame:
     """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
-    slices; the number of steps comes from the peer's own step time, measured first."""
-    candidates = {name: PEERS[name]() for name in names}
+    slices; the number of steps comes from the peer's own step time, measured first.
+    nnU-Net (``nnunet``, scripts/nnunet_peer.py) calibrates its own iterations."""
+    candidates = {name: PEERS[name]() for name in names if PEERS[name] is not None}
     default = config_of()
     fold_of = assign_folds(len(images), default["cv"]["folds"], default["cv"]["scheme"], default["seed"])
     rows = []
@@ -211,22 +233,45 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
             config = merged(config, {"train": {"steps": steps, "checkpoint_every": steps + 1}})
             print(f"peer {name}, fold {fold}: {steps} steps for {minutes} min", flush=True)
             folder = work / f"peer{len(rows)}"
-            folder.mkdir()
+            (folder / "held_out").mkdir(parents=True)
             metadata = train_fold(images, labels, train_slices, config, fold, folder / "model.pt",
                                   folder / "curve.tsv", folder / "checkpoint.pt")
             predictor = Predictor([folder / "model.pt"], config["predict"])
-            probabilities = predictor.predict_slices(images, held_out)
-            scores = pd.DataFrame(pixel_scores(p, labels[i], 0.5) for p, i in zip(probabilities, held_out)).mean()
-            rows.append({
-                "peer": name, "fold": fold, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
-                "crops_per_second": metadata["crops_per_second"], "membrane_dice": scores.membrane_dice,
-                "pixel_error": scores.pixel_error,
-            })
+            for index, probability in zip(held_out, predictor.predict_slices(images, held_out)):
+                tifffile.imwrite(folder / "held_out" / f"slice_{index:03d}.tif", probability)
+            rows.append({"peer": name, "fold": fold, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
+                         "crops_per_second": metadata["crops_per_second"],
+                         **score_fold(held_out, folder / "held_out")})
+    if "nnunet" in names:
+        rows += nnunet_rows(work, fold_of, minutes, folds)
     table = pd.DataFrame(rows)
     if len(folds) > 1:
         means = table.groupby("peer", sort=False).mean(numeric_only=True).drop(columns="fold").reset_index()
         table = pd.concat([table, means.assign(fold="mean")], ignore_index=True)
     return table
+
+
+def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int]) -> list[dict]:
+    """nnU-Net v2's 2-D configuration on the same folds for the same minutes, if installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("nnunetv2") is None:
+        print("peer nnunet skipped: nnU-Net is not installed (pip install nnunetv2)", flush=True)
+        return [{"peer": "nnunet", "fold": fold, "note": "not installed (pip install nnunetv2)"} for fold in folds]
+    from nnunet_peer import train_and_predict
+
+    folds_tsv = work / "folds.tsv"
+    pd.DataFrame({"slice": range(len(fold_of)), "fold": fold_of}).to_csv(folds_tsv, sep="\t", index=False)
+    rows = []
+    for row in train_and_predict(work / "nnunet", folds_tsv, minutes, folds):
+        held_out = [int(i) for i in np.flatnonzero(fold_of == row["fold"])]
+        rows.append({"peer": "nnunet", "fold": row["fold"], "steps": row["iterations"],
+                     "train_minutes": row["train_minutes"], **score_fold(held_out, row["predictions"])})
+    plan = json.loads((work / "nnunet/plan.json").read_text())
+    rows[0]["note"] = (f"nnU-Net's plan: patch {plan['patch_size']}, batch {plan['batch_size']}, {plan['network']} of "
+                       f"{plan['stages']} stages {plan['features_per_stage']}, {plan['iterations_per_second']:.3g} "
+                       f"iterations/s here, {plan['epochs']} epochs of {plan['iterations_per_epoch']} iterations")
+    return rows
 
 
 def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> float:

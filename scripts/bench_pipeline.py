@@ -107,7 +107,7 @@ def main() -> None:
         "Per fold:",
         "",
         "```",
-        per_fold[["fold", "membrane_dice", "cell_dice", "pixel_error", "v_rand_thinned", "v_info_thinned",
+        per_fold[["fold", "membrane_dice", "cell_dice", "misclassified_fraction", "challenge_pixel_error", "v_rand_thinned", "v_info_thinned",
                   "wall_seconds", "crops_per_second"]].to_string(index=False, float_format="%.4f"),
         "```",
         "",

@@ -225,16 +225,20 @@ def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_t
 
 def pack(results: Path, out: Path) -> None:
     """The run's small outputs into results.tar.gz; its held-out probability maps (to
-    score again here) into predictions.tar.gz."""
+    score again here) into two archives, odd and even folds, each under the 16 MB a
+    file that comes back from the card may have."""
     with tarfile.open(out / "results.tar.gz", "w:gz") as archive:
         for part in RESULT_PARTS:
             if (results / part).exists():
                 archive.add(results / part, arcname=f"{results.name}/{part}")
         for curve in sorted(results.glob("models/*_curve.tsv")):
             archive.add(curve, arcname=f"{results.name}/models/{curve.name}")
-    if (results / "predictions/held_out").exists():
-        with tarfile.open(out / "predictions.tar.gz", "w:gz") as archive:
-            archive.add(results / "predictions/held_out", arcname=f"{results.name}/predictions/held_out")
+    folders = sorted((results / "predictions/held_out").glob("fold*"))
+    for parity in ("even", "odd"):
+        with tarfile.open(out / f"predictions_{parity}_folds.tar.gz", "w:gz") as archive:
+            for folder in folders:
+                if int(folder.name.removeprefix("fold")) % 2 == (parity == "odd"):
+                    archive.add(folder, arcname=f"{results.name}/predictions/held_out/{folder.name}")
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import subprocess
+import sys
+import tarfile
 
 import numpy as np
 import torch
 
 from cellseg.benchmark import PHASES, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training
 from cellseg.config import load_config, merged
-from conftest import REPO
+from conftest import REPO, copy_workflow
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -75,7 +80,34 @@ def test_bench_script_refuses_an_unknown_section_or_peer():
     import sys
 
     for option, value, message in (("--sections", "peaks,speed", "unknown sections ['speed']"),
-                                   ("--peers", "seed,nnunet", "unknown peers ['nnunet']")):
+                                   ("--peers", "seed,nnformer", "unknown peers ['nnformer']")):
         finished = subprocess.run([sys.executable, str(REPO / "scripts/bench.py"), option, value],
                                   capture_output=True, text=True)
         assert finished.returncode == 2 and message in finished.stderr
+
+
+def test_gpu_check_runs_every_stage_on_a_cpu_with_the_tiny_recipe(isbi_dir, tmp_path):
+    """scripts/gpu_check.py run --tiny: the script a lent GPU runs, end to end on the smoke
+    recipe in a copy of the workflow (its own ../shared), every stage reported."""
+    (tmp_path / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
+    work = copy_workflow(tmp_path / "work")
+    shutil.copytree(REPO / "scripts", work / "scripts")
+    out = tmp_path / "out"
+    finished = subprocess.run([sys.executable, "scripts/gpu_check.py", "--tiny", "--minutes", "15", "--out", str(out)],
+                              cwd=work, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert [row["dtype"] for row in stages["peaks"]] == ["fp32", "bf16"]
+    assert stages["ceiling"][0]["steps_per_second"] > 0 and stages["loader"][0]["crops_per_second"] > 0
+    assert stages["fold_run"]["finished"] and stages["pipeline_run"]["finished"]
+    fold = stages["fold"]
+    assert fold["steps"] == 4 and fold["slices"] == 15 and 0 <= fold["membrane_dice"] <= 1
+    assert 0 <= fold["challenge_pixel_error"] <= 1 and fold["tflops"] > 0
+    assert [row["fold"] for row in stages["per_fold"]] == [0, 1]
+    summary = (out / "summary.md").read_text()
+    for title in ("Peaks", "Ceiling", "Real training step", "Fold 0 through snakemake", "Whole pipeline"):
+        assert f"## {title}" in summary
+    with tarfile.open(out / "results.tar.gz") as archive:
+        assert "smoke/metrics/summary.tsv" in archive.getnames() and "smoke/report.html" in archive.getnames()
+    with tarfile.open(out / "predictions_odd_folds.tar.gz") as archive:
+        assert "smoke/predictions/held_out/fold1/slice_015.tif" in archive.getnames()

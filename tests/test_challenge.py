@@ -9,7 +9,9 @@ import pytest
 
 from cellseg.challenge import (
     cell_components,
+    challenge_pixel_error,
     challenge_thresholds,
+    fiji_f_score,
     foreground_restricted_scores,
     thin_boundaries,
     threshold_sweep,
@@ -94,6 +96,25 @@ def test_defined_values_without_cells_one_class_or_all_wrong():
     one_cell = np.ones((6, 9), np.uint8)
     scores = foreground_restricted_scores(cell_components(one_cell == 1), thin_boundaries(one_cell == 1))
     assert scores == {"v_rand": 1.0, "v_info": 1.0}
+
+
+def test_fiji_f_score_and_pixel_error_conventions():
+    # ClassificationStatistics: precision 1 when FP = 0, recall 1 when FN = 0, F 0 when
+    # precision + recall = 0.
+    assert fiji_f_score(2, 1, 1) == pytest.approx(2 / 3) and challenge_pixel_error(2, 1, 1) == pytest.approx(1 / 3)
+    assert fiji_f_score(0, 0, 5) == 0.0  # nothing predicted: precision 1, recall 0
+    assert fiji_f_score(0, 3, 0) == 0.0  # no cell in the truth: precision 0, recall 1
+    assert fiji_f_score(0, 0, 0) == 1.0 and challenge_pixel_error(0, 0, 0) == 0.0
+    assert fiji_f_score(3, 1, 0) == pytest.approx(6 / 7)
+
+
+def test_sweep_counts_the_cell_class_at_each_threshold():
+    probability = np.where(TWO_CELLS == 1, 0.5, 0.0)
+    rows = {round(row["threshold"], 1): row for row in threshold_sweep(probability, TWO_CELLS)}
+    cells = int((TWO_CELLS == 1).sum())
+    assert (rows[0.4]["tp"], rows[0.4]["fp"], rows[0.4]["fn"]) == (cells, 0, 0)
+    assert (rows[0.5]["tp"], rows[0.5]["fp"], rows[0.5]["fn"]) == (0, 0, cells)  # 0.5 is not above 0.5
+    assert rows[0.5]["tn"] == TWO_CELLS.size - cells
 
 
 def test_sweep_thresholds_strictly_and_keeps_probability_one_as_cell():

@@ -64,7 +64,9 @@ def test_inverted_labels_are_flagged_not_scored_perfect(tmp_path):
         tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", inverted[fold].astype(np.float32))
     per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], inverted, 0.5)
     assert per_slice.truth_segments.tolist() == [1, 1]
-    assert per_slice[SEGMENT_COLUMNS].isna().all().all() and thresholds[["v_rand", "v_info"]].isna().all().all()
+    undefined = ["v_rand_thinned", "v_info_thinned", *SKIMAGE_COLUMNS]
+    assert per_slice[undefined].isna().all().all() and thresholds[["v_rand", "v_info"]].isna().all().all()
+    assert per_slice.challenge_pixel_error.tolist() == [0.0, 0.0]  # counts are defined: the "cells" are found
     summary = summary_table(per_slice).set_index("metric")
     assert np.isnan(summary.loc["v_rand_thinned", "mean"]) and summary.loc["cell_dice", "mean"] == 1.0
     warnings = result_warnings(per_slice, 0.5)
@@ -107,13 +109,48 @@ def test_tables_from_predictions_on_disk(tmp_path):
     assert folds.loc[1, "membrane_dice"] == pytest.approx(per_slice.membrane_dice[2:].mean())
 
     summary = summary_table(per_slice).set_index("metric")
-    values = folds.pixel_error.to_numpy()
+    values = folds.misclassified_fraction.to_numpy()
     low, high = stats.t.interval(0.95, 1, loc=values.mean(), scale=stats.sem(values))
-    assert summary.loc["pixel_error", "ci95_low"] == pytest.approx(max(low, 0.0))
-    assert summary.loc["pixel_error", "ci95_high"] == pytest.approx(min(high, 1.0))
-    assert summary.loc["pixel_error", "sd"] == pytest.approx(values.std(ddof=1))
+    assert summary.loc["misclassified_fraction", "ci95_low"] == pytest.approx(max(low, 0.0))
+    assert summary.loc["misclassified_fraction", "ci95_high"] == pytest.approx(min(high, 1.0))
+    assert summary.loc["misclassified_fraction", "sd"] == pytest.approx(values.std(ddof=1))
     errors = per_slice[["cell_fp", "cell_fn"]].to_numpy().sum()
-    assert summary.loc["pixel_error", "pooled"] == pytest.approx(errors / labels.size)
+    assert summary.loc["misclassified_fraction", "pooled"] == pytest.approx(errors / labels.size)
+
+
+def test_challenge_pixel_error_by_hand(tmp_path):
+    """Fiji's PixelError on two 2 x 2 slices scored as one stack: counts summed over the
+    slices at each threshold, 1 - the best F-score; worked out by hand below."""
+    labels = np.array([[[1, 1], [0, 0]], [[1, 0], [0, 0]]], np.uint8)
+    probabilities = np.array([[[0.95, 0.35], [0.25, 0.05]], [[0.45, 0.32], [0.0, 0.0]]], np.float32)
+    pd.DataFrame({"slice": [0, 1], "fold": [0, 1]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    for fold in (0, 1):
+        (tmp_path / f"fold{fold}").mkdir()
+        tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", probabilities[fold])
+    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
+    # Summed (TP, FP, FN) per threshold and Fiji's F: 0.0 (3, 3, 0) 2/3; 0.1 and 0.2 (3, 2, 0)
+    # 3/4; 0.3 (3, 1, 0) 6/7; 0.4 (2, 0, 1) 4/5; 0.5 to 0.9 (1, 0, 2) 1/2; 0.99.. (0, 0, 3),
+    # precision 1 as FP = 0, recall 0: F = 0.
+    f_scores = [2 / 3, 3 / 4, 3 / 4, 6 / 7, 4 / 5, 1 / 2, 1 / 2, 1 / 2, 1 / 2, 1 / 2, 0.0]
+    assert thresholds.challenge_pixel_error.to_numpy() == pytest.approx([1 - f for f in f_scores])
+    assert thresholds.best_challenge_pixel_error.tolist() == [i == 3 for i in range(11)]
+    # Per slice at 0.3: slice 0 (2, 0, 0) F = 1; slice 1 (1, 1, 0) F = 2/3. Their mean is not
+    # the stack's 1/7: the stack's figure lives in the sweep table.
+    assert per_slice.challenge_pixel_error.to_numpy() == pytest.approx([0.0, 1 / 3])
+    # The misclassified fraction at 0.5 is another score: 1 of 4 and 1 of 4 pixels.
+    assert per_slice.misclassified_fraction.tolist() == [0.25, 0.25]
+
+
+def test_challenge_pixel_error_keeps_the_first_best_threshold(tmp_path):
+    labels = np.array([[[1, 1, 0, 1, 1]] * 3], np.uint8)  # two cells and a membrane
+    pd.DataFrame({"slice": [0], "fold": [0]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    (tmp_path / "fold0").mkdir()
+    tifffile.imwrite(tmp_path / "fold0/slice_000.tif", labels[0].astype(np.float32))
+    _, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0"], labels, 0.5)
+    # Probability 0 or 1: F = 1 at every threshold up to 0.9999999999999999; Fiji's strict
+    # ">" keeps 0.0.
+    assert (thresholds.challenge_pixel_error == 0).all() and thresholds.best_challenge_pixel_error.tolist()[0]
+    assert thresholds.best_challenge_pixel_error.sum() == 1
 
 
 def test_intervals_stay_within_each_scores_range():

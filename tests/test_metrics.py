@@ -16,15 +16,15 @@ def test_counts_and_scores_of_a_small_case():
     assert scores["cell_dice"] == pytest.approx(4 / 6) and scores["cell_iou"] == pytest.approx(2 / 4)
     assert scores["cell_precision"] == pytest.approx(2 / 3) and scores["cell_recall"] == pytest.approx(2 / 3)
     assert scores["membrane_dice"] == pytest.approx(4 / 6) and scores["membrane_precision"] == pytest.approx(2 / 3)
-    assert scores["pixel_error"] == pytest.approx(2 / 6)
+    assert scores["misclassified_fraction"] == pytest.approx(2 / 6)
 
 
 def test_perfect_all_wrong_and_one_class_slices_have_defined_scores():
     truth = np.array([[1, 0], [0, 1]])
     perfect = pixel_scores(truth.astype(float), truth)
-    assert all(perfect[k] == 1.0 for k in perfect if k != "pixel_error") and perfect["pixel_error"] == 0
+    assert all(perfect[k] == 1.0 for k in perfect if k != "misclassified_fraction") and perfect["misclassified_fraction"] == 0
     wrong = pixel_scores(1.0 - truth, truth)
-    assert all(wrong[k] == 0.0 for k in wrong if k != "pixel_error") and wrong["pixel_error"] == 1
+    assert all(wrong[k] == 0.0 for k in wrong if k != "misclassified_fraction") and wrong["misclassified_fraction"] == 1
     all_cell = np.ones((2, 2), int)
     right = pixel_scores(np.ones((2, 2)), all_cell)
     assert right["membrane_dice"] == 1.0 and right["membrane_precision"] == 1.0 and right["cell_dice"] == 1.0

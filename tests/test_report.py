@@ -78,7 +78,7 @@ def test_report_opens_in_headless_chromium(isbi_run, tmp_path):
     metrics = pd.read_csv(work / "results/smoke/metrics/summary.tsv", sep="\t").metric.tolist()
     assert "v_rand_thinned" in metrics and "v_info_thinned" in metrics
     assert len(values) == 2 * len(metrics) and all(np.isfinite(float(v)) for v in values)
-    assert len(challenge) == 11 * 3 and all(np.isfinite(float(v)) for v in challenge)
+    assert len(challenge) == 11 * 4 and all(np.isfinite(float(v)) for v in challenge)
     assert outside == []
 
 

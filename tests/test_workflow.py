@@ -94,7 +94,8 @@ def test_smoke_run_writes_finite_metric_tables(isbi_run):
     metrics = work / "results/smoke/metrics"
     per_slice = pd.read_csv(metrics / "per_slice.tsv", sep="\t")
     assert per_slice.slice.tolist() == list(range(30)) and per_slice.fold.tolist() == [0] * 15 + [1] * 15
-    for column in ("cell_dice", "membrane_dice", "membrane_iou", "pixel_error", "skimage_adapted_rand_error"):
+    for column in ("cell_dice", "membrane_dice", "membrane_iou", "misclassified_fraction", "challenge_pixel_error",
+                   "skimage_adapted_rand_error"):
         assert np.isfinite(per_slice[column]).all() and per_slice[column].between(0, 1).all()
     assert pd.read_csv(metrics / "per_fold.tsv", sep="\t").fold.tolist() == [0, 1]
     summary = pd.read_csv(metrics / "summary.tsv", sep="\t")

@@ -1,4 +1,5 @@
-"""The ISBI 2012 challenge's own scores: V_Rand and V_Info after border thinning.
+"""The ISBI 2012 challenge's own scores: V_Rand and V_Info after border thinning, and
+its pixel error.
 
 A port of Fiji's Trainable Weka Segmentation (``metrics/RandError.java``
 ``getMaximalVRandAfterThinning``, ``metrics/VariationOfInformation.java``
@@ -21,6 +22,16 @@ challenge's script "Segmentation evaluation after border thinning" calls it:
    stay cells). Scores are averaged over slices per threshold; the best threshold is
    reported with its score, for V_Rand and V_Info separately.
 
+The challenge's pixel error is 1 minus the maximal F-score of the cell class over the same
+thresholds (``metrics/PixelError.java`` ``getPixelErrorMaximalFScore`` with its
+``ClassificationStatistics``): at each threshold, the cell class's TP, FP, FN of
+``p > t`` against ``label > 0`` are summed over every slice of the stack, precision is 1
+when FP = 0 and recall 1 when FN = 0 (even with TP = 0), and F = 2PR / (P + R), 0 when
+P + R = 0; the best threshold is the first whose F is strictly larger than every earlier
+one (from F = 0). It is not the fraction of misclassified pixels at 0.5
+(``metrics.pixel_scores``'s ``misclassified_fraction``), which Fiji's ``getMetricValue``
+computes and the challenge did not rank by.
+
 Defined values where Fiji would divide by zero (documented in the README): a slice
 with no ground-truth cell pixel scores 1 for both (nothing to split or merge); V_Info's
 precision (recall) is 1 when the proposal's (truth's) entropy is 0, i.e. when it is a
@@ -33,6 +44,8 @@ from collections import deque
 
 import numpy as np
 from skimage.measure import label as connected_components
+
+from .metrics import confusion_counts
 
 # Sentinels of WatershedTransform2D; labels of basins are > 0.
 WATERSHED_LINE, QUEUED, MASK, OUTSIDE = 0, -3, -2, -4
@@ -47,6 +60,21 @@ def challenge_thresholds(start: float = 0.0, stop: float = 1.0, step: float = 0.
         thresholds.append(threshold)
         threshold += step
     return thresholds
+
+
+def fiji_f_score(tp: float, fp: float, fn: float) -> float:
+    """F-score of the cell class as Fiji's ``ClassificationStatistics`` defines it: precision
+    1 when ``fp`` is 0, recall 1 when ``fn`` is 0, F 0 when both are 0."""
+    precision = 1.0 if fp == 0 else tp / (tp + fp)
+    recall = 1.0 if fn == 0 else tp / (tp + fn)
+    return 2.0 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def challenge_pixel_error(tp: float, fp: float, fn: float) -> float:
+    """The challenge's pixel error at one threshold, from the cell class's counts summed
+    over the slices scored together: 1 - ``fiji_f_score``. The challenge's score is its
+    minimum over ``challenge_thresholds`` (``evaluate.challenge_table``)."""
+    return 1.0 - fiji_f_score(tp, fp, fn)
 
 
 def cell_components(cell: np.ndarray) -> np.ndarray:
@@ -144,13 +172,17 @@ def foreground_restricted_scores(truth_cells: np.ndarray, segments: np.ndarray) 
 
 
 def threshold_sweep(probability: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
-    """V_Rand and V_Info of one slice at every challenge threshold.
+    """V_Rand and V_Info of one slice at every challenge threshold, and the cell class's
+    confusion counts (``tp``, ``fp``, ``fn``, ``tn``) that its pixel error sums.
 
     ``probability`` (H, W) of the cell class, ``labels`` (H, W) with 1 = cell.
     """
-    truth_cells = cell_components(labels == 1)
+    truth = labels == 1
+    truth_cells = cell_components(truth)
     probability = np.asarray(probability, np.float64)  # Fiji compares in double
-    return [
-        {"threshold": threshold, **foreground_restricted_scores(truth_cells, thin_boundaries(probability > threshold))}
-        for threshold in challenge_thresholds()
-    ]
+    rows = []
+    for threshold in challenge_thresholds():
+        cell = probability > threshold
+        rows.append({"threshold": threshold, **foreground_restricted_scores(truth_cells, thin_boundaries(cell)),
+                     **confusion_counts(cell, truth)})
+    return rows

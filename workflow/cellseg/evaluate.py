@@ -1,8 +1,9 @@
 """Evaluation of held-out predictions: per-slice scores, per-fold and summary tables.
 
-Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, pixel error) at
-``eval.threshold``; the challenge's V_Rand and V_Info after thinning (``challenge``), each
-at the threshold of the challenge's sweep that is best over all held-out slices; and
+Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, the misclassified
+fraction) at ``eval.threshold``; the challenge's pixel error (1 - F-score of the cell
+class) and its V_Rand and V_Info after thinning (``challenge``), each at the threshold of
+the challenge's sweep that is best over all held-out slices; and
 scikit-image's adapted Rand error and variation of information at ``eval.threshold``,
 computed between the 4-connected cell components of the labels and of the thresholded
 prediction (membrane pixels of the labels are ignored, as skimage's
@@ -28,7 +29,7 @@ from scipy import stats
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from .challenge import SCORES as CHALLENGE_SCORES
-from .challenge import cell_components, threshold_sweep
+from .challenge import cell_components, challenge_pixel_error, threshold_sweep
 from .folds import held_out_slices, read_folds
 from .metrics import class_scores, confusion_counts, pixel_scores
 
@@ -37,9 +38,11 @@ log = logging.getLogger(__name__)
 # Columns of per_slice.tsv besides slice and fold, in order.
 PIXEL_COLUMNS = [
     f"{name}_{score}" for name in ("cell", "membrane") for score in ("dice", "iou", "precision", "recall")
-] + ["pixel_error"]
-CHALLENGE_COLUMNS = [f"{score}_thinned" for score in CHALLENGE_SCORES]
+] + ["misclassified_fraction"]
+# The challenge's scores, each at the threshold of its sweep best over all held-out slices.
+CHALLENGE_COLUMNS = ["challenge_pixel_error"] + [f"{score}_thinned" for score in CHALLENGE_SCORES]
 SKIMAGE_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
+# Scores averaged over slices also where the pixel scores are pooled.
 SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS
 # Every score lies in [0, 1] but the variations of information, in nats, which have no
 # upper bound.
@@ -49,11 +52,12 @@ COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
 MAIN_SCORES = {
     "membrane_dice": "membrane Dice",
     "cell_dice": "cell Dice",
-    "pixel_error": "pixel error",
+    "challenge_pixel_error": "pixel error (challenge)",
+    "misclassified_fraction": "misclassified fraction",
     "v_rand_thinned": "V_Rand (thinned)",
     "v_info_thinned": "V_Info (thinned)",
 }
-LOWER_IS_BETTER = {"pixel_error", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
+LOWER_IS_BETTER = {"challenge_pixel_error", "misclassified_fraction", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
 
 
 def better(score: str) -> str:
@@ -112,13 +116,18 @@ def evaluate_held_out(
             row = slice_row(probability, labels[index], threshold)
             rows.append({"slice": index, "fold": fold, **row})
             sweep_rows = threshold_sweep(probability, labels[index])
-            if row["truth_segments"] < 2:
+            if row["truth_segments"] < 2:  # the pixel error's counts stay
                 sweep_rows = [{**r, **dict.fromkeys(CHALLENGE_SCORES, np.nan)} for r in sweep_rows]
             sweeps += [{"slice": index, "fold": fold, **r} for r in sweep_rows]
         log.info("scored fold %d", fold)
     per_slice = pd.DataFrame(rows).sort_values("slice", ignore_index=True)
     sweep = pd.DataFrame(sweeps)
     thresholds = challenge_table(sweep)
+    best = thresholds.loc[thresholds["best_challenge_pixel_error"], "threshold"].iloc[0]
+    at_best = sweep[sweep.threshold == best].set_index("slice")
+    per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), "challenge_pixel_error", [
+        challenge_pixel_error(*at_best.loc[index, ["tp", "fp", "fn"]]) for index in per_slice.slice
+    ])
     for score in CHALLENGE_SCORES:
         if not thresholds[f"best_{score}"].any():  # every slice degenerate
             per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned", np.nan)
@@ -132,9 +141,19 @@ def evaluate_held_out(
 
 
 def challenge_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Mean V_Rand and V_Info over slices per challenge threshold, the best of each
-    marked (the first, on ties, as Fiji's strict ``>`` keeps it)."""
-    table = sweep.groupby("threshold", sort=True)[list(CHALLENGE_SCORES)].mean().reset_index()
+    """Per challenge threshold: mean V_Rand and V_Info over slices, and the pixel error of
+    the cell counts summed over all slices (Fiji's ``PixelError`` on the held-out slices
+    as one stack); the best of each marked (the first, on ties, as Fiji's strict ``>``
+    keeps it).
+
+    ``sweep``: the rows of ``challenge.threshold_sweep`` of every slice.
+    """
+    grouped = sweep.groupby("threshold", sort=True)
+    table = grouped[list(CHALLENGE_SCORES)].mean()
+    counts = grouped[["tp", "fp", "fn"]].sum()
+    table.insert(0, "challenge_pixel_error", [challenge_pixel_error(*row) for row in counts.itertuples(index=False)])
+    table = table.reset_index()
+    table["best_challenge_pixel_error"] = table.index == np.argmin(table["challenge_pixel_error"].to_numpy())
     for score in CHALLENGE_SCORES:
         values = table[score].to_numpy()
         table[f"best_{score}"] = (table.index == np.nanargmax(values)) if np.isfinite(values).any() else False
@@ -153,7 +172,7 @@ def pooled_scores(per_slice: pd.DataFrame) -> dict[str, float]:
     tp, fp, fn, tn = (int(per_slice[c].sum()) for c in COUNT_COLUMNS)
     pooled = {f"cell_{k}": v for k, v in class_scores(tp, fp, fn).items()}
     pooled |= {f"membrane_{k}": v for k, v in class_scores(tn, fn, fp).items()}
-    pooled["pixel_error"] = (fp + fn) / (tp + fp + fn + tn)
+    pooled["misclassified_fraction"] = (fp + fn) / (tp + fp + fn + tn)
     pooled |= {c: float(per_slice[c].mean()) for c in SEGMENT_COLUMNS}  # NaN skipped
     return pooled
 

@@ -172,7 +172,7 @@ def draw_run_figures(
     for row in per_slice.itertuples():
         probability = tifffile.imread(Path(prediction_dirs[row.fold]) / f"slice_{row.slice:03d}.tif")
         title = (f"slice {row.slice} (held out by fold {row.fold}): membrane Dice {row.membrane_dice:.3f}, "
-                 f"pixel error {row.pixel_error:.3f}")
+                 f"misclassified fraction {row.misclassified_fraction:.3f}")
         figure = slice_panel(np.asarray(images[row.slice]), np.asarray(labels[row.slice]), probability, threshold, title)
         written.append(save(figure, output_dir / "slices" / f"slice_{row.slice:03d}.jpg", dpi=80))
     curves = {fold: pd.read_csv(path, sep="\t") for fold, path in enumerate(curve_paths)}
@@ -208,9 +208,10 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
 
 
 def quality_against_cost(experiments: pd.DataFrame) -> Figure:
-    """Membrane Dice and pixel error (mean, 95 % interval) against training minutes."""
+    """Membrane Dice and the challenge's pixel error (mean, 95 % interval) against training
+    minutes."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for axis, score in zip(axes, ("membrane_dice", "pixel_error")):
+    for axis, score in zip(axes, ("membrane_dice", "challenge_pixel_error")):
         # A marker and legend entry per experiment: names written beside close points overlap.
         for row in experiments.to_dict("records"):
             mean = row[f"{score}_mean"]

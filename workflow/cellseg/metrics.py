@@ -41,7 +41,9 @@ def class_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Scores of one slice: ``<class>_<score>`` for both classes, and ``pixel_error``.
+    """Scores of one slice: ``<class>_<score>`` for both classes, and
+    ``misclassified_fraction`` (FP + FN over all pixels; not the challenge's pixel error,
+    which is 1 - the best F-score over thresholds: ``challenge.challenge_pixel_error``).
 
     ``probability`` (H, W) of the cell class, ``labels`` (H, W) with 1 = cell. The
     membrane counts are the cell counts with the roles of positive and negative swapped.
@@ -52,5 +54,5 @@ def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float =
     for name, class_counts in (("cell", counts), ("membrane", membrane)):
         for score, value in class_scores(class_counts["tp"], class_counts["fp"], class_counts["fn"]).items():
             scores[f"{name}_{score}"] = value
-    scores["pixel_error"] = (counts["fp"] + counts["fn"]) / labels.size
+    scores["misclassified_fraction"] = (counts["fp"] + counts["fn"]) / labels.size
     return scores
