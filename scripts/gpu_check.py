@@ -48,7 +48,8 @@ from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
 from cellseg.model import build_model
 from cellseg.runtime import autocast, device_name, resolve_device, resolve_precision, versions
-from cellseg.train import dice_bce_loss, make_optimizer
+from cellseg.loss import dice_bce_loss
+from cellseg.train import make_optimizer
 
 RESULT_PARTS = ("metrics", "logs", "benchmarks", "folds.tsv", "report.html")
 

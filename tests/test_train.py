@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cellseg.config import load_schema, schema_defaults
-from cellseg.train import dice_bce_loss, train_fold
+from cellseg.loss import border_weights, dice_bce_loss
+from cellseg.train import CropSampler, train_fold
 from conftest import REPO
 
 
@@ -60,6 +61,47 @@ def test_dice_weight_mixes_the_two_terms():
     mixed, _ = dice_bce_loss(logits, target, valid, 0.25, "cell")
     assert bce_only.item() == pytest.approx(parts["bce"])
     assert mixed.item() == pytest.approx(0.25 * dice_only.item() + 0.75 * bce_only.item(), rel=1e-5)
+
+
+def test_border_weights_by_hand():
+    # Two cells (columns 0-3 and 5-8) and a membrane column 4 between them.
+    cell = np.ones((6, 9), bool)
+    cell[:, 4] = False
+    weights = border_weights(cell, 10.0, 5.0)
+    # Membrane pixel: one pixel to each cell, d1 + d2 = 2; a cell's pixel beside the
+    # membrane: inside its own cell (0) and two pixels from the other; a pixel at the far
+    # edge: 0 and 5.
+    assert weights[2, 4] == pytest.approx(1 + 10 * np.exp(-4 / 50), rel=1e-6)
+    assert weights[2, 3] == pytest.approx(1 + 10 * np.exp(-4 / 50), rel=1e-6)
+    assert weights[2, 0] == pytest.approx(1 + 10 * np.exp(-25 / 50), rel=1e-6)
+    assert (border_weights(np.ones((6, 9), bool), 10.0, 5.0) == 1).all()  # one cell: nothing between cells
+
+
+def test_weighted_cross_entropy_is_the_weighted_mean_and_dice_ignores_the_weights():
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    logits = torch.tensor([[[[0.3, 0.4]]]])
+    per_pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten()
+    weight = torch.tensor([[[[1.0, 3.0]]]])
+    _, parts = dice_bce_loss(logits, target, weight, 0.5, "both")
+    assert parts["bce"] == pytest.approx(((per_pixel[0] + 3 * per_pixel[1]) / 4).item(), rel=1e-6)
+    assert parts["dice"] == pytest.approx(dice_bce_loss(logits, target, torch.ones_like(weight), 0.5, "both")[1]["dice"])
+
+
+def test_crop_sampler_carries_the_border_weights_through_augmentation(stacks):
+    images, labels = stacks
+    plain = tiny_config()
+    weighted = tiny_config(loss={**plain["train"]["loss"], "border_weight": 10.0})
+    for config in (plain, weighted):
+        config["augment"].update(flips=False, rot90=False, rotation_degrees=0, elastic_probability=0, brightness=0,
+                                 contrast=0)
+    image, target, weight = CropSampler(images, labels, [0, 1], weighted, 0, 0).batch(3)
+    same_image, same_target, ones = CropSampler(images, labels, [0, 1], plain, 0, 0).batch(3)
+    assert torch.equal(image, same_image) and torch.equal(target, same_target) and (ones == 1).all()
+    assert weight.min() >= 1 and weight.max() > 2
+    # Augmented: the weights move with the labels and stay 0 where pixels are filled in.
+    weighted["augment"].update(rotation_degrees=30)
+    _, _, rotated = CropSampler(images, labels, [0, 1], weighted, 0, 0).batch(3)
+    assert (rotated == 0).any() and rotated.max() > 2
 
 
 def test_two_cpu_runs_with_one_seed_give_identical_weights(stacks, tmp_path):

@@ -80,7 +80,8 @@ def build_augmentation(config: dict) -> v2.Compose:
         transforms.append(v2.RandomApply([elastic], p=config["elastic_probability"]))
     if config["brightness"] > 0 or config["contrast"] > 0:
         transforms.append(v2.ColorJitter(brightness=config["brightness"], contrast=config["contrast"]))
-    return v2.Compose(transforms)
+    # Compose refuses an empty list: every augmentation switched off is no augmentation.
+    return v2.Compose(transforms) if transforms else v2.Identity()
 
 
 def displacement_rms(transform: v2.Transform, size: int = 256, samples: int = 8, margin: int = 32) -> float:

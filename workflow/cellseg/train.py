@@ -23,43 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.profiler import record_function
 from torchvision import tv_tensors
 
 from .augment import build_augmentation
+from .loss import border_weights, dice_bce_loss
 from .config import training_recipe
 from .model import build_model, count_parameters
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
 log = logging.getLogger(__name__)
-
-
-def dice_bce_loss(
-    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, dice_weight: float, dice_on: str
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """``dice_weight`` x soft Dice loss + (1 - dice_weight) x BCE, over valid pixels only.
-
-    Tensors are (B, 1, H, W): logits of the cell class, target 1 = cell, valid 1 where the
-    pixel came from the image (0 where augmentation filled it in). Soft Dice is computed
-    over the whole batch for the cell class (``dice_on='cell'``) or as the mean over the
-    cell and membrane classes (``'both'``), with a smoothing of 1 so empty classes give 0.
-    """
-    logits = logits.float()
-    weight = valid.float()
-    pixels = weight.sum().clamp_min(1.0)
-    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / pixels
-    cell = torch.sigmoid(logits)
-
-    def soft_dice_loss(prob: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-        overlap = (prob * truth * weight).sum()
-        return 1 - (2 * overlap + 1) / ((prob * weight).sum() + (truth * weight).sum() + 1)
-
-    dice = soft_dice_loss(cell, target)
-    if dice_on == "both":
-        dice = (dice + soft_dice_loss(1 - cell, 1 - target)) / 2
-    loss = dice_weight * dice + (1 - dice_weight) * bce
-    return loss, {"bce": bce.item(), "dice": dice.item()}
 
 
 class CropSampler(torch.utils.data.Dataset):
@@ -74,9 +47,17 @@ class CropSampler(torch.utils.data.Dataset):
         self.batch_size = config["train"]["batch_size"]
         self.augment = build_augmentation(config["augment"])
         self.seed, self.fold = seed, fold
+        # The U-Net paper's weight map of each training slice, cropped and augmented with
+        # its labels; none when train.loss.border_weight is 0.
+        loss = config["train"]["loss"]
+        self.weights = {
+            index: border_weights(np.asarray(labels[index]) == 1, loss["border_weight"], loss["border_sigma_px"])
+            for index in self.slices
+        } if loss["border_weight"] > 0 else {}
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images (B, 1, h, w) float32, targets 1 = cell and valid masks, for ``step``."""
+        """Images (B, 1, h, w) float32, targets 1 = cell and pixel weights (0 where
+        augmentation filled a pixel in, else 1 or the border weight map), for ``step``."""
         rng = np.random.default_rng([self.seed, self.fold, step])
         height, width = self.images.shape[1:]
         crop_h, crop_w = self.crop
@@ -90,7 +71,12 @@ class CropSampler(torch.utils.data.Dataset):
                 image = tv_tensors.Image(torch.from_numpy(np.array(self.images[window], dtype=np.float32))[None])
                 label = tv_tensors.Mask(torch.from_numpy(np.array(self.labels[window], dtype=np.uint8))[None])
                 valid = tv_tensors.Mask(torch.ones_like(label))
-                image, label, valid = self.augment(image, label, valid)
+                if self.weights:
+                    weight = tv_tensors.Mask(torch.from_numpy(self.weights[index][window[1:]])[None])
+                    image, label, valid, weight = self.augment(image, label, valid, weight)
+                    valid = tv_tensors.Mask(valid * weight)
+                else:
+                    image, label, valid = self.augment(image, label, valid)
                 images.append(image.as_subclass(torch.Tensor))
                 targets.append(label.as_subclass(torch.Tensor).float())
                 valids.append(valid.as_subclass(torch.Tensor).float())
