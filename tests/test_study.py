@@ -130,7 +130,7 @@ def test_repeat_names_that_clash_with_an_experiment_are_refused():
         runs_of(config)
 
 
-@pytest.mark.parametrize("name", ["example", "smoke"])
+@pytest.mark.parametrize("name", ["example", "smoke", "budget"])
 def test_shipped_studies_expand_into_valid_experiments(name, monkeypatch):
     monkeypatch.chdir(REPO)  # their config files are named relative to the checkout
     with open(REPO / "config" / "studies" / f"{name}.yaml") as handle:
@@ -142,6 +142,10 @@ def test_shipped_studies_expand_into_valid_experiments(name, monkeypatch):
         assert (seed["model"]["base_channels"], seed["train"]["steps"], seed["train"]["crop_size"]) == (64, 15, 512)
         assert runs["example-depth5"]["example-depth5"]["train"]["steps"] == 150
         assert all(run[name]["data"]["test_images"] == [] for name, run in runs.items())
+    if name == "budget":
+        border = runs["budget-border"]["budget-border"]["train"]["loss"]
+        assert (border["border_weight"], border["border_sigma_px"]) == (10, 5)
+        assert runs["budget-default"]["budget-default"]["train"]["loss"]["border_weight"] == 0
 
 
 # --- statistics ---------------------------------------------------------------------------
