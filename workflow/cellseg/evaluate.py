@@ -44,8 +44,8 @@ CHALLENGE_COLUMNS = ["challenge_pixel_error"] + [f"{score}_thinned" for score in
 SKIMAGE_COLUMNS = ["skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"]
 # Scores averaged over slices also where the pixel scores are pooled.
 SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS
-# Every score lies in [0, 1] but the variations of information, in nats, which have no
-# upper bound.
+# Every score lies in [0, 1] but the variations of information, in bits (skimage's log2),
+# which have no upper bound.
 UNBOUNDED_ABOVE = {"skimage_vi_split", "skimage_vi_merge"}
 COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
 # The scores figures and studies show, with their names for people.
