@@ -199,13 +199,11 @@ PEER_SCORES = ("membrane_dice", "cell_dice", "misclassified_fraction", "challeng
                "v_info_thinned")
 
 
-def score_fold(held_out: list[int], predictions: Path) -> dict[str, float]:
+def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> dict[str, float]:
     """The pipeline's scores (``evaluate.evaluate_held_out``) of one fold's held-out
-    slices from the ``slice_NNN.tif`` cell probabilities in ``predictions``, the fold
-    scored alone: the challenge's thresholds are chosen on its slices, the same way for
-    every peer."""
-    labels_path = ISBI / "train-labels.tif"
-    labels = binary_labels(read_source(labels_path).pixels, labels_path)
+    slices from the ``slice_NNN.tif`` cell probabilities in ``predictions`` against
+    ``labels`` (N, H, W, 1 = cell), the fold scored alone: the challenge's thresholds are
+    chosen on its slices, the same way for every peer."""
     folds = predictions.parent / f"{predictions.name}_folds.tsv"
     pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
     per_slice, _ = evaluate_held_out(folds, [predictions], labels, 0.5)
@@ -241,9 +239,9 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
                 tifffile.imwrite(folder / "held_out" / f"slice_{index:03d}.tif", probability)
             rows.append({"peer": name, "fold": fold, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
                          "crops_per_second": metadata["crops_per_second"],
-                         **score_fold(held_out, folder / "held_out")})
+                         **score_fold(held_out, folder / "held_out", labels)})
     if "nnunet" in names:
-        rows += nnunet_rows(work, fold_of, minutes, folds)
+        rows += nnunet_rows(work, fold_of, minutes, folds, labels)
     table = pd.DataFrame(rows)
     if len(folds) > 1:
         means = table.groupby("peer", sort=False).mean(numeric_only=True).drop(columns="fold").reset_index()
@@ -251,7 +249,7 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
     return table
 
 
-def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int]) -> list[dict]:
+def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int], labels: np.ndarray) -> list[dict]:
     """nnU-Net v2's 2-D configuration on the same folds for the same minutes, if installed."""
     import importlib.util
 
@@ -266,7 +264,7 @@ def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int
     for row in train_and_predict(work / "nnunet", folds_tsv, minutes, folds):
         held_out = [int(i) for i in np.flatnonzero(fold_of == row["fold"])]
         rows.append({"peer": "nnunet", "fold": row["fold"], "steps": row["iterations"],
-                     "train_minutes": row["train_minutes"], **score_fold(held_out, row["predictions"])})
+                     "train_minutes": row["train_minutes"], **score_fold(held_out, row["predictions"], labels)})
     plan = json.loads((work / "nnunet/plan.json").read_text())
     rows[0]["note"] = (f"nnU-Net's plan: patch {plan['patch_size']}, batch {plan['batch_size']}, {plan['network']} of "
                        f"{plan['stages']} stages {plan['features_per_stage']}, {plan['iterations_per_second']:.3g} "

@@ -185,12 +185,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, required=True, help="training wall time per fold")
     parser.add_argument("--folds", default="0,1,2,3,4")
     args = parser.parse_args()
-    from bench import score_fold
+    from bench import isbi_stacks, score_fold
 
     rows = train_and_predict(args.work, args.folds_tsv, args.minutes, [int(f) for f in args.folds.split(",")])
     folds = pd.read_csv(args.folds_tsv, sep="\t")
+    labels = isbi_stacks()[1]
     table = pd.DataFrame([{**{k: v for k, v in row.items() if k != "predictions"},
-                           **score_fold(folds.slice[folds.fold == row["fold"]].tolist(), row["predictions"])}
+                           **score_fold(folds.slice[folds.fold == row["fold"]].tolist(), row["predictions"], labels)}
                           for row in rows])
     table.to_csv(args.work / "nnunet_peer.tsv", sep="\t", index=False, float_format="%.6g")
     print(table.to_string(index=False))
