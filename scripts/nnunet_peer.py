@@ -81,15 +81,21 @@ for index, path in images.items():
 
 
 def environment(work: Path) -> dict[str, str]:
-    return {**os.environ, "nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
-            "nnUNet_results": str(work / "trained"), "nnUNet_n_proc_DA": str(os.cpu_count() or 1)}
+    return {
+        **os.environ,
+        "nnUNet_raw": str(work / "raw"),
+        "nnUNet_preprocessed": str(work / "preprocessed"),
+        "nnUNet_results": str(work / "trained"),
+        "nnUNet_n_proc_DA": str(os.cpu_count() or 1),
+    }
 
 
 def python(code: str, *args: str, work: Path, log: Path) -> dict:
     """Run ``code`` in a fresh interpreter; its last line of output is JSON (or nothing)."""
     with open(log, "a") as out:
-        finished = subprocess.run([sys.executable, "-c", code, *args], env=environment(work), stdout=subprocess.PIPE,
-                                  stderr=out, text=True)
+        finished = subprocess.run(
+            [sys.executable, "-c", code, *args], env=environment(work), stdout=subprocess.PIPE, stderr=out, text=True
+        )
         out.write(finished.stdout)
     if finished.returncode != 0:
         raise RuntimeError(f"nnU-Net step failed (exit {finished.returncode}); see {log}")
@@ -105,18 +111,28 @@ def write_raw_dataset(work: Path, images: np.ndarray, labels: np.ndarray) -> Pat
     for index in range(len(images)):
         Image.fromarray(np.asarray(images[index], np.uint8)).save(raw / "imagesTr" / f"isbi_{index:03d}_0000.png")
         Image.fromarray(np.asarray(labels[index], np.uint8)).save(raw / "labelsTr" / f"isbi_{index:03d}.png")
-    (raw / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "EM"}, "labels": {"background": 0, "cell": 1},
-        "numTraining": len(images), "file_ending": ".png", "name": "ISBI 2012 membranes, cellseg's folds",
-    }, indent=1))
+    (raw / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "EM"},
+                "labels": {"background": 0, "cell": 1},
+                "numTraining": len(images),
+                "file_ending": ".png",
+                "name": "ISBI 2012 membranes, cellseg's folds",
+            },
+            indent=1,
+        )
+    )
     return raw
 
 
 def write_splits(work: Path, folds: pd.DataFrame) -> list[dict]:
     """nnU-Net's splits_final.json from cellseg's folds.tsv (``slice``, ``fold``)."""
     splits = [
-        {"train": [f"isbi_{s:03d}" for s in folds.slice[folds.fold != k]],
-         "val": [f"isbi_{s:03d}" for s in folds.slice[folds.fold == k]]}
+        {
+            "train": [f"isbi_{s:03d}" for s in folds.slice[folds.fold != k]],
+            "val": [f"isbi_{s:03d}" for s in folds.slice[folds.fold == k]],
+        }
         for k in sorted(folds.fold.unique())
     ]
     (work / "preprocessed" / DATASET / "splits_final.json").write_text(json.dumps(splits, indent=1))
@@ -127,11 +143,14 @@ def plan_summary(work: Path) -> dict:
     plans = json.loads((work / "preprocessed" / DATASET / "nnUNetPlans.json").read_text())
     two_d = plans["configurations"]["2d"]
     architecture = two_d["architecture"]
-    return {"patch_size": two_d["patch_size"], "batch_size": two_d["batch_size"],
-            "network": architecture["network_class_name"].rsplit(".", 1)[-1],
-            "stages": architecture["arch_kwargs"]["n_stages"],
-            "features_per_stage": architecture["arch_kwargs"]["features_per_stage"],
-            "normalization": two_d["normalization_schemes"]}
+    return {
+        "patch_size": two_d["patch_size"],
+        "batch_size": two_d["batch_size"],
+        "network": architecture["network_class_name"].rsplit(".", 1)[-1],
+        "stages": architecture["arch_kwargs"]["n_stages"],
+        "features_per_stage": architecture["arch_kwargs"]["features_per_stage"],
+        "normalization": two_d["normalization_schemes"],
+    }
 
 
 def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: list[int]) -> list[dict]:
@@ -150,16 +169,35 @@ def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: li
     raw = write_raw_dataset(work, images, labels)
     began = time.perf_counter()
     with open(log, "a") as out:
-        subprocess.run([str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-np", "2",
-                        "--verify_dataset_integrity"], env=environment(work), stdout=out, stderr=out, check=True,
-                       cwd=work)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                "2d",
+                "-np",
+                "2",
+                "--verify_dataset_integrity",
+            ],
+            env=environment(work),
+            stdout=out,
+            stderr=out,
+            check=True,
+            cwd=work,
+        )
     preprocess_seconds = time.perf_counter() - began
     write_splits(work, folds)
     train = TRAIN_CODE.format(dataset=DATASET_ID, iterations=ITERATIONS_PER_EPOCH, validation=VALIDATION_ITERATIONS)
     calibration = python(train, str(fold_list[0]), "1", work=work, log=log)
     epochs = max(1, int(minutes * 60 / calibration["epoch_seconds"]))
-    plan = {**plan_summary(work), "iterations_per_second": ITERATIONS_PER_EPOCH / calibration["epoch_seconds"],
-            "preprocess_seconds": preprocess_seconds, "epochs": epochs, "iterations_per_epoch": ITERATIONS_PER_EPOCH}
+    plan = {
+        **plan_summary(work),
+        "iterations_per_second": ITERATIONS_PER_EPOCH / calibration["epoch_seconds"],
+        "preprocess_seconds": preprocess_seconds,
+        "epochs": epochs,
+        "iterations_per_epoch": ITERATIONS_PER_EPOCH,
+    }
     (work / "plan.json").write_text(json.dumps(plan, indent=1))
     print(f"nnU-Net plan {plan}; {epochs} epochs of {ITERATIONS_PER_EPOCH} iterations fill {minutes} min", flush=True)
     rows = []
@@ -170,17 +208,36 @@ def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: li
         held_out = folds.slice[folds.fold == fold].tolist()
         paths = {str(s): str(raw / "imagesTr" / f"isbi_{s:03d}_0000.png") for s in held_out}
         predict_began = time.perf_counter()
-        python(PREDICT_CODE.format(), str(Path(trained["output_folder"]).parent), str(fold), str(out),
-               json.dumps(paths), work=work, log=log)
-        rows.append({"fold": fold, "iterations": trained["iterations"], "train_minutes": trained["wall_seconds"] / 60,
-                     "predict_seconds": time.perf_counter() - predict_began, "predictions": out})
-        print(f"nnU-Net fold {fold}: {trained['iterations']} iterations in {trained['wall_seconds'] / 60:.1f} min", flush=True)
+        python(
+            PREDICT_CODE.format(),
+            str(Path(trained["output_folder"]).parent),
+            str(fold),
+            str(out),
+            json.dumps(paths),
+            work=work,
+            log=log,
+        )
+        rows.append(
+            {
+                "fold": fold,
+                "iterations": trained["iterations"],
+                "train_minutes": trained["wall_seconds"] / 60,
+                "predict_seconds": time.perf_counter() - predict_began,
+                "predictions": out,
+            }
+        )
+        print(
+            f"nnU-Net fold {fold}: {trained['iterations']} iterations in {trained['wall_seconds'] / 60:.1f} min",
+            flush=True,
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="folder for nnU-Net's raw, preprocessed and trained data")
+    parser.add_argument(
+        "--work", type=Path, required=True, help="folder for nnU-Net's raw, preprocessed and trained data"
+    )
     parser.add_argument("--folds-tsv", type=Path, required=True, help="a run's folds.tsv (slice, fold)")
     parser.add_argument("--minutes", type=float, required=True, help="training wall time per fold")
     parser.add_argument("--folds", default="0,1,2,3,4")
@@ -190,9 +247,15 @@ def main() -> None:
     rows = train_and_predict(args.work, args.folds_tsv, args.minutes, [int(f) for f in args.folds.split(",")])
     folds = pd.read_csv(args.folds_tsv, sep="\t")
     labels = isbi_stacks()[1]
-    table = pd.DataFrame([{**{k: v for k, v in row.items() if k != "predictions"},
-                           **score_fold(folds.slice[folds.fold == row["fold"]].tolist(), row["predictions"], labels)}
-                          for row in rows])
+    table = pd.DataFrame(
+        [
+            {
+                **{k: v for k, v in row.items() if k != "predictions"},
+                **score_fold(folds.slice[folds.fold == row["fold"]].tolist(), row["predictions"], labels),
+            }
+            for row in rows
+        ]
+    )
     table.to_csv(args.work / "nnunet_peer.tsv", sep="\t", index=False, float_format="%.6g")
     print(table.to_string(index=False))
 

@@ -57,7 +57,13 @@ MAIN_SCORES = {
     "v_rand_thinned": "V_Rand (thinned)",
     "v_info_thinned": "V_Info (thinned)",
 }
-LOWER_IS_BETTER = {"challenge_pixel_error", "misclassified_fraction", "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"}
+LOWER_IS_BETTER = {
+    "challenge_pixel_error",
+    "misclassified_fraction",
+    "skimage_adapted_rand_error",
+    "skimage_vi_split",
+    "skimage_vi_merge",
+}
 
 
 def better(score: str) -> str:

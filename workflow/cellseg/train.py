@@ -27,8 +27,8 @@ from torch.profiler import record_function
 from torchvision import tv_tensors
 
 from .augment import build_augmentation
-from .loss import border_weights, dice_bce_loss
 from .config import training_recipe
+from .loss import border_weights, dice_bce_loss
 from .model import build_model, count_parameters
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
