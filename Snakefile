@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/study.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

@@ -11,7 +11,8 @@ import tifffile
 import torch
 
 from cellseg.model import UNet
-from cellseg.predict import Predictor, dihedral, predict_held_out, predict_volume, tile_starts, undo_dihedral
+from cellseg.model import dihedral, undo_dihedral
+from cellseg.predict import Predictor, predict_held_out, predict_volume, tile_starts
 
 
 def save_model(path, seed=0, depth=2, channels=4):

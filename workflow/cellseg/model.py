@@ -5,6 +5,9 @@ transposed-convolution up, skips concatenated, and a 1x1 head giving one logit p
 (cell interior). Padding keeps each convolution's output the size of its input, and
 inputs whose sides are not a multiple of 2**depth are padded by reflection and cropped
 back, so any slice size works.
+
+This module imports only torch: a shared bioimage.io package ships it as its network's
+architecture (``modelzoo``), loaded outside cellseg.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .errors import InputError
 
 NORMS = ("none", "batch", "group")
 GROUPS = 8
@@ -120,10 +121,11 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the cell class, (B, 1, H, W), for images (B, 1, H, W) of any H, W."""
         height, width = x.shape[-2:]
-        multiple = 2**self.depth
+        multiple = 1 << self.depth  # an int in TorchScript too, where 2**n is a float
         pad_h, pad_w = -height % multiple, -width % multiple
         if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
@@ -131,6 +133,61 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.head(x)[..., :height, :width]
+
+
+def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """The ``index``-th (0-7) of the 8 flips and transposes of the last two axes."""
+    if index & 4:
+        x = x.transpose(-2, -1)
+    if index & 1:
+        x = x.flip(-1)
+    if index & 2:
+        x = x.flip(-2)
+    return x
+
+
+def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
+    """The inverse of ``dihedral(x, index)``."""
+    if index & 2:
+        x = x.flip(-2)
+    if index & 1:
+        x = x.flip(-1)
+    if index & 4:
+        x = x.transpose(-2, -1)
+    return x
+
+class Ensemble(nn.Module):
+    """A run's fold models as one network, as prediction combines them: each UNet
+    standardises its input with its own training mean and sd, its cell probability is
+    averaged over ``tta`` flips and transposes, and the ensemble's is the mean over folds.
+
+    Args:
+        folds: one mapping a fold, ``depth``, ``base_channels``, ``norm`` (the UNet's) and
+            ``mean``, ``std`` (its standardisation), as a model file records them.
+        tta: test-time augmentation, 1 to 8 variants (``dihedral``).
+
+    ``forward`` takes images (B, 1, H, W) float32 normalised as the training stack was
+    (``stacks.apply_normalisation``) and returns the cell probability (B, 1, H, W) float32
+    in [0, 1]. Self-contained (torch only) and TorchScript-compatible in eval mode once
+    its batch norms are plain ``nn.BatchNorm2d``: the bioimage.io package ships this file.
+    """
+
+    def __init__(self, folds: list[dict], tta: int) -> None:
+        super().__init__()
+        if not folds or not 1 <= tta <= 8:
+            raise ValueError(f"an ensemble needs a fold and tta 1 to 8, not {len(folds)} folds and tta {tta}")
+        self.nets = nn.ModuleList(UNet(f["depth"], f["base_channels"], f["norm"]) for f in folds)
+        self.register_buffer("means", torch.tensor([float(f["mean"]) for f in folds]))
+        self.register_buffer("stds", torch.tensor([float(f["std"]) for f in folds]))
+        self.tta = tta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x)
+        for index, net in enumerate(self.nets):
+            standard = (x - self.means[index]) / self.stds[index]
+            for variant in range(self.tta):
+                total = total + undo_dihedral(torch.sigmoid(net(dihedral(standard, variant))), variant)
+        return total / (len(self.nets) * self.tta)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -142,6 +199,8 @@ def build_model(spec: dict) -> nn.Module:
     """The network a ``model`` config section describes: our UNet, or MONAI's BasicUNet
     (its defaults: features 32-32-64-128-256, batch norm) as a peer to compare with."""
     if spec["architecture"] == "monai_basicunet":
+        from .errors import InputError
+
         try:
             from monai.networks.nets import BasicUNet
         except ImportError as error:

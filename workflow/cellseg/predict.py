@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import build_model
+from .model import build_model, dihedral, undo_dihedral
 from .runtime import autocast, resolve_device, resolve_precision
 from .stackio import write_stack
 from .stacks import intensity_mismatch
@@ -29,27 +29,6 @@ def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module,
     model = build_model(payload["model"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload
-
-
-def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """The ``index``-th (0-7) of the 8 flips and transposes of the last two axes."""
-    if index & 4:
-        x = x.transpose(-2, -1)
-    if index & 1:
-        x = x.flip(-1)
-    if index & 2:
-        x = x.flip(-2)
-    return x
-
-
-def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    if index & 2:
-        x = x.flip(-2)
-    if index & 1:
-        x = x.flip(-1)
-    if index & 4:
-        x = x.transpose(-2, -1)
-    return x
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:

@@ -1,0 +1,132 @@
+"""Sharing trained models: the bioimage.io package, checked by bioimageio.core itself."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from cellseg.errors import InputError
+from cellseg.model import Ensemble, UNet
+from cellseg.modelzoo import check_sharing_config, ensemble_from_files, torchscript, validate_package
+from cellseg.segment import Segmenter
+from conftest import snakemake
+
+bioimageio_core = pytest.importorskip("bioimageio.core")
+
+SHARING = {"name": "", "description": "", "authors": ["Ada Lovelace"], "license": "CC-BY-4.0"}
+
+
+@pytest.fixture(scope="module")
+def package(isbi_run):
+    work, _ = isbi_run
+    done = snakemake(work, "results/smoke/bioimageio/smoke.zip", "--configfile", "config/smoke.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return work, work / "results/smoke/bioimageio/smoke.zip"
+
+
+def test_the_package_passes_bioimageio_cores_model_test(package):
+    work, path = package
+    passed, summary = validate_package(path)
+    assert passed, summary
+    assert "Reproduce test outputs from test inputs (torchscript)" in summary
+    assert "Reproduce test outputs from test inputs (pytorch_state_dict)" in summary
+    assert "passed" in (work / "results/smoke/bioimageio/validation.md").read_text()
+
+
+def test_the_description_says_what_the_run_was(package):
+    work, path = package
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        readme = archive.read("README.md").decode()
+    assert {
+        "rdf.yaml",
+        "weights.pt",
+        "weights.torchscript.pt",
+        "cellseg_model.py",
+        "input.npy",
+        "output.npy",
+        "cover.png",
+        "README.md",
+    } <= names
+    assert rdf["format_version"].startswith("0.5")
+    assert rdf["name"] == "cellseg smoke" and rdf["license"] == "CC-BY-4.0"
+    assert [a["name"] for a in rdf["authors"]] == ["cellseg user"]
+    assert {c["doi"] for c in rdf["cite"]} >= {"10.1007/978-3-319-24574-4_28", "10.3389/fnana.2015.00142"}
+    raw = rdf["inputs"][0]
+    assert [a.get("id", a["type"]) for a in raw["axes"]] == ["batch", "channel", "y", "x"]
+    assert raw["axes"][2]["size"] == {"min": 16, "step": 4}  # smoke: depth 2
+    scale = [p for p in raw["preprocessing"] if p["id"] == "scale_range"][0]["kwargs"]
+    assert (scale["min_percentile"], scale["max_percentile"]) == (1.0, 99.8)
+    assert rdf["outputs"][0]["data"]["range"] == [0.0, 1.0]
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "Ensemble"
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["tta"] == 2
+    assert "membrane Dice" in readme and "95 % interval" in readme
+
+
+@pytest.mark.parametrize("weight_format", ["torchscript", "pytorch_state_dict"])
+def test_the_package_predicts_the_test_slice_as_the_segmenter_does(package, isbi_dir, weight_format):
+    work, path = package
+    raw = tifffile.imread(isbi_dir / "test-volume.tif", key=0)
+    model = bioimageio_core.load_model_description(path)
+    pipeline = bioimageio_core.create_prediction_pipeline(model, weight_format=weight_format)
+    sample = bioimageio_core.predict(model=pipeline, inputs=raw[None, None].astype(np.float32))
+    shared = next(iter(sample.members.values())).data.values[0, 0]
+    segmenter = Segmenter.from_run(work / "results/smoke")
+    whole = {**segmenter.config["predict"], "tile_size": 512, "precision": "fp32", "channels_last": False}
+    own = Segmenter.from_run(work / "results/smoke", whole).predict(raw)
+    assert shared.shape == own.shape == (512, 512)
+    assert np.abs(shared - own).mean() < 1e-3
+
+
+def test_the_torchscript_ensemble_equals_the_eager_one():
+    folds = [
+        {"depth": 2, "base_channels": 4, "norm": "batch", "mean": 0.5, "std": 0.2},
+        {"depth": 2, "base_channels": 4, "norm": "batch", "mean": 0.4, "std": 0.3},
+    ]
+    torch.manual_seed(0)
+    ensemble = Ensemble(folds, tta=4).eval()
+    x = torch.rand(2, 1, 40, 36)  # not a multiple of 4: padded inside, cropped back
+    with torch.no_grad():
+        expected = ensemble(x)
+        assert torch.equal(torchscript(ensemble)(x), expected)
+        by_hand = torch.zeros_like(x)
+        # tta 4: identity, flip x, flip y, both; flips are their own inverses
+        variants = [lambda t: t, lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.flip(-1).flip(-2)]
+        for net, fold in zip(ensemble.nets, folds):
+            standard = (x - fold["mean"]) / fold["std"]
+            by_hand += sum(flip(torch.sigmoid(net(flip(standard)))) for flip in variants)
+    assert torch.allclose(expected, by_hand / 8, atol=1e-6)
+    assert isinstance(ensemble.nets[0], UNet)
+
+
+@pytest.mark.parametrize(("key", "value"), [("authors", []), ("authors", ["  "]), ("license", "")])
+def test_an_empty_author_list_or_license_is_refused_naming_the_key(key, value):
+    with pytest.raises(InputError, match=f"bioimageio.{key} is empty"):
+        check_sharing_config({**SHARING, key: value})
+
+
+def test_no_models_are_refused():
+    with pytest.raises(InputError, match="No trained models"):
+        ensemble_from_files([], tta=1)
+
+
+def test_the_rule_refuses_an_empty_author_list_and_writes_nothing(package, tmp_path):
+    work, _ = package
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True)  # the run's ../shared link stays relative
+    (tmp_path / "shared").symlink_to((work.parent / "shared").resolve(), target_is_directory=True)
+    (copy / "no_authors.yaml").write_text("bioimageio:\n  authors: []\n")
+    package_path = copy / "results/smoke/bioimageio/smoke.zip"
+    package_path.unlink()
+    done = snakemake(copy, str(package_path.relative_to(copy)), "--configfile", "config/smoke.yaml", "no_authors.yaml")
+    assert done.returncode != 0
+    assert "bioimageio.authors is empty" in (copy / "results/smoke/logs/export_bioimageio.log").read_text()
+    assert not package_path.exists()
+    assert "train_unet" not in done.stderr  # nothing but the export was run again

@@ -1,0 +1,421 @@
+"""Sharing a run's fold models as one BioImage Model Zoo package (bioimage.io model spec 0.5).
+
+Fiji (deepImageJ), ilastik, napari and QuPath run bioimage.io packages: a zip of an
+``rdf.yaml`` describing the tensors and their processing, the weights, test tensors, a
+cover and a documentation page. ``export_package`` writes one for the fold ensemble:
+
+- the input is one grey-scale section (batch, channel, y, x) in its raw values; the
+  package's preprocessing is the pipeline's per-stack normalisation in the spec's own
+  terms, computed per section (``scale_range`` with the recorded percentiles,
+  ``zero_mean_unit_variance`` or a fixed ``scale_linear``), so it equals cellseg's own
+  prediction of a section alone (``Segmenter.predict`` of a 2-D array);
+- each fold's standardisation (its training mean and sd), the test-time augmentation and
+  the mean over folds, which the spec cannot express, are inside the network
+  (``model.Ensemble``): TorchScript in fp32 (what deepImageJ and QuPath run) and a
+  ``pytorch_state_dict`` with ``model.py`` as its architecture (what bioimageio.core and
+  ilastik load);
+- the output is the cell-interior probability in [0, 1] (1 = cell interior, 0 = membrane).
+
+``validate_package`` runs bioimageio.core's model test, which every package passes
+before it is written. bioimageio.spec and
+bioimageio.core are optional: ``pip install -e '.[bioimageio]'``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+import torch
+from matplotlib.figure import Figure
+
+from . import model as model_module
+from .errors import InputError
+from .evaluate import MAIN_SCORES, better
+from .folds import read_folds
+from .segment import Segmenter
+
+log = logging.getLogger(__name__)
+
+UNET_PAPER = (
+    "Ronneberger, Fischer and Brox (2015), U-Net: Convolutional Networks for Biomedical Image "
+    "Segmentation. MICCAI 2015, LNCS 9351, 234-241.",
+    "10.1007/978-3-319-24574-4_28",
+)
+DATA_PAPERS = [
+    (
+        "Cardona et al. (2010), An integrated micro- and macroarchitectural analysis of the Drosophila brain by "
+        "computer-assisted serial section electron microscopy. PLoS Biology 8(10): e1000502.",
+        "10.1371/journal.pbio.1000502",
+    ),
+    (
+        "Arganda-Carreras et al. (2015), Crowdsourcing the creation of image segmentation algorithms for "
+        "connectomics. Frontiers in Neuroanatomy 9:142.",
+        "10.3389/fnana.2015.00142",
+    ),
+]
+SPEC_UNITS = {"nm": "nanometer", "micron": "micrometer", "mm": "millimeter"}
+DEFAULT_AUTHOR = "cellseg user"
+TEST_SIDE = 256
+
+
+def _spec():
+    try:
+        import bioimageio.spec.model.v0_5 as spec
+    except ImportError as error:
+        raise InputError(
+            "Exporting a bioimage.io package needs bioimageio.spec: pip install -e '.[bioimageio]'"
+        ) from error
+    return spec
+
+
+def check_sharing_config(sharing: dict) -> None:
+    """Raise ``InputError`` naming the ``bioimageio`` key the spec requires and that is
+    empty (``authors``, ``license``); warn when the authors are still the default."""
+    if not [a for a in sharing["authors"] if a.strip()]:
+        raise InputError(
+            "bioimageio.authors is empty: a bioimage.io package names at least one author; "
+            "set it to the people who trained the model (--config 'bioimageio={authors: [Ada Lovelace]}')."
+        )
+    if not sharing["license"].strip():
+        raise InputError(
+            "bioimageio.license is empty: a bioimage.io package needs an SPDX license id, e.g. CC-BY-4.0 or MIT."
+        )
+    if sharing["authors"] == [DEFAULT_AUTHOR]:
+        log.warning(
+            "bioimageio.authors is the default [%s]: set it to the model's authors before sharing the package.",
+            DEFAULT_AUTHOR,
+        )
+
+
+def ensemble_from_files(model_paths: list[Path], tta: int) -> tuple[model_module.Ensemble, list[dict]]:
+    """The fold models as one ``model.Ensemble`` in eval mode (CPU, fp32), and the fold
+    descriptions it was built from (its ``folds`` argument). Raises ``InputError`` for
+    no models, a peer architecture, or folds normalised differently."""
+    if not model_paths:
+        raise InputError("No trained models to export; train the experiment first.")
+    payloads = [torch.load(p, map_location="cpu", weights_only=True) for p in model_paths]
+    for path, payload in zip(model_paths, payloads):
+        if payload["model"]["architecture"] != "unet":
+            raise InputError(
+                f"{path} is a {payload['model']['architecture']} model; only cellseg's own UNet is exported."
+            )
+        if payload["input"]["normalisation"] != payloads[0]["input"]["normalisation"]:
+            raise InputError(f"{path} was normalised unlike {model_paths[0]}; one package needs one normalisation.")
+    folds = [
+        {key: payload["model"][key] for key in ("depth", "base_channels", "norm")} | payload["normalisation"]
+        for payload in payloads
+    ]
+    ensemble = model_module.Ensemble(folds, tta)
+    for net, payload in zip(ensemble.nets, payloads):
+        net.load_state_dict(payload["state_dict"])
+    return ensemble.eval(), folds
+
+
+def torchscript(ensemble: model_module.Ensemble) -> torch.jit.ScriptModule:
+    """The ensemble compiled by TorchScript. cellseg's ``BatchNorm2d`` differs from
+    PyTorch's only in training on a CPU (a layout change TorchScript cannot compile), so
+    a copy with plain ``nn.BatchNorm2d`` is scripted: the same weights, the same output."""
+    plain = copy.deepcopy(ensemble)
+    for module in plain.modules():
+        if isinstance(module, model_module.BatchNorm2d):
+            module.__class__ = torch.nn.BatchNorm2d
+    with warnings.catch_warnings():
+        # PyTorch deprecates TorchScript for torch.export, but TorchScript is what
+        # deepImageJ and QuPath run and what the spec's torchscript weights are.
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        return torch.jit.script(plain)
+
+
+def preprocessing(record: dict, spec) -> list:
+    """The spec's steps that normalise a raw section as ``stacks.apply_normalisation``
+    does with ``record``'s method, computed from the section itself."""
+    yx = [spec.AxisId("y"), spec.AxisId("x")]
+    steps = [spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))]
+    if record["method"] == "percentile":
+        low, high = record["percentiles"]
+        steps.append(
+            spec.ScaleRangeDescr(kwargs=spec.ScaleRangeKwargs(axes=yx, min_percentile=low, max_percentile=high))
+        )
+    elif record["method"] == "mean_std":
+        steps.append(spec.ZeroMeanUnitVarianceDescr(kwargs=spec.ZeroMeanUnitVarianceKwargs(axes=yx)))
+    else:
+        dtype = np.dtype(record["dtype"])
+        gain = 1.0 / np.iinfo(dtype).max if dtype.kind == "u" else 1.0
+        steps.append(spec.ScaleLinearDescr(kwargs=spec.ScaleLinearKwargs(gain=gain, offset=0.0)))
+    return steps
+
+
+def test_crop(stack: np.ndarray, folds_table: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """A centred crop (at most ``TEST_SIDE`` square, sides a multiple of 16) of the first
+    held-out slice of fold 0, raw, as float32 (y, x), and that slice's index."""
+    index = int(folds_table.loc[folds_table["fold"] == 0, "slice"].min())
+    section = np.asarray(stack[index], dtype=np.float32)
+    side_y, side_x = (min(TEST_SIDE, n - n % 16 or n) for n in section.shape)
+    top, left = (section.shape[0] - side_y) // 2, (section.shape[1] - side_x) // 2
+    return section[top : top + side_y, left : left + side_x], index
+
+
+def draw_cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
+    """A 2:1 PNG for the zoo's listing: the section and its cell probability."""
+    figure = Figure(figsize=(6, 3), dpi=100)
+    for position, (shown, title) in enumerate([(image, "EM section"), (probability, "cell probability")]):
+        axes = figure.add_axes((position / 2, 0, 0.5, 0.9))
+        axes.imshow(shown, cmap="gray", vmin=0 if position else None, vmax=1 if position else None)
+        axes.set_title(title, fontsize=9)
+        axes.set_axis_off()
+    figure.savefig(path)
+
+
+def documentation(
+    experiment: str, config: dict, summary: pd.DataFrame, folds: list[dict], record: dict, voxel: dict, slice_index: int
+) -> str:
+    """The package's Markdown page: what the model segments, its labels, its
+    cross-validated scores with their intervals, its recipe and its voxel size."""
+    rows = []
+    for score, name in MAIN_SCORES.items():
+        if score in summary.index:
+            row = summary.loc[score]
+            rows.append(
+                f"| {name} | {row['mean']:.3f} | {row['ci95_low']:.3f} to {row['ci95_high']:.3f} | {better(score)} |"
+            )
+    model, train = config["model"], config["train"]
+    known = [voxel.get(a) for a in "yx"]
+    voxel_line = (
+        f"{known[0]:g} x {known[1]:g} {voxel['unit']} pixels (y, x)"
+        if all(known)
+        else "not recorded in the training stack or the config (ISBI 2012: 4 x 4 nm pixels, 50 nm sections)"
+    )
+    method = record["method"]
+    normalisation = {
+        "percentile": f"percentiles {record['percentiles'][0]:g} and {record['percentiles'][1]:g} of each section "
+        "mapped to 0 and 1 (not clipped)",
+        "mean_std": "each section's mean and standard deviation mapped to 0 and 1",
+        "dtype_range": f"divided by the maximum of {record['dtype']}",
+    }[method]
+    return f"""# {experiment}: membrane segmentation of serial-section EM (cellseg)
+
+Predicts, for every pixel of an electron-microscopy section, the probability that it lies
+inside a cell (1) rather than on a membrane (0), as in the ISBI 2012 challenge's labels
+(255 = cell interior, 0 = membrane). Threshold it at 0.5 for a binary segmentation; cells
+are the connected components of the cell class.
+
+## Input and output
+- Input: one grey-scale section, axes (batch, channel, y, x), its raw pixel values (any
+  range; uint8 and uint16 are cast to float32). Normalisation: {normalisation}, as the
+  training stack was normalised per stack (method `{method}`). Computed per section here,
+  which differs slightly from a whole stack's statistics.
+- Output: the cell-interior probability, float32 in [0, 1], the input's size.
+- Inside the network: the {len(folds)} fold models of the cross-validation, each
+  standardising its input with its own training mean and standard deviation, each
+  averaged over {config["predict"]["tta"]} flips and transposes, then averaged over folds.
+- Sizes: any multiple of {2 ** model["depth"]} pixels a side (other sizes are padded by
+  reflection inside the network); tiles of 512 x 512 or larger keep the context the
+  model was trained with ({train["crop_size"]} px crops). Pixel size at training:
+  {voxel_line}. Sections at another pixel size should be rescaled to it first.
+
+## Cross-validated scores
+Mean over the {len(folds)} folds of held-out slices, 95 % interval (Student's t over
+folds). The test tensor is slice {slice_index} of the training stack.
+
+| score | mean | 95 % interval | better |
+| --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+## Training recipe
+cellseg's hand-written UNet (depth {model["depth"]}, {model["base_channels"]} base channels,
+{model["norm"]} normalisation), {train["steps"]} steps of {train["batch_size"]} random crops of
+{train["crop_size"]} px, Dice + binary cross-entropy loss, seed {config["seed"]}.
+Experiment `{experiment}`; the run's full config is in the cellseg results folder that made
+this package.
+
+## Validation
+Made by cellseg's `export_bioimageio` rule, which runs bioimageio.core's `test_model` on the
+package (every weight format reproduces the test output from the test input, and runs at
+several sizes and batch sizes) and refuses a package that fails it. The test output is
+cellseg's own prediction of the test crop (fp32, predicted whole).
+
+## Citations
+Cite the U-Net paper and the data's papers (see `cite` in rdf.yaml).
+"""
+
+
+def export_package(
+    model_paths: list[str | Path],
+    stack: np.ndarray,
+    folds_path: str | Path,
+    summary_path: str | Path,
+    architecture_path: str | Path,
+    config: dict,
+    output: str | Path,
+) -> dict:
+    """Write the bioimage.io package (zip) of a run's fold models.
+
+    Args:
+        model_paths: ``results/<experiment>/models/fold<k>.pt``, in fold order.
+        stack: the raw training stack (N, H, W), any dtype: the test tensor is a crop of
+            its first slice held out in fold 0.
+        folds_path, summary_path: the run's ``folds.tsv`` and ``metrics/summary.tsv``.
+        architecture_path: ``cellseg/model.py``, shipped as the state dict's architecture.
+        config: the run's validated config (its ``bioimageio``, ``predict``, ``model``,
+            ``train`` and ``seed``).
+        output: the zip to write (written whole or not at all).
+    The package is written only if bioimageio.core's model test passes it
+    (``validate_package``). Returns {"crop": (h, w), "slice": int, "bytes": int,
+    "validation": the test's summary as Markdown}. Raises ``InputError`` for an empty
+    author list or license, no models, a peer architecture, or a package the spec or
+    the model test rejects (their errors in the message).
+    """
+    spec = _spec()
+    from bioimageio.spec import ValidationContext, save_bioimageio_package
+
+    sharing = config["bioimageio"]
+    check_sharing_config(sharing)
+    model_paths = [Path(p) for p in model_paths]
+    ensemble, folds = ensemble_from_files(model_paths, config["predict"]["tta"])
+    payload = torch.load(model_paths[0], map_location="cpu", weights_only=True)
+    record, voxel = payload["input"]["normalisation"], payload["input"]["voxel_size"] or {}
+    crop, slice_index = test_crop(stack, read_folds(folds_path))
+    # The pipeline's own prediction of the crop alone, in fp32 and whole, as the package runs it.
+    whole = {
+        **config["predict"],
+        "precision": "fp32",
+        "device": "cpu",
+        "channels_last": False,
+        "tile_size": max(crop.shape),
+    }
+    expected = Segmenter(model_paths, whole).predict(crop, name="the test crop")
+
+    experiment = config["experiment"]
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output.parent)).resolve()
+    try:
+        np.save(staging / "input.npy", crop[None, None])
+        np.save(staging / "output.npy", expected[None, None].astype(np.float32))
+        tifffile.imwrite(staging / "input.tif", crop)
+        tifffile.imwrite(staging / "output.tif", expected.astype(np.float32))
+        torch.jit.save(torchscript(ensemble), staging / "weights.torchscript.pt")
+        torch.save(ensemble.state_dict(), staging / "weights.pt")
+        shutil.copyfile(architecture_path, staging / "cellseg_model.py")
+        draw_cover(crop, expected, staging / "cover.png")
+        summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
+        (staging / "README.md").write_text(
+            documentation(experiment, config, summary, folds, record, voxel, slice_index)
+        )
+
+        unit = SPEC_UNITS.get(voxel.get("unit")) if all(voxel.get(a) for a in "yx") else None
+        step = 2 ** config["model"]["depth"]
+
+        def space(axis: str):
+            scale = float(voxel[axis]) if unit else 1.0
+            return spec.SpaceInputAxis(
+                id=spec.AxisId(axis), size=spec.ParameterizedSize(min=4 * step, step=step), scale=scale, unit=unit
+            )
+
+        def same_size(axis: str):
+            return spec.SpaceOutputAxis(
+                id=spec.AxisId(axis),
+                size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=spec.AxisId(axis)),
+                scale=float(voxel[axis]) if unit else 1.0,
+                unit=unit,
+            )
+
+        pytorch_version = spec.Version(torch.__version__.split("+")[0])
+        with ValidationContext(root=staging, perform_io_checks=True):
+            try:
+                description = spec.ModelDescr(
+                    name=sharing["name"] or f"cellseg {experiment}",
+                    description=sharing["description"]
+                    or (
+                        f"Membrane segmentation of serial-section EM: cell-interior probability from an ensemble of "
+                        f"{len(folds)} cross-validated UNets trained by cellseg (experiment {experiment})."
+                    ),
+                    authors=[spec.Author(name=name) for name in sharing["authors"] if name.strip()],
+                    license=sharing["license"],
+                    cite=[spec.CiteEntry(text=text, doi=spec.Doi(doi)) for text, doi in [UNET_PAPER, *DATA_PAPERS]],
+                    documentation=spec.FileDescr(source=staging / "README.md"),
+                    covers=[spec.FileDescr(source=staging / "cover.png")],
+                    tags=["electron-microscopy", "segmentation", "membrane", "unet", "2d", "pytorch", "cellseg"],
+                    inputs=[
+                        spec.InputTensorDescr(
+                            id=spec.TensorId("raw"),
+                            description="one grey-scale EM section, raw values",
+                            axes=[
+                                spec.BatchAxis(),
+                                spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
+                                space("y"),
+                                space("x"),
+                            ],
+                            test_tensor=spec.FileDescr(source=staging / "input.npy"),
+                            sample_tensor=spec.FileDescr(source=staging / "input.tif"),
+                            data=spec.IntervalOrRatioDataDescr(type="float32"),
+                            preprocessing=preprocessing(record, spec),
+                        )
+                    ],
+                    outputs=[
+                        spec.OutputTensorDescr(
+                            id=spec.TensorId("cell_probability"),
+                            description="probability of cell interior (1) against membrane (0)",
+                            axes=[
+                                spec.BatchAxis(),
+                                spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
+                                same_size("y"),
+                                same_size("x"),
+                            ],
+                            test_tensor=spec.FileDescr(source=staging / "output.npy"),
+                            sample_tensor=spec.FileDescr(source=staging / "output.tif"),
+                            data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+                        )
+                    ],
+                    weights=spec.WeightsDescr(
+                        torchscript=spec.TorchscriptWeightsDescr(
+                            source=staging / "weights.torchscript.pt",
+                            pytorch_version=pytorch_version,
+                            parent="pytorch_state_dict",
+                        ),
+                        pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
+                            source=staging / "weights.pt",
+                            architecture=spec.ArchitectureFromFileDescr(
+                                source=staging / "cellseg_model.py",
+                                callable=spec.Identifier("Ensemble"),
+                                kwargs={"folds": folds, "tta": config["predict"]["tta"]},
+                            ),
+                            pytorch_version=pytorch_version,
+                        ),
+                    ),
+                )
+            except ValueError as error:  # pydantic's ValidationError: which field, and why
+                raise InputError(f"The bioimage.io description of {experiment} is not valid:\n{error}") from error
+        partial = output.with_suffix(".partial.zip")
+        save_bioimageio_package(description, output_path=partial)
+        passed, validation = validate_package(partial)
+        log.info("bioimageio.core's model test of %s:\n%s", output, validation)
+        if not passed:
+            partial.unlink()
+            raise InputError(f"bioimageio.core's model test failed for {output} (written nowhere):\n{validation}")
+        partial.replace(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"crop": crop.shape, "slice": slice_index, "bytes": output.stat().st_size, "validation": validation}
+
+
+def validate_package(package: str | Path) -> tuple[bool, str]:
+    """bioimageio.core's model test of a package (``test_model``: the description, its
+    files, and each weight format predicting the test input within the spec's
+    tolerance of the test output). Returns (passed, the summary as Markdown)."""
+    try:
+        from bioimageio.core import test_model
+    except ImportError as error:
+        raise InputError(
+            "Validating a bioimage.io package needs bioimageio.core: pip install -e '.[bioimageio]'"
+        ) from error
+    summary = test_model(str(package))
+    return summary.status == "passed", summary.format()
