@@ -10,9 +10,7 @@ import base64
 import datetime
 import json
 import os
-import platform
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import jinja2
@@ -23,6 +21,7 @@ import yaml
 
 from .evaluate import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
 from .stackio import describe_voxel_size
+from .runtime import versions
 from .stacks import apply_normalisation
 
 WORST_SLICES = 3
@@ -37,22 +36,6 @@ def git_state(directory: str | Path) -> dict[str, str]:
         return {"commit": git("rev-parse", "HEAD"), "dirty": "yes" if git("status", "--porcelain") else "no"}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown (not a git checkout)", "dirty": "unknown"}
-
-
-def runtime_versions() -> dict[str, str]:
-    def installed(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "Python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "CUDA": str(torch.version.cuda or "none"),
-        "Snakemake": installed("snakemake"),
-        "cellseg": installed("cellseg"),
-    }
 
 
 def data_uri(path: str | Path) -> str:
@@ -158,7 +141,7 @@ def render_report(
         seed=config["seed"],
         threshold=config["eval"]["threshold"],
         git=git_state(workflow_dir),
-        versions=runtime_versions(),
+        versions=versions(),
     )
     Path(output).write_text(html)
 
@@ -195,20 +178,17 @@ def render_study_report(
         differences={name: yaml.safe_dump(diff, sort_keys=False) if diff else "" for name, diff in differences.items()},
         samples=samples,
         git=git_state(workflow_dir),
-        versions=runtime_versions(),
+        versions=versions(),
     )
     output.write_text(html)
 
 
 def figure_uri(figure) -> str:
-    """A matplotlib figure as a JPEG data URI (closed afterwards)."""
+    """A matplotlib figure as a JPEG data URI."""
     import io
-
-    from .figures import plt
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="jpg", dpi=70, pil_kwargs={"quality": 85})
-    plt.close(figure)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -267,6 +247,6 @@ def render_segment_report(
         slabs=len(plan["slabs"]),
         segment=segment_config,
         git=git_state(workflow_dir),
-        versions=runtime_versions(),
+        versions=versions(),
     )
     Path(output).write_text(html)

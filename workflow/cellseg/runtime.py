@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import sys
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -74,16 +75,21 @@ def device_name(device: torch.device) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of what made a result."""
-    import torchvision
+    """Versions of what made a result: Python, cellseg, torch and its CUDA, torchvision,
+    numpy and Snakemake, as installed (a job need not import Snakemake to record it)."""
 
-    from . import __version__
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
 
     return {
-        "cellseg": __version__,
         "python": sys.version.split()[0],
+        "cellseg": installed("cellseg"),
         "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
-        "numpy": np.__version__,
         "cuda": str(torch.version.cuda or "none"),
+        "torchvision": installed("torchvision"),
+        "numpy": np.__version__,
+        "snakemake": installed("snakemake"),
     }
