@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -108,3 +110,9 @@ def test_figures_of_the_smoke_run(isbi_run):
         assert (figures / name).stat().st_size > 10_000
     per_slice = pd.read_csv(work / "results/smoke/metrics/per_slice.tsv", sep="\t")
     assert len(per_slice) == 30
+
+
+def test_importing_the_figures_leaves_a_notebooks_matplotlib_backend_alone():
+    code = "import matplotlib; matplotlib.use('svg'); import cellseg.figures, cellseg.report; print(matplotlib.get_backend())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "svg"

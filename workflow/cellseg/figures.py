@@ -1,29 +1,32 @@
 """Figures of a run, drawn with matplotlib: per-slice panels, curves, distributions.
 
-Every function returns a ``matplotlib.figure.Figure`` (Agg backend, no display needed);
-``save`` writes one as a PNG. Label convention: 1 = cell interior, 0 = membrane.
+Every function returns a ``matplotlib.figure.Figure`` made without pyplot, so no
+display is needed and importing this module leaves a notebook's backend alone; ``save``
+writes one as a PNG or JPEG. Label convention: 1 = cell interior, 0 = membrane.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from .evaluate import MAIN_SCORES, better  # noqa: E402
+from .evaluate import MAIN_SCORES, better
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
 ERROR_COLOURS = ("#f2f2f2", "#303030", "#e69f00", "#0072b2")
+
+
+def subplots(rows: int, columns: int, figsize: tuple[float, float], **options) -> tuple[Figure, object]:
+    """A figure (constrained layout) and its grid of axes, as ``pyplot.subplots`` gives
+    them but without pyplot's global state: a figure nobody keeps is freed."""
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure, figure.subplots(rows, columns, **options)
 
 
 def display_range(image: np.ndarray) -> dict[str, float]:
@@ -45,7 +48,7 @@ def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, threshold: float, title: str) -> Figure:
     """Image, ground truth, probability map and the prediction with its errors coloured."""
-    figure, axes = plt.subplots(1, 4, figsize=(16, 5.2), layout="constrained")
+    figure, axes = subplots(1, 4, figsize=(16, 5.2))
     axes[0].imshow(image, cmap="gray", **display_range(image))
     axes[0].set_title("EM image")
     axes[1].imshow(labels, cmap="gray", vmin=0, vmax=1)
@@ -70,7 +73,7 @@ def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, 
 def segmentation_panel(image: np.ndarray, probability: np.ndarray, labels: np.ndarray, uncertainty: np.ndarray, title: str) -> Figure:
     """A segmented section: the image, its cell probability, its cells (instance labels,
     random colours) and the fold models' disagreement (standard deviation)."""
-    figure, axes = plt.subplots(1, 4, figsize=(16, 4.6), layout="constrained")
+    figure, axes = subplots(1, 4, figsize=(16, 4.6))
     axes[0].imshow(image, cmap="gray", **display_range(image))
     axes[0].set_title("EM image")
     shown = axes[1].imshow(probability, cmap="magma", vmin=0, vmax=1)
@@ -92,7 +95,7 @@ def segmentation_panel(image: np.ndarray, probability: np.ndarray, labels: np.nd
 
 def training_curves(curves: dict[int, pd.DataFrame]) -> Figure:
     """Training loss and learning rate against the step, one line per fold."""
-    figure, (loss_axis, rate_axis) = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True)
+    figure, (loss_axis, rate_axis) = subplots(1, 2, figsize=(12, 4))
     for fold, curve in sorted(curves.items()):
         loss_axis.plot(curve.step, curve.loss, label=f"fold {fold}")
         rate_axis.plot(curve.step, curve.learning_rate, label=f"fold {fold}")
@@ -106,7 +109,7 @@ def training_curves(curves: dict[int, pd.DataFrame]) -> Figure:
 
 def metric_distributions(per_slice: pd.DataFrame) -> Figure:
     """Each main metric's per-slice values, one box per fold, the slices as dots."""
-    figure, axes = plt.subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 4), constrained_layout=True)
+    figure, axes = subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 4))
     folds = sorted(per_slice.fold.unique())
     for axis, (column, name) in zip(axes, MAIN_SCORES.items()):
         values = [per_slice.loc[per_slice.fold == fold, column].to_numpy() for fold in folds]
@@ -121,7 +124,7 @@ def metric_distributions(per_slice: pd.DataFrame) -> Figure:
 
 def test_volume_examples(images: np.ndarray, probabilities: np.ndarray, slices: list[int]) -> Figure:
     """A few test-volume slices above the fold ensemble's cell probability."""
-    figure, axes = plt.subplots(2, len(slices), figsize=(4 * len(slices), 8.4), constrained_layout=True, squeeze=False)
+    figure, axes = subplots(2, len(slices), figsize=(4 * len(slices), 8.4), squeeze=False)
     for column, index in enumerate(slices):
         axes[0, column].imshow(images[index], cmap="gray", **display_range(images[index]))
         axes[0, column].set_title(f"test slice {index}")
@@ -144,7 +147,6 @@ def save(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"pil_kwargs": {"quality": 85}} if path.suffix == ".jpg" else {}
     figure.savefig(path, dpi=dpi, **options)
-    plt.close(figure)
     return path
 
 
@@ -190,8 +192,8 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
     """Each experiment's mean difference to the reference with its 95 % interval, a panel
     per score; the seed-noise rows, where present, in grey."""
     rows = list(dict.fromkeys(comparisons.experiment))
-    figure, axes = plt.subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 1.2 + 0.45 * len(rows)),
-                                constrained_layout=True, sharey=True)
+    height = 1.2 + 0.45 * len(rows)
+    figure, axes = subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), height), sharey=True)
     for axis, (score, name) in zip(axes, MAIN_SCORES.items()):
         table = comparisons[comparisons.score == score].set_index("experiment").loc[rows]
         positions = np.arange(len(rows))[::-1]
@@ -210,7 +212,7 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
 def quality_against_cost(experiments: pd.DataFrame) -> Figure:
     """Membrane Dice and the challenge's pixel error (mean, 95 % interval) against training
     minutes."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    figure, axes = subplots(1, 2, figsize=(11, 4.2))
     for axis, score in zip(axes, ("membrane_dice", "challenge_pixel_error")):
         # A marker and legend entry per experiment: names written beside close points overlap.
         for row in experiments.to_dict("records"):
