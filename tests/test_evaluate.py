@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,17 +12,8 @@ import tifffile
 from scipy import stats
 
 from cellseg.challenge import threshold_sweep
-from cellseg.evaluate import (
-    result_warnings,
-    PIXEL_COLUMNS,
-    SEGMENT_COLUMNS,
-    SKIMAGE_COLUMNS,
-    UNBOUNDED_ABOVE,
-    evaluate_held_out,
-    per_fold_table,
-    segment_scores,
-    summary_table,
-)
+from cellseg.evaluate import evaluate_held_out, per_fold_table, result_warnings, segment_scores, summary_table
+from cellseg.scores import PIXEL_COLUMNS, SEGMENT_COLUMNS, SKIMAGE_COLUMNS, UNBOUNDED_ABOVE
 
 # Two cells side by side, separated by a vertical membrane line at column 4.
 TWO_CELLS = np.ones((6, 9), np.uint8)
@@ -169,3 +163,10 @@ def test_a_single_fold_has_a_zero_width_interval():
                               "cell_tp": [1], "cell_fp": [1], "cell_fn": [0], "cell_tn": [2]})
     summary = summary_table(per_slice)
     assert (summary.ci95_low == summary["mean"]).all() and (summary.sd == 0).all()
+
+
+def test_score_names_come_without_the_evaluations_dependencies():
+    code = ("import sys, cellseg.scores, cellseg.figures; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'skimage', 'tifffile', 'scipy'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -46,11 +46,11 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from .metrics import confusion_counts
+from .scores import CHALLENGE_SCORES as SCORES
 
 # Sentinels of WatershedTransform2D; labels of basins are > 0.
 WATERSHED_LINE, QUEUED, MASK, OUTSIDE = 0, -3, -2, -4
 
-SCORES = ("v_rand", "v_info")
 
 
 def challenge_thresholds(start: float = 0.0, stop: float = 1.0, step: float = 0.1) -> list[float]:

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .evaluate import MAIN_SCORES, better, summary_table
+from .evaluate import summary_table
+from .scores import MAIN_SCORES, better
 
 # Scores a study compares, with the direction that is better.
 STUDY_SCORES = {score: better(score) for score in MAIN_SCORES}

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .evaluate import MAIN_SCORES, better
+from .scores import MAIN_SCORES, better
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
 ERROR_COLOURS = ("#f2f2f2", "#303030", "#e69f00", "#0072b2")

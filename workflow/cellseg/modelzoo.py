@@ -38,8 +38,8 @@ from matplotlib.figure import Figure
 
 from . import model as model_module
 from .errors import InputError
-from .evaluate import MAIN_SCORES, better
 from .folds import read_folds
+from .scores import MAIN_SCORES, better
 from .segment import Segmenter
 
 log = logging.getLogger(__name__)

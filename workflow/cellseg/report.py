@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 import yaml
 
-from .evaluate import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
-from .stackio import describe_voxel_size
 from .runtime import versions
+from .scores import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
+from .stackio import describe_voxel_size
 from .stacks import apply_normalisation
 
 WORST_SLICES = 3
