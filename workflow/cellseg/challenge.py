@@ -29,7 +29,7 @@ thresholds (``metrics/PixelError.java`` ``getPixelErrorMaximalFScore`` with its
 when FP = 0 and recall 1 when FN = 0 (even with TP = 0), and F = 2PR / (P + R), 0 when
 P + R = 0; the best threshold is the first whose F is strictly larger than every earlier
 one (from F = 0). It is not the fraction of misclassified pixels at 0.5
-(``metrics.pixel_scores``'s ``misclassified_fraction``), which Fiji's ``getMetricValue``
+(``metrics.scores_from_counts``'s ``misclassified_fraction``), which Fiji's ``getMetricValue``
 computes and the challenge did not rank by.
 
 Defined values where Fiji would divide by zero (documented in the README): a slice
@@ -45,7 +45,7 @@ from collections import deque
 import numpy as np
 from skimage.measure import label as connected_components
 
-from .metrics import confusion_counts
+from .metrics import confusion_counts, predicted_cell
 from .scores import CHALLENGE_SCORES as SCORES
 
 # Sentinels of WatershedTransform2D; labels of basins are > 0.
@@ -182,7 +182,7 @@ def threshold_sweep(probability: np.ndarray, labels: np.ndarray) -> list[dict[st
     probability = np.asarray(probability, np.float64)  # Fiji compares in double
     rows = []
     for threshold in challenge_thresholds():
-        cell = probability > threshold
+        cell = predicted_cell(probability, threshold)
         rows.append({"threshold": threshold, **foreground_restricted_scores(truth_cells, thin_boundaries(cell)),
                      **confusion_counts(cell, truth)})
     return rows

@@ -1,6 +1,6 @@
 """Evaluation of held-out predictions: per-slice scores, per-fold and summary tables.
 
-Per slice: the pixel scores of ``metrics.pixel_scores`` (both classes, the misclassified
+Per slice: the pixel scores of ``metrics.scores_from_counts`` (both classes, the misclassified
 fraction) at ``eval.threshold``; the challenge's pixel error (1 - F-score of the cell
 class) and its V_Rand and V_Info after thinning (``challenge``), each at the threshold of
 the challenge's sweep that is best over all held-out slices; and
@@ -30,7 +30,7 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 
 from .challenge import cell_components, challenge_pixel_error, threshold_sweep
 from .folds import held_out_slices, read_folds
-from .metrics import class_scores, confusion_counts, pixel_scores
+from .metrics import confusion_counts, predicted_cell, scores_from_counts
 from .scores import (
     CHALLENGE_SCORES,
     COUNT_COLUMNS,
@@ -53,7 +53,7 @@ def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float
     truth = cell_components(labels == 1)
     if truth.max() < 2:
         return dict.fromkeys(SKIMAGE_COLUMNS, np.nan)
-    proposal = cell_components(probability > threshold)
+    proposal = cell_components(predicted_cell(probability, threshold))
     error, _, _ = adapted_rand_error(truth, proposal, ignore_labels=(0,))
     split, merge = variation_of_information(truth, proposal, ignore_labels=(0,))
     return {
@@ -65,10 +65,10 @@ def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float
 
 def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Every per-slice score, and the cell confusion counts (for pooled scores)."""
-    counts = confusion_counts(probability > threshold, labels == 1)
+    counts = confusion_counts(predicted_cell(probability, threshold), labels == 1)
     return {
         "truth_segments": int(cell_components(labels == 1).max()),
-        **pixel_scores(probability, labels, threshold),
+        **scores_from_counts(**counts),
         **segment_scores(probability, labels, threshold),
         **{f"cell_{k}": v for k, v in counts.items()},
     }
@@ -147,9 +147,7 @@ def per_fold_table(per_slice: pd.DataFrame) -> pd.DataFrame:
 def pooled_scores(per_slice: pd.DataFrame) -> dict[str, float]:
     """Pixel scores from the confusion counts summed over all slices (micro-average)."""
     tp, fp, fn, tn = (int(per_slice[c].sum()) for c in COUNT_COLUMNS)
-    pooled = {f"cell_{k}": v for k, v in class_scores(tp, fp, fn).items()}
-    pooled |= {f"membrane_{k}": v for k, v in class_scores(tn, fn, fp).items()}
-    pooled["misclassified_fraction"] = (fp + fn) / (tp + fp + fn + tn)
+    pooled = scores_from_counts(tp, fp, fn, tn)
     pooled |= {c: float(per_slice[c].mean()) for c in SEGMENT_COLUMNS}  # NaN skipped
     return pooled
 

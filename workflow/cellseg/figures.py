@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from .metrics import predicted_cell
 from .scores import MAIN_SCORES, better
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
@@ -38,7 +39,7 @@ def display_range(image: np.ndarray) -> dict[str, float]:
 
 def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """0 cell right, 1 membrane right, 2 false membrane, 3 missed membrane (H, W)."""
-    cell = probability > threshold
+    cell = predicted_cell(probability, threshold)
     truth = labels == 1
     codes = np.where(truth, 0, 1)
     codes[truth & ~cell] = 2

@@ -1,7 +1,7 @@
 """Per-slice segmentation scores, each derived from the four confusion counts.
 
 Label convention: 1 = cell interior, 0 = membrane; a probability map is turned into a
-segmentation by ``probability > threshold``. Scores are given for both classes, each in
+segmentation by ``predicted_cell`` (``probability > threshold``). Scores are given for both classes, each in
 turn taken as the foreground. Rule for empty classes (no NaN, ever): a score whose
 denominator is zero is 1 when the class is absent from both truth and prediction
 (nothing to find and nothing found) and 0 otherwise.
@@ -40,19 +40,28 @@ def class_scores(tp: int, fp: int, fn: int) -> dict[str, float]:
     }
 
 
-def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Scores of one slice: ``<class>_<score>`` for both classes, and
-    ``misclassified_fraction`` (FP + FN over all pixels; not the challenge's pixel error,
-    which is 1 - the best F-score over thresholds: ``challenge.challenge_pixel_error``).
+def predicted_cell(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """Where a probability map (any shape) predicts cell interior: strictly above
+    ``threshold``, so 0.5 is membrane at threshold 0.5, as Fiji's ``proposal > t``. The
+    one place this rule is written; every score, figure and segmentation uses it."""
+    return np.asarray(probability) > threshold
 
-    ``probability`` (H, W) of the cell class, ``labels`` (H, W) with 1 = cell. The
-    membrane counts are the cell counts with the roles of positive and negative swapped.
-    """
-    counts = confusion_counts(probability > threshold, labels == 1)
-    membrane = {"tp": counts["tn"], "fp": counts["fn"], "fn": counts["fp"]}
+
+def scores_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """The pixel scores of the cell class's confusion counts: ``<class>_<score>`` for
+    both classes (the membrane's counts are the cell's with positive and negative
+    swapped) and ``misclassified_fraction`` (FP + FN over all pixels; not the challenge's
+    pixel error, which is 1 - the best F-score over thresholds:
+    ``challenge.challenge_pixel_error``)."""
     scores = {}
-    for name, class_counts in (("cell", counts), ("membrane", membrane)):
-        for score, value in class_scores(class_counts["tp"], class_counts["fp"], class_counts["fn"]).items():
+    for name, (positive, false_positive, false_negative) in (("cell", (tp, fp, fn)), ("membrane", (tn, fn, fp))):
+        for score, value in class_scores(positive, false_positive, false_negative).items():
             scores[f"{name}_{score}"] = value
-    scores["misclassified_fraction"] = (counts["fp"] + counts["fn"]) / labels.size
+    scores["misclassified_fraction"] = (fp + fn) / (tp + fp + fn + tn)
     return scores
+
+
+def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Scores of one slice (``scores_from_counts``) for ``probability`` (H, W) of the
+    cell class and ``labels`` (H, W) with 1 = cell."""
+    return scores_from_counts(**confusion_counts(predicted_cell(probability, threshold), labels == 1))

@@ -35,6 +35,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from .errors import InputError
+from .metrics import predicted_cell
 from .predict import Predictor
 from .stackio import MICROMETRES, stack_on_disk
 from .stacks import apply_normalisation, intensity_mismatch, intensity_record
@@ -147,10 +148,10 @@ def instance_labels(probability: np.ndarray, threshold: float = 0.5, seed_thresh
     labels = np.zeros(sections.shape, np.uint32)
     four = ndimage.generate_binary_structure(2, 1)
     for index, section in enumerate(sections):
-        seeds, count = ndimage.label(section > seed_threshold, structure=four)
+        seeds, count = ndimage.label(predicted_cell(section, seed_threshold), structure=four)
         sizes = np.bincount(seeds.ravel(), minlength=count + 1)
         seeds[sizes[seeds] < min_size] = 0
-        flooded = watershed(1 - section, markers=seeds, mask=section > threshold, connectivity=1)
+        flooded = watershed(1 - section, markers=seeds, mask=predicted_cell(section, threshold), connectivity=1)
         sizes = np.bincount(flooded.ravel())
         flooded[sizes[flooded] < min_size] = 0
         # Number the surviving cells 1.. in order of appearance.
