@@ -30,7 +30,8 @@ def pip_dependencies() -> dict[str, str]:
     with open(REPO / "pyproject.toml", "rb") as handle:
         project = tomllib.load(handle)["project"]
     specs = {}
-    for entry in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    extras = project["optional-dependencies"]
+    for entry in project["dependencies"] + extras["dev"] + extras["bioimageio"]:
         name, spec = re.match(r"([A-Za-z0-9_.-]+)(?:\[[a-z,]+\])?(.*)", entry).groups()
         specs[CONDA_NAMES.get(name.lower(), name.lower())] = spec
     return specs

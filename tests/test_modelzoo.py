@@ -10,16 +10,20 @@ import pytest
 import tifffile
 import torch
 import yaml
-
 from cellseg.errors import InputError
 from cellseg.model import Ensemble, UNet
-from cellseg.modelzoo import check_sharing_config, ensemble_from_files, torchscript, validate_package
+from cellseg.modelzoo import (
+    check_sharing_config,
+    ensemble_from_files,
+    torchscript,
+    validate_package,
+)
 from cellseg.segment import Segmenter
 from conftest import snakemake
 
 bioimageio_core = pytest.importorskip("bioimageio.core")
 
-SHARING = {"name": "", "description": "", "authors": ["Ada Lovelace"], "license": "CC-BY-4.0"}
+SHARING = {"name": "", "description": "", "authors": ["Ada Lovelace"], "license": "CC-BY-4.0", "cite": []}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,7 @@ def test_the_description_says_what_the_run_was(package):
         "output.npy",
         "cover.png",
         "README.md",
+        "config.yaml",
     } <= names
     assert rdf["format_version"].startswith("0.5")
     assert rdf["name"] == "cellseg smoke" and rdf["license"] == "CC-BY-4.0"
@@ -61,7 +66,7 @@ def test_the_description_says_what_the_run_was(package):
     assert {c["doi"] for c in rdf["cite"]} >= {"10.1007/978-3-319-24574-4_28", "10.3389/fnana.2015.00142"}
     raw = rdf["inputs"][0]
     assert [a.get("id", a["type"]) for a in raw["axes"]] == ["batch", "channel", "y", "x"]
-    assert raw["axes"][2]["size"] == {"min": 16, "step": 4}  # smoke: depth 2
+    assert raw["axes"][2]["size"] == {"min": 4, "step": 1}  # smoke: depth 2, any size from 2**2
     scale = [p for p in raw["preprocessing"] if p["id"] == "scale_range"][0]["kwargs"]
     assert (scale["min_percentile"], scale["max_percentile"]) == (1.0, 99.8)
     assert rdf["outputs"][0]["data"]["range"] == [0.0, 1.0]
@@ -73,16 +78,19 @@ def test_the_description_says_what_the_run_was(package):
 @pytest.mark.parametrize("weight_format", ["torchscript", "pytorch_state_dict"])
 def test_the_package_predicts_the_test_slice_as_the_segmenter_does(package, isbi_dir, weight_format):
     work, path = package
-    raw = tifffile.imread(isbi_dir / "test-volume.tif", key=0)
+    section = tifffile.imread(isbi_dir / "test-volume.tif", key=0)
     model = bioimageio_core.load_model_description(path)
     pipeline = bioimageio_core.create_prediction_pipeline(model, weight_format=weight_format)
-    sample = bioimageio_core.predict(model=pipeline, inputs=raw[None, None].astype(np.float32))
-    shared = next(iter(sample.members.values())).data.values[0, 0]
     segmenter = Segmenter.from_run(work / "results/smoke")
     whole = {**segmenter.config["predict"], "tile_size": 512, "precision": "fp32", "channels_last": False}
-    own = Segmenter.from_run(work / "results/smoke", whole).predict(raw)
-    assert shared.shape == own.shape == (512, 512)
-    assert np.abs(shared - own).mean() < 1e-3
+    segmenter = Segmenter.from_run(work / "results/smoke", whole)
+    # The ISBI test slice, and an odd-sized crop the UNet pads to a multiple of 2**depth itself.
+    for raw in (section, section[:301, 7:210]):
+        sample = bioimageio_core.predict(model=pipeline, inputs=raw[None, None].astype(np.float32))
+        shared = next(iter(sample.members.values())).data.values[0, 0]
+        own = segmenter.predict(raw)
+        assert shared.shape == own.shape == raw.shape
+        assert np.abs(shared - own).mean() < 1e-3
 
 
 def test_the_torchscript_ensemble_equals_the_eager_one():
@@ -112,21 +120,32 @@ def test_an_empty_author_list_or_license_is_refused_naming_the_key(key, value):
         check_sharing_config({**SHARING, key: value})
 
 
+@pytest.mark.parametrize(("key", "value"), [("license", "my-license"), ("name", "Fly VNC v1.0 / ISBI")])
+def test_what_the_spec_rejects_is_refused_naming_the_key(key, value):
+    with pytest.raises(InputError, match=f"bioimageio.{key} .*'{value}'"):
+        check_sharing_config({**SHARING, key: value})
+
+
 def test_no_models_are_refused():
     with pytest.raises(InputError, match="No trained models"):
         ensemble_from_files([], tta=1)
 
 
-def test_the_rule_refuses_an_empty_author_list_and_writes_nothing(package, tmp_path):
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("authors: []", "bioimageio.authors"), ("license: my-license", "bioimageio.license is 'my-license'")],
+)
+def test_a_bad_key_is_refused_before_any_job_and_the_earlier_package_is_kept(package, tmp_path, setting, message):
     work, _ = package
     copy = tmp_path / "work"
     shutil.copytree(work, copy, symlinks=True)  # the run's ../shared link stays relative
     (tmp_path / "shared").symlink_to((work.parent / "shared").resolve(), target_is_directory=True)
-    (copy / "no_authors.yaml").write_text("bioimageio:\n  authors: []\n")
+    (copy / "bad.yaml").write_text(f"bioimageio:\n  {setting}\n")
     package_path = copy / "results/smoke/bioimageio/smoke.zip"
-    package_path.unlink()
-    done = snakemake(copy, str(package_path.relative_to(copy)), "--configfile", "config/smoke.yaml", "no_authors.yaml")
+    before = package_path.read_bytes()
+    target = str(package_path.relative_to(copy))
+    done = snakemake(copy, target, "--forcerun", "export_bioimageio", "--configfile", "config/smoke.yaml", "bad.yaml")
     assert done.returncode != 0
-    assert "bioimageio.authors is empty" in (copy / "results/smoke/logs/export_bioimageio.log").read_text()
-    assert not package_path.exists()
-    assert "train_unet" not in done.stderr  # nothing but the export was run again
+    assert message in done.stderr
+    assert package_path.read_bytes() == before
+    assert not list(package_path.parent.glob("*.staging"))

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 import torch
+import yaml
 from matplotlib.figure import Figure
 
 from . import model as model_module
@@ -49,18 +50,6 @@ UNET_PAPER = (
     "Segmentation. MICCAI 2015, LNCS 9351, 234-241.",
     "10.1007/978-3-319-24574-4_28",
 )
-DATA_PAPERS = [
-    (
-        "Cardona et al. (2010), An integrated micro- and macroarchitectural analysis of the Drosophila brain by "
-        "computer-assisted serial section electron microscopy. PLoS Biology 8(10): e1000502.",
-        "10.1371/journal.pbio.1000502",
-    ),
-    (
-        "Arganda-Carreras et al. (2015), Crowdsourcing the creation of image segmentation algorithms for "
-        "connectomics. Frontiers in Neuroanatomy 9:142.",
-        "10.3389/fnana.2015.00142",
-    ),
-]
 SPEC_UNITS = {"nm": "nanometer", "micron": "micrometer", "mm": "millimeter"}
 DEFAULT_AUTHOR = "cellseg user"
 TEST_SIDE = 256
@@ -77,8 +66,10 @@ def _spec():
 
 
 def check_sharing_config(sharing: dict) -> None:
-    """Raise ``InputError`` naming the ``bioimageio`` key the spec requires and that is
-    empty (``authors``, ``license``); warn when the authors are still the default."""
+    """Raise ``InputError`` naming the ``bioimageio`` key the spec rejects: no author, an
+    empty license or one that is not an SPDX id the zoo accepts, a name with characters
+    it does not allow. Warn when the authors are still the placeholder. Checked before
+    any job runs (the rule's input function), so a bad key never costs a good package."""
     if not [a for a in sharing["authors"] if a.strip()]:
         raise InputError(
             "bioimageio.authors is empty: a bioimage.io package names at least one author; "
@@ -87,6 +78,18 @@ def check_sharing_config(sharing: dict) -> None:
     if not sharing["license"].strip():
         raise InputError(
             "bioimageio.license is empty: a bioimage.io package needs an SPDX license id, e.g. CC-BY-4.0 or MIT."
+        )
+    spec = _spec()
+    try:
+        spec.LicenseId(sharing["license"])
+    except ValueError as error:
+        raise InputError(
+            f"bioimageio.license is '{sharing['license']}', not an SPDX license id the bioimage.io spec accepts "
+            "(CC-BY-4.0, CC0-1.0, MIT, BSD-3-Clause, Apache-2.0, ...; https://spdx.org/licenses/)."
+        ) from error
+    if sharing["name"] and not re.fullmatch(r"[A-Za-z0-9_+\- ()]+", sharing["name"]):
+        raise InputError(
+            f"bioimageio.name '{sharing['name']}' holds characters the spec does not allow; use letters, digits, spaces and _+-() only."
         )
     if sharing["authors"] == [DEFAULT_AUTHOR]:
         log.warning(
@@ -178,7 +181,7 @@ def documentation(
     experiment: str, config: dict, summary: pd.DataFrame, folds: list[dict], record: dict, voxel: dict, slice_index: int
 ) -> str:
     """The package's Markdown page: what the model segments, its labels, its
-    cross-validated scores with their intervals, its recipe and its voxel size."""
+    cross-validated scores with their intervals, its recipe and its pixel size."""
     rows = []
     for score, name in MAIN_SCORES.items():
         if score in summary.index:
@@ -186,12 +189,12 @@ def documentation(
             rows.append(
                 f"| {name} | {row['mean']:.3f} | {row['ci95_low']:.3f} to {row['ci95_high']:.3f} | {better(score)} |"
             )
-    model, train = config["model"], config["train"]
+    model, train, augment, predict = config["model"], config["train"], config["augment"], config["predict"]
     known = [voxel.get(a) for a in "yx"]
     voxel_line = (
         f"{known[0]:g} x {known[1]:g} {voxel['unit']} pixels (y, x)"
         if all(known)
-        else "not recorded in the training stack or the config (ISBI 2012: 4 x 4 nm pixels, 50 nm sections)"
+        else "not recorded (the training stack's files carried none and data.voxel_size was not set)"
     )
     method = record["method"]
     normalisation = {
@@ -200,30 +203,63 @@ def documentation(
         "mean_std": "each section's mean and standard deviation mapped to 0 and 1",
         "dtype_range": f"divided by the maximum of {record['dtype']}",
     }[method]
+    augmentations = (
+        ", ".join(
+            name
+            for name, used in [
+                ("flips", augment["flips"]),
+                ("90-degree rotations", augment["rot90"]),
+                (f"rotations up to {augment['rotation_degrees']} degrees", augment["rotation_degrees"]),
+                (
+                    f"elastic deformation (p {augment['elastic_probability']:g}, {augment['elastic_std_px']:g} px)",
+                    augment["elastic_probability"],
+                ),
+                (
+                    f"brightness and contrast ({augment['brightness']:g}, {augment['contrast']:g})",
+                    augment["brightness"] or augment["contrast"],
+                ),
+            ]
+            if used
+        )
+        or "none"
+    )
+    loss = train["loss"]
+    border = (
+        f", border-weighted (w0 {loss['border_weight']:g}, sigma {loss['border_sigma_px']:g} px)"
+        if loss["border_weight"]
+        else ""
+    )
     return f"""# {experiment}: membrane segmentation of serial-section EM (cellseg)
 
 Predicts, for every pixel of an electron-microscopy section, the probability that it lies
-inside a cell (1) rather than on a membrane (0), as in the ISBI 2012 challenge's labels
-(255 = cell interior, 0 = membrane). Threshold it at 0.5 for a binary segmentation; cells
-are the connected components of the cell class.
+inside a cell (1) rather than on a membrane (0); the labels it learnt from stored cell
+interior as 1 (or 255) and membrane as 0, as the ISBI 2012 challenge's do. Threshold it
+at 0.5 for a binary segmentation. (cellseg itself splits cells with a seeded watershed of
+this map, `cellseg.segment.instance_labels`, rather than taking connected components.)
 
 ## Input and output
 - Input: one grey-scale section, axes (batch, channel, y, x), its raw pixel values (any
   range; uint8 and uint16 are cast to float32). Normalisation: {normalisation}, as the
   training stack was normalised per stack (method `{method}`). Computed per section here,
-  which differs slightly from a whole stack's statistics.
+  which differs slightly from a whole stack's statistics; a constant section has no
+  contrast to normalise and gives a meaningless output.
 - Output: the cell-interior probability, float32 in [0, 1], the input's size.
 - Inside the network: the {len(folds)} fold models of the cross-validation, each
   standardising its input with its own training mean and standard deviation, each
-  averaged over {config["predict"]["tta"]} flips and transposes, then averaged over folds.
-- Sizes: any multiple of {2 ** model["depth"]} pixels a side (other sizes are padded by
-  reflection inside the network); tiles of 512 x 512 or larger keep the context the
-  model was trained with ({train["crop_size"]} px crops). Pixel size at training:
-  {voxel_line}. Sections at another pixel size should be rescaled to it first.
+  averaged over the first {predict["tta"]} of the 8 flips and transposes of a section
+  (test-time augmentation), then averaged over folds.
+- Sizes: any of at least {2 ** model["depth"]} pixels a side; multiples of
+  {2 ** model["depth"]} need no padding (other sizes are padded by reflection inside the
+  network). The model was trained on {train["crop_size"]} px crops: tiles at least that
+  large (or the whole section) keep its context; smaller tiles score worse at their
+  edges. Pixel size at training: {voxel_line}. Rescale sections at another pixel size
+  to it first.
 
 ## Cross-validated scores
-Mean over the {len(folds)} folds of held-out slices, 95 % interval (Student's t over
-folds). The test tensor is slice {slice_index} of the training stack.
+Mean over the {len(folds)} folds of held-out slices, 95 % interval (Student's t over the
+fold means, cut to each score's range). The test tensor is a crop (at most {TEST_SIDE} px a side) of slice
+{slice_index} of the training stack, held out in fold 0 (the other folds trained on it);
+its expected output is cellseg's own prediction of the crop.
 
 | score | mean | 95 % interval | better |
 | --- | --- | --- | --- |
@@ -232,18 +268,18 @@ folds). The test tensor is slice {slice_index} of the training stack.
 ## Training recipe
 cellseg's hand-written UNet (depth {model["depth"]}, {model["base_channels"]} base channels,
 {model["norm"]} normalisation), {train["steps"]} steps of {train["batch_size"]} random crops of
-{train["crop_size"]} px, Dice + binary cross-entropy loss, seed {config["seed"]}.
-Experiment `{experiment}`; the run's full config is in the cellseg results folder that made
-this package.
+{train["crop_size"]} px; {train["optimizer"]}, learning rate {train["learning_rate"]:g}, weight decay
+{train["weight_decay"]:g}, {train["schedule"]} schedule; loss binary cross-entropy{border} plus Dice
+(weight {loss["dice_weight"]:g}); augmentation: {augmentations}; seed {config["seed"]}.
+Experiment `{experiment}`; the whole config that trained it is `config.yaml` in this package.
 
 ## Validation
 Made by cellseg's `export_bioimageio` rule, which runs bioimageio.core's `test_model` on the
 package (every weight format reproduces the test output from the test input, and runs at
-several sizes and batch sizes) and refuses a package that fails it. The test output is
-cellseg's own prediction of the test crop (fp32, predicted whole).
+several sizes and batch sizes) and refuses a package that fails it.
 
 ## Citations
-Cite the U-Net paper and the data's papers (see `cite` in rdf.yaml).
+Cite the U-Net paper and the training data's papers (`cite` in rdf.yaml).
 """
 
 
@@ -264,9 +300,9 @@ def export_package(
             its first slice held out in fold 0.
         folds_path, summary_path: the run's ``folds.tsv`` and ``metrics/summary.tsv``.
         architecture_path: ``cellseg/model.py``, shipped as the state dict's architecture.
-        config: the run's validated config (its ``bioimageio``, ``predict``, ``model``,
-            ``train`` and ``seed``).
-        output: the zip to write (written whole or not at all).
+        config: the run's validated config (its ``experiment``, ``seed``, ``bioimageio``,
+            ``model``, ``train``, ``augment`` and ``predict``).
+        output: the zip to write (removed again if the model test fails).
     The package is written only if bioimageio.core's model test passes it
     (``validate_package``). Returns {"crop": (h, w), "slice": int, "bytes": int,
     "validation": the test's summary as Markdown}. Raises ``InputError`` for an empty
@@ -294,9 +330,13 @@ def export_package(
     expected = Segmenter(model_paths, whole).predict(crop, name="the test crop")
 
     experiment = config["experiment"]
-    output = Path(output)
+    output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output.parent)).resolve()
+    # A fixed place, emptied first: what a killed export left is cleared by the next one.
+    staging = output.with_name(output.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    passed = False
     try:
         np.save(staging / "input.npy", crop[None, None])
         np.save(staging / "output.npy", expected[None, None].astype(np.float32))
@@ -305,6 +345,7 @@ def export_package(
         torch.jit.save(torchscript(ensemble), staging / "weights.torchscript.pt")
         torch.save(ensemble.state_dict(), staging / "weights.pt")
         shutil.copyfile(architecture_path, staging / "cellseg_model.py")
+        (staging / "config.yaml").write_text(yaml.safe_dump(payload["config"], sort_keys=False))
         draw_cover(crop, expected, staging / "cover.png")
         summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
         (staging / "README.md").write_text(
@@ -312,12 +353,13 @@ def export_package(
         )
 
         unit = SPEC_UNITS.get(voxel.get("unit")) if all(voxel.get(a) for a in "yx") else None
-        step = 2 ** config["model"]["depth"]
+        smallest = 2 ** config["model"]["depth"]
 
         def space(axis: str):
+            # Any size: the UNet pads to a multiple of 2**depth itself and crops back.
             scale = float(voxel[axis]) if unit else 1.0
             return spec.SpaceInputAxis(
-                id=spec.AxisId(axis), size=spec.ParameterizedSize(min=4 * step, step=step), scale=scale, unit=unit
+                id=spec.AxisId(axis), size=spec.ParameterizedSize(min=smallest, step=1), scale=scale, unit=unit
             )
 
         def same_size(axis: str):
@@ -340,7 +382,11 @@ def export_package(
                     ),
                     authors=[spec.Author(name=name) for name in sharing["authors"] if name.strip()],
                     license=sharing["license"],
-                    cite=[spec.CiteEntry(text=text, doi=spec.Doi(doi)) for text, doi in [UNET_PAPER, *DATA_PAPERS]],
+                    cite=[
+                        spec.CiteEntry(text=entry["text"], doi=spec.Doi(entry["doi"]) if entry.get("doi") else None)
+                        for entry in [{"text": UNET_PAPER[0], "doi": UNET_PAPER[1]}, *sharing["cite"]]
+                    ],
+                    attachments=[spec.FileDescr(source=staging / "config.yaml")],
                     documentation=spec.FileDescr(source=staging / "README.md"),
                     covers=[spec.FileDescr(source=staging / "cover.png")],
                     tags=["electron-microscopy", "segmentation", "membrane", "unet", "2d", "pytorch", "cellseg"],
@@ -394,16 +440,15 @@ def export_package(
                 )
             except ValueError as error:  # pydantic's ValidationError: which field, and why
                 raise InputError(f"The bioimage.io description of {experiment} is not valid:\n{error}") from error
-        partial = output.with_suffix(".partial.zip")
-        save_bioimageio_package(description, output_path=partial)
-        passed, validation = validate_package(partial)
+        save_bioimageio_package(description, output_path=output)
+        passed, validation = validate_package(output)
         log.info("bioimageio.core's model test of %s:\n%s", output, validation)
         if not passed:
-            partial.unlink()
-            raise InputError(f"bioimageio.core's model test failed for {output} (written nowhere):\n{validation}")
-        partial.replace(output)
+            raise InputError(f"bioimageio.core's model test failed for {output} (removed):\n{validation}")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not passed:
+            output.unlink(missing_ok=True)
     return {"crop": crop.shape, "slice": slice_index, "bytes": output.stat().st_size, "validation": validation}
 
 
