@@ -201,7 +201,7 @@ def snakemake(configfiles: list[str], targets: list[str], cores: int, seconds: f
 def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_tflops: float) -> dict:
     """Training rate of fold 0 from its model file, and its held-out scores."""
     fold = 0
-    metadata = torch.load(results / f"models/fold{fold}.pt", map_location="cpu", weights_only=False)
+    metadata = torch.load(results / f"models/fold{fold}.pt", map_location="cpu", weights_only=True)
     steps, batch = metadata["steps"], metadata["config"]["train"]["batch_size"]
     steps_per_second = metadata["crops_per_second"] / batch
     tflops = flops_per_step * steps_per_second / 1e12

@@ -150,6 +150,8 @@ def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path
     finally:
         train_module.save_atomically = original
     assert (tmp_path / "parts/ck.pt").exists() and not (tmp_path / "parts/m.pt").exists()
+    # A checkpoint is data: it loads without unpickling arbitrary objects.
+    assert torch.load(tmp_path / "parts/ck.pt", weights_only=True)["step"] == 8
     resumed, _ = run(stacks, tmp_path / "parts", config)
     assert same_weights(whole, resumed)
 
@@ -178,3 +180,16 @@ def test_progress_log_shows_loss_rate_throughput_and_eta(stacks, tmp_path, caplo
     line = next(r.getMessage() for r in caplog.records if "step 12/12" in r.getMessage())
     for part in ("loss", "lr", "crops/s", "elapsed", "ETA"):
         assert part in line
+
+
+def test_random_states_survive_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    from cellseg.train import restore_rng_states, rng_states
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    torch.save({"rng": rng_states()}, tmp_path / "ck.pt")
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_states(torch.load(tmp_path / "ck.pt", weights_only=True)["rng"])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2] == again[2]
