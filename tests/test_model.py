@@ -23,7 +23,7 @@ def test_output_is_one_logit_per_input_pixel_for_any_size(shape, norm):
 
 def test_padding_does_not_leak_between_images_of_a_batch():
     torch.manual_seed(0)
-    model = UNet(depth=2, base_channels=4).eval()
+    model = UNet(depth=2, base_channels=4, norm="none").eval()
     x = torch.rand(3, 1, 21, 30)
     with torch.no_grad():
         together = model(x)
@@ -68,9 +68,9 @@ def test_batch_norm_in_channels_last_matches_torchs_and_keeps_the_layout(channel
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="norm"):
-        UNet(norm="layer")
+        UNet(3, 8, norm="layer")
     with pytest.raises(ValueError, match="depth"):
-        UNet(depth=0)
+        UNet(depth=0, base_channels=8, norm="none")
 
 
 def test_build_model_gives_our_unet_or_monais_basicunet_as_a_peer():

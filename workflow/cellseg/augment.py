@@ -43,7 +43,7 @@ class GridElastic(v2.Transform):
         grid: control points per side (the U-Net paper uses 3).
     """
 
-    def __init__(self, std_px: float = 10.0, grid: int = 3) -> None:
+    def __init__(self, std_px: float, grid: int) -> None:
         super().__init__()
         self.std_px = std_px
         self.grid = grid

@@ -65,7 +65,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class DoubleConv(nn.Sequential):
     """(3x3 conv, normalisation, ReLU) twice; spatial size unchanged."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
         bias = norm == "none"  # a following normalisation makes a bias redundant
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
@@ -80,14 +80,14 @@ class DoubleConv(nn.Sequential):
 class Down(nn.Sequential):
     """2x2 max-pool, then a DoubleConv."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
         super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, norm))
 
 
 class Up(nn.Module):
     """2x2 transposed convolution, concatenation with the skip, then a DoubleConv."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "none") -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
         self.conv = DoubleConv(2 * out_channels, out_channels, norm)
@@ -99,13 +99,13 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """A 2-D UNet for one grey-scale channel in and one logit per pixel out.
 
-    Args:
+    Args (no defaults: the config schema's ``model`` section is their one source):
         depth: number of max-pool steps (the seed design has 3).
         base_channels: channels of the first DoubleConv, doubled at every step down.
         norm: ``"none"``, ``"batch"`` or ``"group"`` (GroupNorm with up to 8 groups).
     """
 
-    def __init__(self, depth: int = 3, base_channels: int = 64, norm: str = "none") -> None:
+    def __init__(self, depth: int, base_channels: int, norm: str) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
