@@ -123,3 +123,21 @@ def test_merged_overrides_key_by_key_and_load_config_validates(tmp_path):
 def test_watershed_seeds_below_the_cell_threshold_are_refused_before_any_job():
     with pytest.raises(InputError, match=r"'segment.seed_threshold' \(0.3\) is below 'segment.threshold' \(0.5\)"):
         validate_config({"segment": {"seed_threshold": 0.3}}, SCHEMA_PATH)
+
+
+def test_monai_recipes_leave_out_the_model_keys_monai_ignores(schema):
+    from cellseg.config import training_recipe
+    from cellseg.model import describe_model
+
+    def recipe(architecture, depth):
+        config = schema_defaults(schema)
+        config["model"].update(architecture=architecture, depth=depth)
+        return training_recipe(config)
+
+    assert recipe("monai_basicunet", 3) == recipe("monai_basicunet", 5)  # changing depth retrains nothing
+    assert recipe("unet", 3) != recipe("unet", 5)
+    assert recipe("monai_basicunet", 3)["model"] == {"architecture": "monai_basicunet"}
+    assert "depth" not in describe_model({"architecture": "monai_basicunet", "depth": 4})
+    assert describe_model({"architecture": "unet", "depth": 4, "base_channels": 8, "norm": "batch"}) == (
+        "UNet depth 4, 8 base channels, norm batch"
+    )

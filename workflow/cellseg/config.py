@@ -110,10 +110,14 @@ RUN_SETTINGS = ("checkpoint_every", "log_every_seconds", "threads", "gpus", "dat
 
 
 def training_recipe(config: dict) -> dict:
-    """What decides a training's weights, and nothing else: the seed, the model, the
+    """What decides a training's weights, and nothing else: the seed, the model (only its
+    architecture for MONAI's BasicUNet, which ignores the other model keys), the
     augmentation and the train section but for its RUN_SETTINGS."""
+    model = config["model"]
+    if model["architecture"] == "monai_basicunet":
+        model = {"architecture": model["architecture"]}
     return {
-        "seed": config["seed"], "model": config["model"], "augment": config["augment"],
+        "seed": config["seed"], "model": model, "augment": config["augment"],
         "train": {key: value for key, value in config["train"].items() if key not in RUN_SETTINGS},
     }
 

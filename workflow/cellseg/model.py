@@ -195,6 +195,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def describe_model(spec: dict) -> str:
+    """The network a ``model`` config section describes, in words for logs."""
+    if spec["architecture"] == "monai_basicunet":
+        return "MONAI BasicUNet (its defaults: features 32-32-64-128-256, batch norm)"
+    return f"UNet depth {spec['depth']}, {spec['base_channels']} base channels, norm {spec['norm']}"
+
+
 def build_model(spec: dict) -> nn.Module:
     """The network a ``model`` config section describes: our UNet, or MONAI's BasicUNet
     (its defaults: features 32-32-64-128-256, batch norm) as a peer to compare with."""

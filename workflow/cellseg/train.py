@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from .augment import build_augmentation
 from .config import training_recipe
 from .loss import border_weights, dice_bce_loss
-from .model import build_model, count_parameters
+from .model import build_model, count_parameters, describe_model
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
 log = logging.getLogger(__name__)
@@ -264,11 +264,9 @@ def train_fold(
             log.info("ignoring %s: it belongs to another configuration or data", checkpoint_path)
 
     log.info(
-        "fold %d: %d training slices, UNet depth %d, %d base channels, norm %s, %s parameters; "
-        "%d steps of %d crops of %d x %d on %s in %s",
-        fold, len(train_slices), config["model"]["depth"], config["model"]["base_channels"],
-        config["model"]["norm"], f"{count_parameters(model):,}", steps, train_config["batch_size"],
-        *sampler.crop, device_name(device), precision,
+        "fold %d: %d training slices, %s, %s parameters; %d steps of %d crops of %d x %d on %s in %s",
+        fold, len(train_slices), describe_model(config["model"]), f"{count_parameters(model):,}", steps,
+        train_config["batch_size"], *sampler.crop, device_name(device), precision,
     )
     mean, std = normalisation["mean"], normalisation["std"]
     began = time.perf_counter() - elapsed_before
