@@ -228,7 +228,7 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
             timing = time_training(config, images, labels, train_slices, device, precision, train["channels_last"],
                                    warmup=2, min_seconds=20)
             steps = max(1, int(minutes * 60 / timing["step_seconds"]))
-            config = merged(config, {"train": {"steps": steps, "checkpoint_every": steps + 1}})
+            config = merged(config, {"train": {"steps": steps}, "resources": {"checkpoint_every": steps + 1}})
             print(f"peer {name}, fold {fold}: {steps} steps for {minutes} min", flush=True)
             folder = work / f"peer{len(rows)}"
             (folder / "held_out").mkdir(parents=True)

@@ -12,7 +12,7 @@ metrics, logs, benchmarks, curves and report) to ``--out``:
   ceiling   training steps of the recipe's model on one batch already on the card (no
             data loading): steps/s, achieved TFLOP/s and % of the bf16 peak, per batch
             size, eager and torch.compile
-  loader    the real training step (crop sampler, augmentation in ``train.data_workers``
+  loader    the real training step (crop sampler, augmentation in ``resources.data_workers``
             processes, model, loss, optimizer) with 4 and 12 workers: crops/s, and how
             long a step waits for its batch
   fold      ``snakemake`` trains and predicts fold 0 of the recipe: steps/s, crops/s,
@@ -141,7 +141,7 @@ def loader(
     for count in workers:
         if clock.left() < 60:
             break
-        run_config = {**config, "train": {**config["train"], "data_workers": count}}
+        run_config = {**config, "resources": {**config["resources"], "data_workers": count}}
         timing = time_training(
             run_config,
             images,

@@ -33,9 +33,15 @@ def test_every_key_has_type_default_and_one_line_description(schema):
         assert sub.get("description") and "\n" not in sub["description"], key
 
 
-def test_config_yaml_is_the_schema_defaults(schema):
+def test_config_yaml_shows_schema_defaults_only(schema):
     with open(REPO / "config" / "config.yaml") as handle:
-        assert yaml.safe_load(handle) == schema_defaults(schema)
+        shown = yaml.safe_load(handle)
+    defaults = schema_defaults(schema)
+    # Every value it shows is the schema's default (the schema is the one source), and it
+    # shows the keys a user edits first.
+    assert merged(defaults, shown) == defaults
+    assert {"experiment", "seed", "data", "model", "train"} <= set(shown)
+    assert shown["data"]["train_images"] == defaults["data"]["train_images"]
 
 
 @pytest.mark.parametrize("name", ["smoke", "seed", "gpu"])
@@ -75,6 +81,8 @@ def test_fill_defaults_keeps_user_values(schema):
         ({"folds": 3}, "unknown config key 'folds'; did you mean 'cv.folds'?"),
         ({"data": {"train_image": ["a.tif"]}}, "did you mean 'data.train_images'?"),
         ({"experimnt": "x"}, "did you mean 'experiment'?"),
+        ({"train": {"threads": 4}}, "did you mean 'resources.train_threads'?"),
+        ({"train": {"checkpoint_every": 5}}, "did you mean 'resources.checkpoint_every'?"),
     ],
 )
 def test_unknown_key_names_it_and_the_nearest_valid_key(config, expected):
@@ -92,6 +100,8 @@ def test_unknown_key_names_it_and_the_nearest_valid_key(config, expected):
         ({"data": {"train_images": "a.tif"}}, "config key 'data.train_images': 'a.tif' is not of type 'array'"),
         ({"data": {"sha256": {"a.tif": "abc"}}}, "config key 'data.sha256.a.tif': 'abc' does not match"),
         ({"experiment": "a/b"}, "config key 'experiment': 'a/b' does not match"),
+        ({"bioimageio": {"authors": []}}, "config key 'bioimageio.authors': [] should be non-empty"),
+        ({"bioimageio": {"name": "v1.0"}}, "config key 'bioimageio.name': 'v1.0' does not match"),
     ],
 )
 def test_wrong_value_names_the_key_and_the_problem(config, expected):
@@ -141,3 +151,11 @@ def test_monai_recipes_leave_out_the_model_keys_monai_ignores(schema):
     assert describe_model({"architecture": "unet", "depth": 4, "base_channels": 8, "norm": "batch"}) == (
         "UNet depth 4, 8 base channels, norm batch"
     )
+
+
+def test_config_readme_is_generated_from_the_schema(schema):
+    from cellseg.config import reference_markdown
+
+    # Rewrite it with: python scripts/config_reference.py
+    assert (REPO / "config" / "README.md").read_text() == reference_markdown(schema)
+    assert all(f"| `{key}` |" in reference_markdown(schema) for key, _ in leaf_schemas(schema))

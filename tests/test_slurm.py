@@ -105,7 +105,7 @@ def test_gpu_profile_asks_slurm_for_one_gpu_per_fold(slurm, work):
 
 def test_cancelled_training_resumes_from_its_checkpoint(slurm, work):
     config = work / "slow.yaml"
-    config.write_text("train:\n  steps: 200\n  checkpoint_every: 10\n")
+    config.write_text("train:\n  steps: 200\nresources:\n  checkpoint_every: 10\n")
     target = "results/smoke/models/fold0.pt"
     command = [
         sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "config/smoke.yaml",

@@ -12,12 +12,12 @@ from cellseg.train import CropSampler, train_fold
 from conftest import REPO
 
 
-def tiny_config(**train) -> dict:
+def tiny_config(data_workers: int = 0, **train) -> dict:
     config = schema_defaults(load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     config["model"].update(depth=2, base_channels=4)
-    config["train"].update(crop_size=32, batch_size=2, steps=12, checkpoint_every=4, log_every_seconds=0,
-                           precision="fp32", **train)
-    return {key: config[key] for key in ("seed", "model", "train", "augment")}
+    config["train"].update(crop_size=32, batch_size=2, steps=12, precision="fp32", **train)
+    config["resources"].update(checkpoint_every=4, log_every_seconds=0, data_workers=data_workers)
+    return {key: config[key] for key in ("seed", "model", "train", "augment", "resources")}
 
 
 @pytest.fixture(scope="module")

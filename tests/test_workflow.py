@@ -81,7 +81,7 @@ def test_a_config_change_reruns_only_what_depends_on_it(isbi_run, override, expe
 def test_how_a_training_runs_never_retrains(isbi_run):
     work, _ = isbi_run
     (work / "run_settings.yaml").write_text(
-        "train:\n  threads: 1\n  gpus: 0\n  data_workers: 1\n  checkpoint_every: 7\n  log_every_seconds: 3\n"
+        "resources:\n  train_threads: 1\n  train_gpus: 0\n  data_workers: 1\n  checkpoint_every: 7\n  log_every_seconds: 3\n"
     )
     result = snakemake(work, "--configfile", "config/smoke.yaml", "run_settings.yaml", "-n")
     assert result.returncode == 0, result.stderr
@@ -261,7 +261,7 @@ def test_a_single_section_to_segment_goes_through_to_the_report(own_run, tmp_pat
     (work / "one.yaml").write_text(yaml.safe_dump({"data": {"test_images": [str(tmp_path / "one section.png")]}}))
     result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "one.yaml")
     assert result.returncode == 0, result.stderr
-    assert "train_unet" not in result.stderr  # the models stay as they were
+    assert "rule train_unet:" not in result.stderr  # the models stay as they were
     assert tifffile.imread(work / "results/smoke/predictions/test_volume.tif").shape == (40, 50)
     assert (work / "results/smoke/figures/test_volume.jpg").exists()
 

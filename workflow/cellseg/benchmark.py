@@ -153,7 +153,7 @@ def time_training(
 ) -> dict[str, float]:
     """Throughput of the real training step (sampler, augmentation, model, loss,
     optimizer) in one precision and memory format, with batches made as
-    ``train.data_workers`` says (with workers, the data phase is the wait for a batch).
+    ``resources.data_workers`` says (with workers, the data phase is the wait for a batch).
 
     After ``warmup`` steps, steps run under torch.profiler until ``min_seconds`` have
     passed (at least one step, at most ``max_steps``). Returns crops/s, seconds per step,
@@ -169,7 +169,7 @@ def time_training(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     sampler = CropSampler(images, labels, train_slices, config, config["seed"], 0)
     network = torch.compile(model) if compiled else model
-    batches = batch_stream(sampler, range(warmup + max_steps), config["train"]["data_workers"])
+    batches = batch_stream(sampler, range(warmup + max_steps), config["resources"]["data_workers"])
 
     def run() -> None:
         training_step(network, optimizer, scaler, batches, device, precision, memory_format,

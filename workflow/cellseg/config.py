@@ -67,7 +67,7 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
                 if isinstance(value, dict):
                     walk(value, properties[key], path + ".")
             elif sub.get("additionalProperties") is False:
-                nearest = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+                nearest = [MOVED_KEYS[path]] if path in MOVED_KEYS else difflib.get_close_matches(path, known, n=1, cutoff=0.6)
                 hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
                 valid = ", ".join(sorted(properties))
                 messages.append(
@@ -104,21 +104,26 @@ def type_errors(config: dict, schema: dict) -> list[str]:
 
 
 COMMAND_LINE_CONFIG = "config/config.yaml merged with any --configfile and --config"
-# Keys of `train` that say how a training runs and is watched, not which weights it ends
-# with: changing them neither retrains nor invalidates a checkpoint.
-RUN_SETTINGS = ("checkpoint_every", "log_every_seconds", "threads", "gpus", "data_workers")
+# Keys that moved to the `resources` section (how a job runs, never what it computes).
+MOVED_KEYS = {
+    "train.threads": "resources.train_threads",
+    "train.gpus": "resources.train_gpus",
+    "train.data_workers": "resources.data_workers",
+    "train.checkpoint_every": "resources.checkpoint_every",
+    "train.log_every_seconds": "resources.log_every_seconds",
+}
 
 
 def training_recipe(config: dict) -> dict:
     """What decides a training's weights, and nothing else: the seed, the model (only its
     architecture for MONAI's BasicUNet, which ignores the other model keys), the
-    augmentation and the train section but for its RUN_SETTINGS."""
+    augmentation and the train section (how a job runs is the ``resources`` section's)."""
     model = config["model"]
     if model["architecture"] == "monai_basicunet":
         model = {"architecture": model["architecture"]}
     return {
         "seed": config["seed"], "model": model, "augment": config["augment"],
-        "train": {key: value for key, value in config["train"].items() if key not in RUN_SETTINGS},
+        "train": config["train"],
     }
 
 
@@ -164,3 +169,53 @@ def load_config(paths: list[str | Path], schema_path: str | Path) -> dict:
         with open(path) as handle:
             config = merged(config, yaml.safe_load(handle) or {})
     return validate_config(config, schema_path)
+
+
+REFERENCE_HEADER = """# Configurations
+
+- `config.yaml`: what a user edits first (the data, the experiment's name, the main recipe
+  keys), each at its default. Snakemake always loads it first; every key it leaves out
+  takes the schema's default. It is the CPU recipe: the whole pipeline, 5 folds and the
+  test volume.
+- `smoke.yaml`: the smallest run that still exercises every rule, used by the tests.
+- `seed.yaml`: the seed's recipe as written, the baseline later comparisons must beat.
+- `gpu.yaml`: the recipe for a GPU.
+- `studies/`: cross-validation studies (several experiments compared on the same folds).
+
+Your own file goes on top with `--configfile my.yaml` and names only what it changes;
+Snakemake merges it key by key (lists are replaced whole). For nested keys use a file
+rather than `--config`, which passes nested values as strings.
+
+## Every key
+
+Generated from `workflow/schemas/config.schema.yaml`, the one description of every key
+(`python scripts/config_reference.py` rewrites this file; a test keeps it current).
+
+| key | type | default | meaning |
+| --- | --- | --- | --- |
+"""
+
+
+def reference_markdown(schema: dict) -> str:
+    """``config/README.md``: the shipped config files, then one table row per key of the
+    schema (sections and their keys, depth first) with its type, default and description."""
+
+    def shown(value) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        return text.removesuffix("\n...").removesuffix("...").strip()
+
+    rows = []
+
+    def walk(sub: dict, prefix: str) -> None:
+        for key, item in sub.get("properties", {}).items():
+            path = prefix + key
+            kind = item.get("type", "")
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
+            value = shown(item.get("default"))
+            default = "(section)" if "properties" in item else f"`{value}`" if len(value) <= 60 else "(long: see the schema)"
+            description = item.get("description", "").replace("|", "\\|")
+            rows.append(f"| `{path}` | {kind} | {default} | {description} |")
+            walk(item, path + ".")
+
+    walk(schema, "")
+    return REFERENCE_HEADER + "\n".join(rows) + "\n"

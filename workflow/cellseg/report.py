@@ -70,14 +70,8 @@ def generated_at() -> str:
     return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
-def summary_rows(summary: pd.DataFrame, baseline: pd.DataFrame | None) -> list[dict]:
-    rows = []
-    base = baseline.set_index("metric")["mean"] if baseline is not None else {}
-    for record in summary.to_dict("records"):
-        record["better"] = better(record["metric"])
-        record["baseline"] = base.get(record["metric"])
-        rows.append(record)
-    return rows
+def summary_rows(summary: pd.DataFrame) -> list[dict]:
+    return [{**record, "better": better(record["metric"])} for record in summary.to_dict("records")]
 
 
 def render_report(
@@ -98,7 +92,6 @@ def render_report(
     training_record: str | Path,
     warnings: pd.DataFrame,
     workflow_dir: str | Path,
-    baseline_summary: pd.DataFrame | None = None,
 ) -> None:
     """Render the report of one experiment to ``output`` (one self-contained HTML file).
 
@@ -117,8 +110,7 @@ def render_report(
     html = template(template_path).render(
         experiment=experiment,
         generated=generated_at(),
-        summary=summary_rows(summary, baseline_summary),
-        has_baseline=baseline_summary is not None,
+        summary=summary_rows(summary),
         per_fold=per_fold.to_dict("records"),
         per_slice=per_slice.to_dict("records"),
         challenge=challenge_thresholds.to_dict("records"),

@@ -154,6 +154,16 @@ def runs_by_name(study_runs: dict[str, dict[str, dict]]) -> dict[str, dict]:
     return {run: config for runs in study_runs.values() for run, config in runs.items()}
 
 
+def run_config(config: dict, schema_path: str | Path, run: str) -> dict:
+    """The complete validated config of one run (an experiment, or a repeat of one) of
+    the command-line ``config``, as the Snakefile builds every run's (``EXPERIMENTS``):
+    for a job whose params carry only part of it. Raises ``InputError`` for an unknown run."""
+    runs = runs_by_name(expand_experiments(config, schema_path))
+    if run not in runs:
+        raise InputError(f"no run named '{run}' in this config; its runs are {', '.join(runs)}.")
+    return runs[run]
+
+
 def reference_experiment(study: dict, experiments: list[str]) -> str:
     return study["reference"] or experiments[0]
 

@@ -274,7 +274,7 @@ def train_fold(
     interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
     epoch_loss, epoch_count = 0.0, 0
     model.train()
-    batches = batch_stream(sampler, range(start, steps), train_config["data_workers"])
+    batches = batch_stream(sampler, range(start, steps), config["resources"]["data_workers"])
     for step in range(start, steps):
         loss_value, parts = training_step(
             model, optimizer, scaler, batches, device, precision, memory_format, train_config["loss"], (mean, std)
@@ -305,7 +305,7 @@ def train_fold(
                 "elapsed_seconds": now - began,
             })
             interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": now}
-            if now - last_log >= train_config["log_every_seconds"] or done == steps:
+            if now - last_log >= config["resources"]["log_every_seconds"] or done == steps:
                 last_log = now
                 elapsed = now - began
                 eta = elapsed / (done - start) * (steps - done) if done > start else 0.0
@@ -315,7 +315,7 @@ def train_fold(
                     fold, done, steps, row["loss"], row["bce"], row["dice_loss"], row["learning_rate"],
                     crops_per_second, format_seconds(elapsed), format_seconds(eta),
                 )
-        if done % train_config["checkpoint_every"] == 0 and done < steps:
+        if done % config["resources"]["checkpoint_every"] == 0 and done < steps:
             save_atomically(
                 {
                     "fingerprint": run_id, "step": done, "model": model.state_dict(),

@@ -106,8 +106,8 @@ def experiment_recipe(wildcards):
 
 def training_threads(wildcards):
     """A training job's torch threads and its data worker processes, each a core."""
-    train = experiment_config(wildcards)["train"]
-    return train["threads"] + train["data_workers"]
+    resources = experiment_config(wildcards)["resources"]
+    return resources["train_threads"] + resources["data_workers"]
 
 
 def each_fold(pattern):
@@ -216,3 +216,12 @@ def scores_table(name):
         category="Scores",
         subcategory="{experiment}",
     )
+
+
+def checked_models(wildcards):
+    """The fold models, once the package's bioimageio keys pass the spec's rules: checked
+    while the jobs are planned, so a bad key never deletes an earlier package."""
+    from cellseg.modelzoo import check_sharing_config  # torch: only when exporting
+
+    check_sharing_config(experiment_config(wildcards)["bioimageio"])
+    return each_fold("results/{experiment}/models/fold{fold}.pt")(wildcards)

@@ -3,15 +3,6 @@
 # bioimageio extra): snakemake results/<experiment>/bioimageio/<experiment>.zip
 
 
-def checked_models(wildcards):
-    """The fold models, once the package's bioimageio keys pass the spec's rules: checked
-    while the jobs are planned, so a bad key never deletes an earlier package."""
-    from cellseg.modelzoo import check_sharing_config  # torch: only when exporting
-
-    check_sharing_config(experiment_config(wildcards)["bioimageio"])
-    return each_fold("results/{experiment}/models/fold{fold}.pt")(wildcards)
-
-
 rule export_bioimageio:
     input:
         models=checked_models,

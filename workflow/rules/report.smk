@@ -48,6 +48,19 @@ rule render_report:
             if experiment_config(w)["data"][stack]
         ],
         training_record=training_data("train_images.json"),
+        # The timings of the jobs this run is made of (segmenting is not part of it).
+        benchmarks=lambda w: [
+            *each_fold("results/{experiment}/benchmarks/train_unet/fold{fold}.tsv")(w),
+            *each_fold(
+                "results/{experiment}/benchmarks/predict_held_out/fold{fold}.tsv"
+            )(w),
+            f"results/{w.experiment}/benchmarks/evaluate.tsv",
+            *(
+                [f"results/{w.experiment}/benchmarks/predict_test_volume.tsv"]
+                if has_test_stack(w.experiment)
+                else []
+            ),
+        ],
     output:
         report(
             "results/{experiment}/report.html",
@@ -64,7 +77,5 @@ rule render_report:
         config=lambda w: {
             k: v for k, v in experiment_config(w).items() if k != "segment"
         },
-        benchmarks="results/{experiment}/benchmarks",
-        baseline="results/seed/metrics/summary.tsv",
     script:
         "../scripts/render_report.py"

@@ -18,7 +18,7 @@ rule train_unet:
         "../envs/cellseg.yaml"
     threads: training_threads
     resources:
-        gpu=lambda w: experiment_config(w)["train"]["gpus"],
+        gpu=lambda w: experiment_config(w)["resources"]["train_gpus"],
     params:
         recipe=experiment_recipe,
         checkpoint="results/{experiment}/models/fold{fold}.checkpoint.pt",

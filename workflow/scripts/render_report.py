@@ -9,21 +9,18 @@ from cellseg.report import render_report
 
 with logged_step(snakemake.log[0]):
     tables = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice", "challenge_thresholds", "warnings")}
-    baseline = Path(snakemake.params.baseline)
-    own_summary = Path(snakemake.input.summary).resolve()
     render_report(
         snakemake.input.template,
         snakemake.output[0],
         experiment=snakemake.wildcards.experiment,
         config=snakemake.params.config,
         figures_dir=snakemake.input.figures,
-        benchmark_paths=sorted(Path(snakemake.params.benchmarks).rglob("*.tsv")),
-        benchmarks_root=snakemake.params.benchmarks,
+        benchmark_paths=list(snakemake.input.benchmarks),
+        benchmarks_root=f"results/{snakemake.wildcards.experiment}/benchmarks",
         model_paths=list(snakemake.input.models),
         data_records=list(snakemake.input.data_records),
         training_record=snakemake.input.training_record,
         # The template lives at <checkout>/workflow/templates/: git state of that checkout.
         workflow_dir=Path(snakemake.input.template).resolve().parents[2],
-        baseline_summary=pd.read_csv(baseline, sep="\t") if baseline.exists() and baseline.resolve() != own_summary else None,
         **tables,
     )

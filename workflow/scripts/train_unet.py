@@ -8,18 +8,18 @@ import numpy as np
 from cellseg.folds import read_folds, training_slices
 from cellseg.logs import logged_step
 from cellseg.runtime import set_threads
-from cellseg.study import expand_experiments, runs_by_name
+from cellseg.study import run_config
 from cellseg.train import train_fold
 
 SCHEMA = Path(snakemake.scriptdir).parent / "schemas" / "config.schema.yaml"
 
 with logged_step(snakemake.log[0]):
     # params.recipe holds only what decides the weights (Snakemake retrains when it
-    # changes); the run's whole config, threads, data workers, checkpoints and logging
-    # included, is built from the command-line config as the Snakefile builds it.
-    config = runs_by_name(expand_experiments(snakemake.config, SCHEMA))[snakemake.wildcards.experiment]
+    # changes); the run's whole config, its resources section included, is built from the
+    # command-line config as the Snakefile builds it.
+    config = run_config(snakemake.config, SCHEMA, snakemake.wildcards.experiment)
     # The job's threads count the data workers too; torch gets the rest.
-    set_threads(max(1, snakemake.threads - config["train"]["data_workers"]))
+    set_threads(max(1, snakemake.threads - config["resources"]["data_workers"]))
     fold = int(snakemake.wildcards.fold)
     train_fold(
         images=np.load(snakemake.input.images, mmap_mode="r"),
