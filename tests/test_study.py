@@ -130,7 +130,7 @@ def test_repeat_names_that_clash_with_an_experiment_are_refused():
         runs_of(config)
 
 
-@pytest.mark.parametrize("name", ["example", "smoke", "budget"])
+@pytest.mark.parametrize("name", ["example", "smoke", "budget", "budget-confirm"])
 def test_shipped_studies_expand_into_valid_experiments(name, monkeypatch):
     monkeypatch.chdir(REPO)  # their config files are named relative to the checkout
     with open(REPO / "config" / "studies" / f"{name}.yaml") as handle:
@@ -146,6 +146,11 @@ def test_shipped_studies_expand_into_valid_experiments(name, monkeypatch):
         border = runs["budget-border"]["budget-border"]["train"]["loss"]
         assert (border["border_weight"], border["border_sigma_px"]) == (10, 5)
         assert runs["budget-default"]["budget-default"]["train"]["loss"]["border_weight"] == 0
+    if name == "budget-confirm":
+        # Repeat 0 is budget.yaml's budget-default (same recipe), repeat 1 trains with seed 1.
+        assert set(runs["budget-default"]) == {"budget-default", "budget-default_repeat1"}
+        assert runs["budget-default"]["budget-default_repeat1"]["seed"] == 1
+        assert runs["budget-tta8"]["budget-tta8_repeat1"]["predict"]["tta"] == 8
 
 
 # --- statistics ---------------------------------------------------------------------------
