@@ -89,7 +89,8 @@ def check_sharing_config(sharing: dict) -> None:
         ) from error
     if sharing["name"] and not re.fullmatch(r"[A-Za-z0-9_+\- ()]+", sharing["name"]):
         raise InputError(
-            f"bioimageio.name '{sharing['name']}' holds characters the spec does not allow; use letters, digits, spaces and _+-() only."
+            f"bioimageio.name '{sharing['name']}' holds characters the spec does not allow; "
+            "use letters, digits, spaces and _+-() only."
         )
     if sharing["authors"] == [DEFAULT_AUTHOR]:
         log.warning(
@@ -283,6 +284,126 @@ Cite the U-Net paper and the training data's papers (`cite` in rdf.yaml).
 """
 
 
+def stage_files(
+    staging: Path,
+    crop: np.ndarray,
+    expected: np.ndarray,
+    ensemble: model_module.Ensemble,
+    architecture_path: str | Path,
+    run_config: dict,
+    readme: str,
+) -> None:
+    """Write the package's files into ``staging``: test and sample tensors (the crop and
+    its expected output), both weight formats, the architecture, the run's config, the
+    cover and the documentation."""
+    np.save(staging / "input.npy", crop[None, None])
+    np.save(staging / "output.npy", expected[None, None].astype(np.float32))
+    tifffile.imwrite(staging / "input.tif", crop)
+    tifffile.imwrite(staging / "output.tif", expected.astype(np.float32))
+    torch.jit.save(torchscript(ensemble), staging / "weights.torchscript.pt")
+    torch.save(ensemble.state_dict(), staging / "weights.pt")
+    shutil.copyfile(architecture_path, staging / "cellseg_model.py")
+    (staging / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
+    draw_cover(crop, expected, staging / "cover.png")
+    (staging / "README.md").write_text(readme)
+
+
+def describe_package(spec, staging: Path, config: dict, folds: list[dict], record: dict, voxel: dict):
+    """The spec's ``ModelDescr`` of the files staged in ``staging`` (``stage_files``).
+    Raises ``InputError`` with the spec's own message for a field it rejects."""
+    from bioimageio.spec import ValidationContext
+
+    sharing, experiment = config["bioimageio"], config["experiment"]
+    unit = SPEC_UNITS.get(voxel.get("unit")) if all(voxel.get(a) for a in "yx") else None
+    smallest = 2 ** config["model"]["depth"]
+
+    def space(axis: str):
+        # Any size: the UNet pads to a multiple of 2**depth itself and crops back.
+        scale = float(voxel[axis]) if unit else 1.0
+        return spec.SpaceInputAxis(
+            id=spec.AxisId(axis), size=spec.ParameterizedSize(min=smallest, step=1), scale=scale, unit=unit
+        )
+
+    def same_size(axis: str):
+        return spec.SpaceOutputAxis(
+            id=spec.AxisId(axis),
+            size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=spec.AxisId(axis)),
+            scale=float(voxel[axis]) if unit else 1.0,
+            unit=unit,
+        )
+
+    pytorch_version = spec.Version(torch.__version__.split("+")[0])
+    with ValidationContext(root=staging, perform_io_checks=True):
+        try:
+            return spec.ModelDescr(
+                name=sharing["name"] or f"cellseg {experiment}",
+                description=sharing["description"]
+                or (
+                    f"Membrane segmentation of serial-section EM: cell-interior probability from an ensemble of "
+                    f"{len(folds)} cross-validated UNets trained by cellseg (experiment {experiment})."
+                ),
+                authors=[spec.Author(name=name) for name in sharing["authors"] if name.strip()],
+                license=sharing["license"],
+                cite=[
+                    spec.CiteEntry(text=entry["text"], doi=spec.Doi(entry["doi"]) if entry.get("doi") else None)
+                    for entry in [{"text": UNET_PAPER[0], "doi": UNET_PAPER[1]}, *sharing["cite"]]
+                ],
+                attachments=[spec.FileDescr(source=staging / "config.yaml")],
+                documentation=spec.FileDescr(source=staging / "README.md"),
+                covers=[spec.FileDescr(source=staging / "cover.png")],
+                tags=["electron-microscopy", "segmentation", "membrane", "unet", "2d", "pytorch", "cellseg"],
+                inputs=[
+                    spec.InputTensorDescr(
+                        id=spec.TensorId("raw"),
+                        description="one grey-scale EM section, raw values",
+                        axes=[
+                            spec.BatchAxis(),
+                            spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
+                            space("y"),
+                            space("x"),
+                        ],
+                        test_tensor=spec.FileDescr(source=staging / "input.npy"),
+                        sample_tensor=spec.FileDescr(source=staging / "input.tif"),
+                        data=spec.IntervalOrRatioDataDescr(type="float32"),
+                        preprocessing=preprocessing(record, spec),
+                    )
+                ],
+                outputs=[
+                    spec.OutputTensorDescr(
+                        id=spec.TensorId("cell_probability"),
+                        description="probability of cell interior (1) against membrane (0)",
+                        axes=[
+                            spec.BatchAxis(),
+                            spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
+                            same_size("y"),
+                            same_size("x"),
+                        ],
+                        test_tensor=spec.FileDescr(source=staging / "output.npy"),
+                        sample_tensor=spec.FileDescr(source=staging / "output.tif"),
+                        data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+                    )
+                ],
+                weights=spec.WeightsDescr(
+                    torchscript=spec.TorchscriptWeightsDescr(
+                        source=staging / "weights.torchscript.pt",
+                        pytorch_version=pytorch_version,
+                        parent="pytorch_state_dict",
+                    ),
+                    pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
+                        source=staging / "weights.pt",
+                        architecture=spec.ArchitectureFromFileDescr(
+                            source=staging / "cellseg_model.py",
+                            callable=spec.Identifier("Ensemble"),
+                            kwargs={"folds": folds, "tta": config["predict"]["tta"]},
+                        ),
+                        pytorch_version=pytorch_version,
+                    ),
+                ),
+            )
+        except ValueError as error:  # pydantic's ValidationError: which field, and why
+            raise InputError(f"The bioimage.io description of {experiment} is not valid:\n{error}") from error
+
+
 def export_package(
     model_paths: list[str | Path],
     stack: np.ndarray,
@@ -310,10 +431,9 @@ def export_package(
     the model test rejects (their errors in the message).
     """
     spec = _spec()
-    from bioimageio.spec import ValidationContext, save_bioimageio_package
+    from bioimageio.spec import save_bioimageio_package
 
-    sharing = config["bioimageio"]
-    check_sharing_config(sharing)
+    check_sharing_config(config["bioimageio"])
     model_paths = [Path(p) for p in model_paths]
     ensemble, folds = ensemble_from_files(model_paths, config["predict"]["tta"])
     payload = torch.load(model_paths[0], map_location="cpu", weights_only=True)
@@ -328,8 +448,9 @@ def export_package(
         "tile_size": max(crop.shape),
     }
     expected = Segmenter(model_paths, whole).predict(crop, name="the test crop")
+    summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
+    readme = documentation(config["experiment"], config, summary, folds, record, voxel, slice_index)
 
-    experiment = config["experiment"]
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     # A fixed place, emptied first: what a killed export left is cleared by the next one.
@@ -338,109 +459,8 @@ def export_package(
     staging.mkdir()
     passed = False
     try:
-        np.save(staging / "input.npy", crop[None, None])
-        np.save(staging / "output.npy", expected[None, None].astype(np.float32))
-        tifffile.imwrite(staging / "input.tif", crop)
-        tifffile.imwrite(staging / "output.tif", expected.astype(np.float32))
-        torch.jit.save(torchscript(ensemble), staging / "weights.torchscript.pt")
-        torch.save(ensemble.state_dict(), staging / "weights.pt")
-        shutil.copyfile(architecture_path, staging / "cellseg_model.py")
-        (staging / "config.yaml").write_text(yaml.safe_dump(payload["config"], sort_keys=False))
-        draw_cover(crop, expected, staging / "cover.png")
-        summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
-        (staging / "README.md").write_text(
-            documentation(experiment, config, summary, folds, record, voxel, slice_index)
-        )
-
-        unit = SPEC_UNITS.get(voxel.get("unit")) if all(voxel.get(a) for a in "yx") else None
-        smallest = 2 ** config["model"]["depth"]
-
-        def space(axis: str):
-            # Any size: the UNet pads to a multiple of 2**depth itself and crops back.
-            scale = float(voxel[axis]) if unit else 1.0
-            return spec.SpaceInputAxis(
-                id=spec.AxisId(axis), size=spec.ParameterizedSize(min=smallest, step=1), scale=scale, unit=unit
-            )
-
-        def same_size(axis: str):
-            return spec.SpaceOutputAxis(
-                id=spec.AxisId(axis),
-                size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=spec.AxisId(axis)),
-                scale=float(voxel[axis]) if unit else 1.0,
-                unit=unit,
-            )
-
-        pytorch_version = spec.Version(torch.__version__.split("+")[0])
-        with ValidationContext(root=staging, perform_io_checks=True):
-            try:
-                description = spec.ModelDescr(
-                    name=sharing["name"] or f"cellseg {experiment}",
-                    description=sharing["description"]
-                    or (
-                        f"Membrane segmentation of serial-section EM: cell-interior probability from an ensemble of "
-                        f"{len(folds)} cross-validated UNets trained by cellseg (experiment {experiment})."
-                    ),
-                    authors=[spec.Author(name=name) for name in sharing["authors"] if name.strip()],
-                    license=sharing["license"],
-                    cite=[
-                        spec.CiteEntry(text=entry["text"], doi=spec.Doi(entry["doi"]) if entry.get("doi") else None)
-                        for entry in [{"text": UNET_PAPER[0], "doi": UNET_PAPER[1]}, *sharing["cite"]]
-                    ],
-                    attachments=[spec.FileDescr(source=staging / "config.yaml")],
-                    documentation=spec.FileDescr(source=staging / "README.md"),
-                    covers=[spec.FileDescr(source=staging / "cover.png")],
-                    tags=["electron-microscopy", "segmentation", "membrane", "unet", "2d", "pytorch", "cellseg"],
-                    inputs=[
-                        spec.InputTensorDescr(
-                            id=spec.TensorId("raw"),
-                            description="one grey-scale EM section, raw values",
-                            axes=[
-                                spec.BatchAxis(),
-                                spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
-                                space("y"),
-                                space("x"),
-                            ],
-                            test_tensor=spec.FileDescr(source=staging / "input.npy"),
-                            sample_tensor=spec.FileDescr(source=staging / "input.tif"),
-                            data=spec.IntervalOrRatioDataDescr(type="float32"),
-                            preprocessing=preprocessing(record, spec),
-                        )
-                    ],
-                    outputs=[
-                        spec.OutputTensorDescr(
-                            id=spec.TensorId("cell_probability"),
-                            description="probability of cell interior (1) against membrane (0)",
-                            axes=[
-                                spec.BatchAxis(),
-                                spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
-                                same_size("y"),
-                                same_size("x"),
-                            ],
-                            test_tensor=spec.FileDescr(source=staging / "output.npy"),
-                            sample_tensor=spec.FileDescr(source=staging / "output.tif"),
-                            data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-                        )
-                    ],
-                    weights=spec.WeightsDescr(
-                        torchscript=spec.TorchscriptWeightsDescr(
-                            source=staging / "weights.torchscript.pt",
-                            pytorch_version=pytorch_version,
-                            parent="pytorch_state_dict",
-                        ),
-                        pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
-                            source=staging / "weights.pt",
-                            architecture=spec.ArchitectureFromFileDescr(
-                                source=staging / "cellseg_model.py",
-                                callable=spec.Identifier("Ensemble"),
-                                kwargs={"folds": folds, "tta": config["predict"]["tta"]},
-                            ),
-                            pytorch_version=pytorch_version,
-                        ),
-                    ),
-                )
-            except ValueError as error:  # pydantic's ValidationError: which field, and why
-                raise InputError(f"The bioimage.io description of {experiment} is not valid:\n{error}") from error
-        save_bioimageio_package(description, output_path=output)
+        stage_files(staging, crop, expected, ensemble, architecture_path, payload["config"], readme)
+        save_bioimageio_package(describe_package(spec, staging, config, folds, record, voxel), output_path=output)
         passed, validation = validate_package(output)
         log.info("bioimageio.core's model test of %s:\n%s", output, validation)
         if not passed:
