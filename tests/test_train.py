@@ -156,6 +156,16 @@ def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path
     assert same_weights(whole, resumed)
 
 
+def test_a_checkpoint_that_is_not_plain_data_is_ignored(stacks, tmp_path, caplog):
+    config = tiny_config()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    reference, _ = run(stacks, tmp_path / "a", config)
+    # As older versions wrote them: numpy's random state pickled as an ndarray.
+    torch.save({"fingerprint": "x", "rng": {"numpy": np.random.get_state()}}, tmp_path / "b" / "ck.pt")
+    assert same_weights(reference, run(stacks, tmp_path / "b", config)[0])
+    assert "does not load as plain data" in caplog.text
+
+
 def test_a_checkpoint_of_another_configuration_is_ignored(stacks, tmp_path, caplog):
     caplog.set_level("INFO")
     config = tiny_config()

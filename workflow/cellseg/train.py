@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Iterator
@@ -250,7 +251,11 @@ def train_fold(
 
     start, curve, elapsed_before = 0, [], 0.0
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        try:
+            state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError:  # an older cellseg pickled numpy's random state
+            log.warning("ignoring %s: written by an older cellseg, it does not load as plain data", checkpoint_path)
+            state = {"fingerprint": None}
         if state["fingerprint"] == run_id:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
