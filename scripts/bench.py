@@ -58,7 +58,13 @@ import tifffile
 import torch
 
 from cellseg.benchmark import (
-    copy_workflow, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training,
+    copy_workflow,
+    inference_code,
+    matmul_peak,
+    measure_in_subprocess,
+    step_flops,
+    time_convolutions,
+    time_training,
 )
 from cellseg.config import load_config, merged
 from cellseg.evaluate import evaluate_held_out, per_fold_table
@@ -71,7 +77,17 @@ from cellseg.train import train_fold
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-SECTIONS = ("peaks", "training", "convolutions", "inference", "peers", "pipeline", "scaling", "segment", "segment_memory")
+SECTIONS = (
+    "peaks",
+    "training",
+    "convolutions",
+    "inference",
+    "peers",
+    "pipeline",
+    "scaling",
+    "segment",
+    "segment_memory",
+)
 ISBI = REPO.parent / "shared/isbi2012"
 
 
@@ -110,7 +126,9 @@ def peaks(device: torch.device) -> pd.DataFrame:
     # A GPU's matrix units fill only with large products (8192 cubed: about 790 TFLOP/s
     # bf16 on an H100 or H200).
     max_size = 8192 if device.type == "cuda" else 4096
-    return pd.DataFrame([{"dtype": name, "gflops": matmul_peak(dtype, device, max_size)} for name, dtype in dtypes.items()])
+    return pd.DataFrame(
+        [{"dtype": name, "gflops": matmul_peak(dtype, device, max_size)} for name, dtype in dtypes.items()]
+    )
 
 
 def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: float) -> pd.DataFrame:
@@ -119,7 +137,7 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
     variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
     emulated_bf16 = device.type == "cpu" and not cpu_has_fast_bf16()
     models = {
-        "default": (config_of(), variants + [("fp32", True, True), ("bf16", True, True)]),
+        "default": (config_of(), [*variants, ("fp32", True, True), ("bf16", True, True)]),
         "seed": (config_of("seed.yaml"), variants),
     }
     if device.type == "cuda":
@@ -130,27 +148,65 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
         for precision, channels_last, compiled in model_variants:
             if name == "seed" and precision == "bf16" and not channels_last and emulated_bf16:
                 # Measured on an AVX2 CPU: one emulated step ran over 20 minutes.
-                rows.append({"model": name, "precision": precision, "channels_last": False, "compiled": False,
-                             "note": "skipped: emulated bf16 without channels_last, over 20 min a step"})
+                rows.append(
+                    {
+                        "model": name,
+                        "precision": precision,
+                        "channels_last": False,
+                        "compiled": False,
+                        "note": "skipped: emulated bf16 without channels_last, over 20 min a step",
+                    }
+                )
                 continue
             variant = f"training {name} {precision} channels_last={channels_last} compiled={compiled}"
             print(variant, flush=True)
             began = time.perf_counter()
-            timing = time_training(config, images, labels, slices, device, precision, channels_last, compiled,
-                                   warmup=1 if precision == "bf16" and emulated_bf16 else 2)
+            timing = time_training(
+                config,
+                images,
+                labels,
+                slices,
+                device,
+                precision,
+                channels_last,
+                compiled,
+                warmup=1 if precision == "bf16" and emulated_bf16 else 2,
+            )
             achieved = flops / timing["step_seconds"] / 1e9
             # Each variant's figures as soon as they are measured: a run cut short (a lent
             # GPU's time running out) still reports the variants it finished.
-            print(f"{variant}: {timing['crops_per_second']:.1f} crops/s, {achieved:.0f} GFLOP/s = {100 * achieved / bf16_peak:.1f} % "
-                  f"of the bf16 peak; warm-up {timing['warmup_seconds']:.1f} s, {timing['steps']} steps timed, "
-                  f"{time.perf_counter() - began:.0f} s in all", flush=True)
-            rows.append({
-                "model": name, "precision": precision, "channels_last": channels_last, "compiled": compiled,
-                "crops_per_second": timing["crops_per_second"], "gflops_achieved": achieved,
-                "pct_of_bf16_peak": 100 * achieved / bf16_peak, "pct_of_fp32_peak": 100 * achieved / fp32_peak,
-                "step_gflop": flops / 1e9, "steps_timed": timing["steps"], "warmup_seconds": timing["warmup_seconds"],
-                **{k: timing[k] for k in ("step_seconds", "data_seconds", "forward_seconds", "backward_seconds", "optimizer_seconds")},
-            })
+            print(
+                f"{variant}: {timing['crops_per_second']:.1f} crops/s, {achieved:.0f} GFLOP/s = "
+                f"{100 * achieved / bf16_peak:.1f} % "
+                f"of the bf16 peak; warm-up {timing['warmup_seconds']:.1f} s, {timing['steps']} steps timed, "
+                f"{time.perf_counter() - began:.0f} s in all",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "channels_last": channels_last,
+                    "compiled": compiled,
+                    "crops_per_second": timing["crops_per_second"],
+                    "gflops_achieved": achieved,
+                    "pct_of_bf16_peak": 100 * achieved / bf16_peak,
+                    "pct_of_fp32_peak": 100 * achieved / fp32_peak,
+                    "step_gflop": flops / 1e9,
+                    "steps_timed": timing["steps"],
+                    "warmup_seconds": timing["warmup_seconds"],
+                    **{
+                        k: timing[k]
+                        for k in (
+                            "step_seconds",
+                            "data_seconds",
+                            "forward_seconds",
+                            "backward_seconds",
+                            "optimizer_seconds",
+                        )
+                    },
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -187,16 +243,31 @@ def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
     for precision in dict.fromkeys(("fp32", pipelines)):
         for tta in (1, 8):
             measured = measure_in_subprocess(inference_code(model, 512, tta, 512, precision, repeats=5))
-            rows.append({"what": f"512 x 512 slice, TTA {tta}", "precision": precision, "size": 512, "tta": tta, **measured})
+            rows.append(
+                {"what": f"512 x 512 slice, TTA {tta}", "precision": precision, "size": 512, "tta": tta, **measured}
+            )
     for size in (512, 1024, 2048, 4096):
         measured = measure_in_subprocess(inference_code(model, size, 1, 512, pipelines, repeats=3))
-        rows.append({"what": f"{size} x {size} slice, tiles of 512, TTA 1", "precision": pipelines, "size": size,
-                     "tta": 1, **measured})
+        rows.append(
+            {
+                "what": f"{size} x {size} slice, tiles of 512, TTA 1",
+                "precision": pipelines,
+                "size": size,
+                "tta": 1,
+                **measured,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-PEER_SCORES = ("membrane_dice", "cell_dice", "misclassified_fraction", "challenge_pixel_error", "v_rand_thinned",
-               "v_info_thinned")
+PEER_SCORES = (
+    "membrane_dice",
+    "cell_dice",
+    "misclassified_fraction",
+    "challenge_pixel_error",
+    "v_rand_thinned",
+    "v_info_thinned",
+)
 
 
 def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> dict[str, float]:
@@ -210,8 +281,9 @@ def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> di
     return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
 
 
-def peers(work: Path, images, labels, minutes: float, device: torch.device, folds: list[int],
-          names: list[str]) -> pd.DataFrame:
+def peers(
+    work: Path, images, labels, minutes: float, device: torch.device, folds: list[int], names: list[str]
+) -> pd.DataFrame:
     """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
     slices; the number of steps comes from the peer's own step time, measured first.
     nnU-Net (``nnunet``, scripts/nnunet_peer.py) calibrates its own iterations."""
@@ -225,21 +297,45 @@ def peers(work: Path, images, labels, minutes: float, device: torch.device, fold
         for name, config in candidates.items():
             train = config["train"]
             precision = resolve_precision(train["precision"], device)
-            timing = time_training(config, images, labels, train_slices, device, precision, train["channels_last"],
-                                   warmup=2, min_seconds=20)
+            timing = time_training(
+                config,
+                images,
+                labels,
+                train_slices,
+                device,
+                precision,
+                train["channels_last"],
+                warmup=2,
+                min_seconds=20,
+            )
             steps = max(1, int(minutes * 60 / timing["step_seconds"]))
             config = merged(config, {"train": {"steps": steps}, "resources": {"checkpoint_every": steps + 1}})
             print(f"peer {name}, fold {fold}: {steps} steps for {minutes} min", flush=True)
             folder = work / f"peer{len(rows)}"
             (folder / "held_out").mkdir(parents=True)
-            metadata = train_fold(images, labels, train_slices, config, fold, folder / "model.pt",
-                                  folder / "curve.tsv", folder / "checkpoint.pt")
+            metadata = train_fold(
+                images,
+                labels,
+                train_slices,
+                config,
+                fold,
+                folder / "model.pt",
+                folder / "curve.tsv",
+                folder / "checkpoint.pt",
+            )
             predictor = Predictor([folder / "model.pt"], config["predict"])
-            for index, probability in zip(held_out, predictor.predict_slices(images, held_out)):
+            for index, probability in zip(held_out, predictor.predict_slices(images, held_out), strict=True):
                 tifffile.imwrite(folder / "held_out" / f"slice_{index:03d}.tif", probability)
-            rows.append({"peer": name, "fold": fold, "steps": steps, "train_minutes": metadata["wall_seconds"] / 60,
-                         "crops_per_second": metadata["crops_per_second"],
-                         **score_fold(held_out, folder / "held_out", labels)})
+            rows.append(
+                {
+                    "peer": name,
+                    "fold": fold,
+                    "steps": steps,
+                    "train_minutes": metadata["wall_seconds"] / 60,
+                    "crops_per_second": metadata["crops_per_second"],
+                    **score_fold(held_out, folder / "held_out", labels),
+                }
+            )
     if "nnunet" in names:
         rows += nnunet_rows(work, fold_of, minutes, folds, labels)
     table = pd.DataFrame(rows)
@@ -263,12 +359,21 @@ def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int
     rows = []
     for row in train_and_predict(work / "nnunet", folds_tsv, minutes, folds):
         held_out = [int(i) for i in np.flatnonzero(fold_of == row["fold"])]
-        rows.append({"peer": "nnunet", "fold": row["fold"], "steps": row["iterations"],
-                     "train_minutes": row["train_minutes"], **score_fold(held_out, row["predictions"], labels)})
+        rows.append(
+            {
+                "peer": "nnunet",
+                "fold": row["fold"],
+                "steps": row["iterations"],
+                "train_minutes": row["train_minutes"],
+                **score_fold(held_out, row["predictions"], labels),
+            }
+        )
     plan = json.loads((work / "nnunet/plan.json").read_text())
-    rows[0]["note"] = (f"nnU-Net's plan: patch {plan['patch_size']}, batch {plan['batch_size']}, {plan['network']} of "
-                       f"{plan['stages']} stages {plan['features_per_stage']}, {plan['iterations_per_second']:.3g} "
-                       f"iterations/s here, {plan['epochs']} epochs of {plan['iterations_per_epoch']} iterations")
+    rows[0]["note"] = (
+        f"nnU-Net's plan: patch {plan['patch_size']}, batch {plan['batch_size']}, {plan['network']} of "
+        f"{plan['stages']} stages {plan['features_per_stage']}, {plan['iterations_per_second']:.3g} "
+        f"iterations/s here, {plan['epochs']} epochs of {plan['iterations_per_epoch']} iterations"
+    )
     return rows
 
 
@@ -276,8 +381,12 @@ def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> fl
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", *args], cwd=workdir,
-                       capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--cores", "2", *args],
+            cwd=workdir,
+            capture_output=True,
+            check=True,
+        )
         times.append(time.perf_counter() - began)
     return statistics.median(times)
 
@@ -296,11 +405,15 @@ def pipeline(work: Path) -> pd.DataFrame:
     (work / "shared").symlink_to(ISBI.parent, target_is_directory=True)
     copy = copy_workflow(REPO, work / "pipeline")
     (copy / "ten.yaml").write_text(STUDY_OF_10)
-    return pd.DataFrame([
-        {"what": "snakemake -n, default config (median of 3)", "seconds": snakemake_dry_run_seconds(copy)},
-        {"what": "snakemake -n, study of 10 experiments (median of 3)",
-         "seconds": snakemake_dry_run_seconds(copy, "--configfile", "ten.yaml")},
-    ])
+    return pd.DataFrame(
+        [
+            {"what": "snakemake -n, default config (median of 3)", "seconds": snakemake_dry_run_seconds(copy)},
+            {
+                "what": "snakemake -n, study of 10 experiments (median of 3)",
+                "seconds": snakemake_dry_run_seconds(copy, "--configfile", "ten.yaml"),
+            },
+        ]
+    )
 
 
 def scaling(work: Path, images, labels) -> pd.DataFrame:
@@ -316,15 +429,33 @@ def scaling(work: Path, images, labels) -> pd.DataFrame:
             "data:\n  train_images: [images.tif]\n  train_labels: [labels.tif]\n  test_images: []\n"
         )
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1",
-                        "--configfile", "config/smoke.yaml", "own.yaml", "--", "results/smoke/metrics/summary.tsv"],
-                       cwd=copy, capture_output=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--cores",
+                "2",
+                "--resources",
+                "gpu=1",
+                "--configfile",
+                "config/smoke.yaml",
+                "own.yaml",
+                "--",
+                "results/smoke/metrics/summary.tsv",
+            ],
+            cwd=copy,
+            capture_output=True,
+            check=True,
+        )
         wall = time.perf_counter() - began
         benchmarks = copy / "results/smoke/benchmarks"
         seconds = {p.relative_to(benchmarks).parts[0].removesuffix(".tsv"): 0.0 for p in benchmarks.rglob("*.tsv")}
         for path in benchmarks.rglob("*.tsv"):
             seconds[path.relative_to(benchmarks).parts[0].removesuffix(".tsv")] += pd.read_csv(path, sep="\t").s.iloc[0]
-        rows.append({"slices": count, "pipeline_seconds": wall, **{f"{k}_seconds": v for k, v in sorted(seconds.items())}})
+        rows.append(
+            {"slices": count, "pipeline_seconds": wall, **{f"{k}_seconds": v for k, v in sorted(seconds.items())}}
+        )
     return pd.DataFrame(rows)
 
 
@@ -357,13 +488,28 @@ def segment(work: Path) -> pd.DataFrame:
         seconds = []
         for _ in range(3):
             began = time.perf_counter()
-            segment_slab(stack, plan, 0, models, predict, settings,
-                         {k: work / f"slab.{k}.{'tsv' if k == 'summary' else 'npy'}" for k in ("probability", "uncertainty", "labels", "summary")})
+            segment_slab(
+                stack,
+                plan,
+                0,
+                models,
+                predict,
+                settings,
+                {
+                    k: work / f"slab.{k}.{'tsv' if k == 'summary' else 'npy'}"
+                    for k in ("probability", "uncertainty", "labels", "summary")
+                },
+            )
             seconds.append(time.perf_counter() - began)
-        rows.append({"what": f"{size} x {size} sections, 5 default fold models, TTA {predict['tta']}, "
-                             f"precision {resolve_precision(predict['precision'], resolve_device('auto'))}",
-                     "sections": count, "seconds": statistics.median(seconds),
-                     "sections_per_second": count / statistics.median(seconds)})
+        rows.append(
+            {
+                "what": f"{size} x {size} sections, 5 default fold models, TTA {predict['tta']}, "
+                f"precision {resolve_precision(predict['precision'], resolve_device('auto'))}",
+                "sections": count,
+                "seconds": statistics.median(seconds),
+                "sections_per_second": count / statistics.median(seconds),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -375,27 +521,61 @@ def segment_memory(work: Path) -> pd.DataFrame:
     (work / "shared").symlink_to(ISBI.parent, target_is_directory=True)
     copy = copy_workflow(REPO, work / "segment")
     for count in (100, 400, 1600):
-        tifffile.imwrite(copy / "stack.tif", em_sections(count, 1024), shape=(count, 1024, 1024), dtype=np.uint8,
-                         photometric="minisblack")
+        tifffile.imwrite(
+            copy / "stack.tif",
+            em_sections(count, 1024),
+            shape=(count, 1024, 1024),
+            dtype=np.uint8,
+            photometric="minisblack",
+        )
         # TIFF and OME-Zarr of 1600 sections would need about 60 GB of disk with the slabs.
         formats = ["ome-zarr"] if count > 400 else ["tiff", "ome-zarr"]
         (copy / "stack.yaml").write_text(
-            f"predict:\n  tta: 1\n  tile_size: 1024\nsegment:\n  formats: {formats}\n  stacks:\n    stack{count}: [stack.tif]\n")
+            f"predict:\n  tta: 1\n  tile_size: 1024\n"
+            f"segment:\n  formats: {formats}\n  stacks:\n    stack{count}: [stack.tif]\n"
+        )
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1",
-                        "--configfile", "config/smoke.yaml", "stack.yaml", "--", "segment"],
-                       cwd=copy, capture_output=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--cores",
+                "2",
+                "--resources",
+                "gpu=1",
+                "--configfile",
+                "config/smoke.yaml",
+                "stack.yaml",
+                "--",
+                "segment",
+            ],
+            cwd=copy,
+            capture_output=True,
+            check=True,
+        )
         wall = time.perf_counter() - began
         # Each step logs its process's high-water mark (cellseg.logs.logged_step).
         peaks = {}
-        for path in [*(copy / "resources/logs/fetch_stack").glob("segment-*.log"),
-                     *(copy / f"results/smoke/logs/segment/stack{count}").glob("*.log")]:
-            rule = "fetch" if path.stem.startswith("segment-") else "slab" if path.stem.startswith("slab") else path.stem
+        for path in [
+            *(copy / "resources/logs/fetch_stack").glob("segment-*.log"),
+            *(copy / f"results/smoke/logs/segment/stack{count}").glob("*.log"),
+        ]:
+            rule = (
+                "fetch" if path.stem.startswith("segment-") else "slab" if path.stem.startswith("slab") else path.stem
+            )
             found = re.findall(r"peak resident memory of this step: (\d+) MB", path.read_text())
             peaks[rule] = max(peaks.get(rule, 0.0), float(found[-1]))
-        rows.append({"what": f"snakemake segment, {count} sections of 1024 x 1024 uint8 ({', '.join(formats)})",
-                     "sections": count, "seconds": wall, "sections_per_second": count / wall,
-                     "peak_rss_mb": max(peaks.values()), **{f"{k}_rss_mb": v for k, v in sorted(peaks.items())}})
+        rows.append(
+            {
+                "what": f"snakemake segment, {count} sections of 1024 x 1024 uint8 ({', '.join(formats)})",
+                "sections": count,
+                "seconds": wall,
+                "sections_per_second": count / wall,
+                "peak_rss_mb": max(peaks.values()),
+                **{f"{k}_rss_mb": v for k, v in sorted(peaks.items())},
+            }
+        )
         for path in (copy / "resources/stacks").glob("segment-*"):
             path.unlink()
         shutil.rmtree(copy / f"results/smoke/segment/stack{count}")
@@ -444,8 +624,15 @@ def main() -> None:
         elif section == "inference":
             results[section] = inference(work, images, labels, device)
         elif section == "peers":
-            results[section] = peers(work, images, labels, args.peer_minutes, device,
-                                     [int(f) for f in args.peer_folds.split(",")], args.peers.split(","))
+            results[section] = peers(
+                work,
+                images,
+                labels,
+                args.peer_minutes,
+                device,
+                [int(f) for f in args.peer_folds.split(",")],
+                args.peers.split(","),
+            )
         elif section == "pipeline":
             results[section] = pipeline(work)
         elif section == "scaling":
@@ -455,7 +642,12 @@ def main() -> None:
         elif section == "segment_memory":
             results[section] = segment_memory(work)
         results[section].to_csv(out / f"{section}.tsv", sep="\t", index=False, float_format="%.5g")
-        lines += ["", f"## {section} ({time.perf_counter() - began:.0f} s)", "", results[section].to_string(index=False)]
+        lines += [
+            "",
+            f"## {section} ({time.perf_counter() - began:.0f} s)",
+            "",
+            results[section].to_string(index=False),
+        ]
         (out / "summary.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines[-3:]), flush=True)
     shutil.rmtree(work, ignore_errors=True)

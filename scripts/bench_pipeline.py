@@ -39,8 +39,11 @@ def main() -> None:
     parser.add_argument("--configfile", nargs="*", default=[], help="config files on top of config/config.yaml")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary working copy")
-    parser.add_argument("--fresh-clone", action="store_true",
-                        help="clone HEAD, time scripts/setup.sh there, run the clone's .venv/bin/snakemake")
+    parser.add_argument(
+        "--fresh-clone",
+        action="store_true",
+        help="clone HEAD, time scripts/setup.sh there, run the clone's .venv/bin/snakemake",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="cellseg-bench-"))
@@ -78,7 +81,10 @@ def main() -> None:
     summary_table = pd.read_csv(results / "metrics/summary.tsv", sep="\t")
     report_mb = (results / "report.html").stat().st_size / 1e6
     rules = pd.concat(
-        [pd.read_csv(path, sep="\t").assign(job=str(path.relative_to(results / "benchmarks"))) for path in sorted((results / "benchmarks").rglob("*.tsv"))],
+        [
+            pd.read_csv(path, sep="\t").assign(job=str(path.relative_to(results / "benchmarks")))
+            for path in sorted((results / "benchmarks").rglob("*.tsv"))
+        ],
         ignore_index=True,
     )[["job", "s", "max_rss"]]
 
@@ -107,8 +113,19 @@ def main() -> None:
         "Per fold:",
         "",
         "```",
-        per_fold[["fold", "membrane_dice", "cell_dice", "misclassified_fraction", "challenge_pixel_error", "v_rand_thinned", "v_info_thinned",
-                  "wall_seconds", "crops_per_second"]].to_string(index=False, float_format="%.4f"),
+        per_fold[
+            [
+                "fold",
+                "membrane_dice",
+                "cell_dice",
+                "misclassified_fraction",
+                "challenge_pixel_error",
+                "v_rand_thinned",
+                "v_info_thinned",
+                "wall_seconds",
+                "crops_per_second",
+            ]
+        ].to_string(index=False, float_format="%.4f"),
         "```",
         "",
         "Seconds per job:",

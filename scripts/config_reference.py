@@ -8,4 +8,6 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from cellseg.config import load_schema, reference_markdown  # noqa: E402
 
-(REPO / "config" / "README.md").write_text(reference_markdown(load_schema(REPO / "workflow/schemas/config.schema.yaml")))
+(REPO / "config" / "README.md").write_text(
+    reference_markdown(load_schema(REPO / "workflow/schemas/config.schema.yaml"))
+)

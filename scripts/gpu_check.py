@@ -40,15 +40,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from bench import REPO, SCHEMA, isbi_stacks, peaks
+
 from cellseg.benchmark import step_flops, synchronize, time_training
-from cellseg.evaluate import evaluate_held_out, per_fold_table
 from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
+from cellseg.evaluate import evaluate_held_out, per_fold_table
+from cellseg.loss import dice_bce_loss
 from cellseg.model import build_model
 from cellseg.runtime import autocast, device_name, resolve_device, resolve_precision, versions
-from cellseg.loss import dice_bce_loss
 from cellseg.train import make_optimizer
 
 RESULT_PARTS = ("metrics", "logs", "benchmarks", "folds.tsv", "report.html")
@@ -88,7 +88,8 @@ def ceiling(
         target = (torch.rand(batch, 1, side, side, device=device) > 0.3).float()
         valid = torch.ones_like(target)
 
-        def step() -> None:
+        # Bound as defaults: the function is called only within this iteration.
+        def step(network=network, image=image, target=target, valid=valid, optimizer=optimizer) -> None:
             with autocast(device, precision):
                 logits = network(image)
             loss, _ = dice_bce_loss(

@@ -46,9 +46,7 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
     """Rule name -> job count from the 'Job stats' table of a dry run."""
     table = dry_run_output.split("Job stats:")[1]
     return {
-        rule: int(count)
-        for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
-        if rule != "total"
+        rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE) if rule != "total"
     }
 
 

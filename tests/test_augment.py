@@ -9,8 +9,16 @@ from torchvision.transforms import v2
 
 from cellseg.augment import GridElastic, RandomRot90, build_augmentation, displacement_rms
 
-NOTHING = {"flips": False, "rot90": False, "rotation_degrees": 0, "elastic_probability": 0,
-           "elastic_std_px": 6, "elastic_grid": 3, "brightness": 0, "contrast": 0}
+NOTHING = {
+    "flips": False,
+    "rot90": False,
+    "rotation_degrees": 0,
+    "elastic_probability": 0,
+    "elastic_std_px": 6,
+    "elastic_grid": 3,
+    "brightness": 0,
+    "contrast": 0,
+}
 
 
 def blocky_pair(seed: int = 0, size: int = 96):
@@ -18,8 +26,11 @@ def blocky_pair(seed: int = 0, size: int = 96):
     generator = torch.Generator().manual_seed(seed)
     blocks = (torch.rand(1, size // 8, size // 8, generator=generator) > 0.4).float()
     labels = blocks.repeat_interleave(8, 1).repeat_interleave(8, 2)
-    return (tv_tensors.Image(labels.clone()), tv_tensors.Mask(labels.to(torch.uint8)),
-            tv_tensors.Mask(torch.ones_like(labels, dtype=torch.uint8)))
+    return (
+        tv_tensors.Image(labels.clone()),
+        tv_tensors.Mask(labels.to(torch.uint8)),
+        tv_tensors.Mask(torch.ones_like(labels, dtype=torch.uint8)),
+    )
 
 
 @pytest.mark.parametrize(
@@ -31,8 +42,17 @@ def blocky_pair(seed: int = 0, size: int = 96):
         v2.RandomRotation(15, interpolation=v2.InterpolationMode.BILINEAR, fill=0),
         GridElastic(std_px=6, grid=3),
         v2.ColorJitter(brightness=0.3, contrast=0.3),
-        build_augmentation({**NOTHING, "flips": True, "rot90": True, "rotation_degrees": 15,
-                            "elastic_probability": 1.0, "brightness": 0.1, "contrast": 0.1}),
+        build_augmentation(
+            {
+                **NOTHING,
+                "flips": True,
+                "rot90": True,
+                "rotation_degrees": 15,
+                "elastic_probability": 1.0,
+                "brightness": 0.1,
+                "contrast": 0.1,
+            }
+        ),
     ],
     ids=["hflip", "vflip", "rot90", "rotation", "elastic", "jitter", "all"],
 )
@@ -81,5 +101,5 @@ def test_torchvision_default_elastic_moves_pixels_by_only_about_a_pixel():
 def test_intensity_transforms_leave_masks_alone():
     torch.manual_seed(0)
     _, labels, valid = blocky_pair()
-    image2, labels2, valid2 = v2.ColorJitter(brightness=0.5, contrast=0.5)(*blocky_pair())
+    _image2, labels2, valid2 = v2.ColorJitter(brightness=0.5, contrast=0.5)(*blocky_pair())
     assert torch.equal(labels, labels2) and torch.equal(valid, valid2)

@@ -12,7 +12,15 @@ import tarfile
 import numpy as np
 import torch
 
-from cellseg.benchmark import PHASES, inference_code, matmul_peak, measure_in_subprocess, step_flops, time_convolutions, time_training
+from cellseg.benchmark import (
+    PHASES,
+    inference_code,
+    matmul_peak,
+    measure_in_subprocess,
+    step_flops,
+    time_convolutions,
+    time_training,
+)
 from cellseg.config import load_config, merged
 from conftest import REPO, copy_workflow
 
@@ -52,8 +60,18 @@ def test_training_timing_splits_a_step_into_its_phases():
     rng = np.random.default_rng(0)
     images = rng.random((4, 48, 48), dtype=np.float32)
     labels = (rng.random((4, 48, 48)) > 0.3).astype(np.uint8)
-    timing = time_training(tiny_config(), images, labels, [0, 1, 2], torch.device("cpu"),
-                           "fp32", True, warmup=1, min_seconds=0.2, max_steps=5)
+    timing = time_training(
+        tiny_config(),
+        images,
+        labels,
+        [0, 1, 2],
+        torch.device("cpu"),
+        "fp32",
+        True,
+        warmup=1,
+        min_seconds=0.2,
+        max_steps=5,
+    )
     assert 1 <= timing["steps"] <= 5 and timing["crops_per_second"] > 0
     phases = [timing[f"{phase}_seconds"] for phase in PHASES]
     assert all(p > 0 for p in phases) and sum(phases) <= timing["step_seconds"] * 1.05
@@ -61,7 +79,9 @@ def test_training_timing_splits_a_step_into_its_phases():
 
 def test_measure_in_subprocess_reports_the_childs_own_peak_memory():
     parents_block = np.ones(600_000_000 // 8)  # touched: the parent's peak is above 600 MB
-    measured = measure_in_subprocess("import numpy as np\nblock = np.ones(50_000_000 // 8)\nresult = {'n': int(block.size)}")
+    measured = measure_in_subprocess(
+        "import numpy as np\nblock = np.ones(50_000_000 // 8)\nresult = {'n': int(block.size)}"
+    )
     assert measured["n"] == 50_000_000 // 8 and 45 < measured["peak_rss_mb"] < 400
     assert parents_block[-1] == 1
 
@@ -79,10 +99,13 @@ def test_bench_script_refuses_an_unknown_section_or_peer():
     import subprocess
     import sys
 
-    for option, value, message in (("--sections", "peaks,speed", "unknown sections ['speed']"),
-                                   ("--peers", "seed,nnformer", "unknown peers ['nnformer']")):
-        finished = subprocess.run([sys.executable, str(REPO / "scripts/bench.py"), option, value],
-                                  capture_output=True, text=True)
+    for option, value, message in (
+        ("--sections", "peaks,speed", "unknown sections ['speed']"),
+        ("--peers", "seed,nnformer", "unknown peers ['nnformer']"),
+    ):
+        finished = subprocess.run(
+            [sys.executable, str(REPO / "scripts/bench.py"), option, value], capture_output=True, text=True
+        )
         assert finished.returncode == 2 and message in finished.stderr
 
 
@@ -93,8 +116,13 @@ def test_gpu_check_runs_every_stage_on_a_cpu_with_the_tiny_recipe(isbi_dir, tmp_
     work = copy_workflow(tmp_path / "work")
     shutil.copytree(REPO / "scripts", work / "scripts")
     out = tmp_path / "out"
-    finished = subprocess.run([sys.executable, "scripts/gpu_check.py", "--tiny", "--minutes", "15", "--out", str(out)],
-                              cwd=work, capture_output=True, text=True, timeout=900)
+    finished = subprocess.run(
+        [sys.executable, "scripts/gpu_check.py", "--tiny", "--minutes", "15", "--out", str(out)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     stages = json.loads((out / "stages.json").read_text())
     assert [row["dtype"] for row in stages["peaks"]] == ["fp32", "bf16"]

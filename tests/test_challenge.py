@@ -56,7 +56,8 @@ def test_thick_and_thin_membranes_between_the_same_cells_score_the_same():
     split[30, :13] = False  # and a split cell, the same in both
     wide[29:32, :12] = False
     assert foreground_restricted_scores(truth, thin_boundaries(wide)) == pytest.approx(
-        foreground_restricted_scores(truth, thin_boundaries(split)))
+        foreground_restricted_scores(truth, thin_boundaries(split))
+    )
 
 
 def test_a_split_cell_scores_as_computed_by_hand():
@@ -87,7 +88,9 @@ def test_two_merged_cells_score_as_computed_by_hand():
 
 def test_defined_values_without_cells_one_class_or_all_wrong():
     assert foreground_restricted_scores(np.zeros((5, 5), np.int32), np.ones((5, 5), np.int32)) == {
-        "v_rand": 1.0, "v_info": 1.0}
+        "v_rand": 1.0,
+        "v_info": 1.0,
+    }
     everything_membrane = thin_boundaries(np.zeros((6, 9), bool))
     assert (everything_membrane == 1).all()  # Fiji floods it as one basin
     inverted = scores_of(TWO_CELLS == 0)  # cells where the membrane is and vice versa
@@ -136,6 +139,6 @@ def test_every_line_pixel_separates_two_segments_on_real_shapes():
     segments = thin_boundaries(cell)
     assert segments.min() >= 0 and (segments[cell] > 0).all()  # cells keep their basins
     framed = np.pad(segments, 1, constant_values=-1)
-    for row, column in zip(*np.nonzero(segments == 0)):
-        around = framed[row:row + 3, column:column + 3]
+    for row, column in zip(*np.nonzero(segments == 0), strict=True):
+        around = framed[row : row + 3, column : column + 3]
         assert len(set(around[around > 0].tolist())) >= 2

@@ -119,14 +119,17 @@ def test_every_problem_is_reported_at_once():
 def test_merged_overrides_key_by_key_and_load_config_validates(tmp_path):
     base = {"train": {"steps": 10, "loss": {"dice_weight": 0.5}}, "seed": 1}
     override = {"train": {"loss": {"dice_on": "cell"}}, "seed": 2}
-    assert merged(base, override) == {"train": {"steps": 10, "loss": {"dice_weight": 0.5, "dice_on": "cell"}}, "seed": 2}
+    assert merged(base, override) == {
+        "train": {"steps": 10, "loss": {"dice_weight": 0.5, "dice_on": "cell"}},
+        "seed": 2,
+    }
     assert base["seed"] == 1 and "dice_on" not in base["train"]["loss"]
     (tmp_path / "a.yaml").write_text("train:\n  steps: 7\n")
     (tmp_path / "b.yaml").write_text("train:\n  batch_size: 3\n")
     config = load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"], SCHEMA_PATH)
     assert (config["train"]["steps"], config["train"]["batch_size"], config["model"]["depth"]) == (7, 3, 4)
     (tmp_path / "c.yaml").write_text("train:\n  step: 7\n")
-    with pytest.raises(InputError, match="'train.step'.*'train.steps'"):
+    with pytest.raises(InputError, match=r"'train\.step'.*'train\.steps'"):
         load_config([tmp_path / "c.yaml"], SCHEMA_PATH)
 
 

@@ -34,7 +34,10 @@ def test_another_source_is_another_folder_and_leaves_the_others_alone():
 def test_the_test_stack_never_renames_the_labelled_set():
     for test_images in ([], ["/data/new.tif"]):
         assert unpacked_id(changed(test_images=test_images), "train") == unpacked_id(DATA, "train")
-    assert unpacked_id(changed(test_images=[]), "test") is None and stack_id(changed(test_images=[]), "test_images") is None
+    assert (
+        unpacked_id(changed(test_images=[]), "test") is None
+        and stack_id(changed(test_images=[]), "test_images") is None
+    )
 
 
 def test_reading_options_rename_what_they_change():

@@ -12,7 +12,7 @@ from conftest import REPO
 # pip name -> conda-forge name where they differ
 # (conda-forge's full snakemake brings what the pip extra snakemake[reports] does)
 CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
-TEST_TOOLS = {"pytest", "snakefmt", "playwright"}
+TEST_TOOLS = {"pytest", "snakefmt", "ruff", "playwright"}
 
 
 def conda_dependencies(path) -> dict[str, str]:

@@ -56,7 +56,9 @@ def test_inverted_labels_are_flagged_not_scored_perfect(tmp_path):
     for fold in (0, 1):
         (tmp_path / f"fold{fold}").mkdir()
         tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", inverted[fold].astype(np.float32))
-    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], inverted, 0.5)
+    per_slice, thresholds = evaluate_held_out(
+        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], inverted, 0.5
+    )
     assert per_slice.truth_segments.tolist() == [1, 1]
     undefined = ["v_rand_thinned", "v_info_thinned", *SKIMAGE_COLUMNS]
     assert per_slice[undefined].isna().all().all() and thresholds[["v_rand", "v_info"]].isna().all().all()
@@ -85,9 +87,12 @@ def test_tables_from_predictions_on_disk(tmp_path):
         for index in slices:
             noisy = np.clip(labels[index] + rng.normal(0, 0.4, labels[index].shape), 0, 1).astype(np.float32)
             tifffile.imwrite(tmp_path / f"fold{fold}/slice_{index:03d}.tif", noisy)
-    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
+    per_slice, thresholds = evaluate_held_out(
+        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5
+    )
     assert per_slice.slice.tolist() == [0, 1, 2, 3] and per_slice.fold.tolist() == [0, 0, 1, 1]
-    assert list(per_slice.columns[2:]) == ["truth_segments"] + PIXEL_COLUMNS + SEGMENT_COLUMNS + ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
+    counts = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
+    assert list(per_slice.columns[2:]) == ["truth_segments", *PIXEL_COLUMNS, *SEGMENT_COLUMNS, *counts]
     assert np.isfinite(per_slice[PIXEL_COLUMNS + SEGMENT_COLUMNS].to_numpy()).all()
 
     # The challenge's figure: the best over thresholds of the mean over slices.
@@ -121,7 +126,9 @@ def test_challenge_pixel_error_by_hand(tmp_path):
     for fold in (0, 1):
         (tmp_path / f"fold{fold}").mkdir()
         tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", probabilities[fold])
-    per_slice, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5)
+    per_slice, thresholds = evaluate_held_out(
+        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5
+    )
     # Summed (TP, FP, FN) per threshold and Fiji's F: 0.0 (3, 3, 0) 2/3; 0.1 and 0.2 (3, 2, 0)
     # 3/4; 0.3 (3, 1, 0) 6/7; 0.4 (2, 0, 1) 4/5; 0.5 to 0.9 (1, 0, 2) 1/2; 0.99.. (0, 0, 3),
     # precision 1 as FP = 0, recall 0: F = 0.
@@ -149,8 +156,17 @@ def test_challenge_pixel_error_keeps_the_first_best_threshold(tmp_path):
 
 def test_intervals_stay_within_each_scores_range():
     # Two folds far apart: Student's t with one degree of freedom runs far past 0 and 1.
-    per_slice = pd.DataFrame({"slice": [0, 1], "fold": [0, 1], **{c: [0.05, 0.95] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
-                              "cell_tp": [1, 1], "cell_fp": [1, 1], "cell_fn": [0, 0], "cell_tn": [2, 2]})
+    per_slice = pd.DataFrame(
+        {
+            "slice": [0, 1],
+            "fold": [0, 1],
+            **{c: [0.05, 0.95] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
+            "cell_tp": [1, 1],
+            "cell_fp": [1, 1],
+            "cell_fn": [0, 0],
+            "cell_tn": [2, 2],
+        }
+    )
     summary = summary_table(per_slice).set_index("metric")
     assert (summary.ci95_low == 0).all()
     assert (summary.drop(index=list(UNBOUNDED_ABOVE)).ci95_high == 1).all()
@@ -159,14 +175,25 @@ def test_intervals_stay_within_each_scores_range():
 
 
 def test_a_single_fold_has_a_zero_width_interval():
-    per_slice = pd.DataFrame({"slice": [0], "fold": [0], **{c: [0.5] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
-                              "cell_tp": [1], "cell_fp": [1], "cell_fn": [0], "cell_tn": [2]})
+    per_slice = pd.DataFrame(
+        {
+            "slice": [0],
+            "fold": [0],
+            **{c: [0.5] for c in PIXEL_COLUMNS + SEGMENT_COLUMNS},
+            "cell_tp": [1],
+            "cell_fp": [1],
+            "cell_fn": [0],
+            "cell_tn": [2],
+        }
+    )
     summary = summary_table(per_slice)
     assert (summary.ci95_low == summary["mean"]).all() and (summary.sd == 0).all()
 
 
 def test_score_names_come_without_the_evaluations_dependencies():
-    code = ("import sys, cellseg.scores, cellseg.figures; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'skimage', 'tifffile', 'scipy'}))")
+    code = (
+        "import sys, cellseg.scores, cellseg.figures; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'skimage', 'tifffile', 'scipy'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 
 from cellseg.errors import InputError
 from cellseg.fetch import fetch_stack
 from cellseg.stackio import read_source
 from cellseg.stacks import pixel_sha256
-import tifffile
-
 from conftest import closed_port_url, make_stacks, write_stack
 
 
@@ -33,8 +32,16 @@ def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash
     record = tmp_path / "out" / "train_images.json"
     provenance = fetch_stack([url], destination, "images", {url: served_hash}, {}, timeout=5, retries=0, record=record)
     unknown = {"z": None, "y": None, "x": None, "unit": None}
-    assert provenance == {"source": url, "sha256": served_hash, "verified": True, "shape": [6, 37, 45], "dtype": "uint16",
-                          "voxel_size": unknown, "notes": [], "warnings": []}
+    assert provenance == {
+        "source": url,
+        "sha256": served_hash,
+        "verified": True,
+        "shape": [6, 37, 45],
+        "dtype": "uint16",
+        "voxel_size": unknown,
+        "notes": [],
+        "warnings": [],
+    }
     assert json.loads(record.read_text()) == provenance
     assert pixel_sha256(np.load(destination)) == served_hash
     assert f"fetched images from {url}" in caplog.text and "verified" in caplog.text
@@ -43,8 +50,12 @@ def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash
 
 def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_server, served_hash, tmp_path, caplog):
     caplog.set_level("INFO")
-    sources = [str(tmp_path / "absent.tif"), f"{stack_server.url}/files/nothing.tif", closed_port_url(),
-               f"{stack_server.url}/files/labels.tif"]
+    sources = [
+        str(tmp_path / "absent.tif"),
+        f"{stack_server.url}/files/nothing.tif",
+        closed_port_url(),
+        f"{stack_server.url}/files/labels.tif",
+    ]
     provenance = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, {}, timeout=5, retries=1)
     assert provenance["source"] == sources[-1] and not provenance["verified"]
     assert stack_server.hits["/files/nothing.tif"] == 1  # a 404 is not retried
@@ -58,8 +69,12 @@ def test_a_dropped_connection_is_retried(stack_server, served_hash, tmp_path):
 
 
 def test_every_source_failing_names_each_and_leaves_no_file(stack_server, tmp_path):
-    sources = [closed_port_url(), f"{stack_server.url}/missing.tif", f"{stack_server.url}/drop/images.tif",
-               f"{stack_server.url}/slow/images.tif"]
+    sources = [
+        closed_port_url(),
+        f"{stack_server.url}/missing.tif",
+        f"{stack_server.url}/drop/images.tif",
+        f"{stack_server.url}/slow/images.tif",
+    ]
     destination = tmp_path / "i.tif"
     with pytest.raises(InputError) as raised:
         fetch_stack(sources, destination, "images", {}, {}, timeout=0.5, retries=1)
@@ -92,21 +107,32 @@ def test_a_malformed_local_stack_is_refused_naming_its_source(tmp_path):
 def test_boundary_labels_need_the_declared_convention(tmp_path, caplog):
     membrane = np.random.default_rng(0).random((4, 20, 20)) < 0.2
     path = write_stack(tmp_path / "boundaries.tif", (membrane * 255).astype(np.uint8))
-    with pytest.raises(InputError, match="data.label_cell_value: 0"):
+    with pytest.raises(InputError, match=r"data\.label_cell_value: 0"):
         fetch_stack([str(path)], tmp_path / "l.npy", "labels", {}, {}, timeout=5, retries=0)
-    provenance = fetch_stack([str(path)], tmp_path / "l.npy", "labels", {}, {"label_cell_value": 0}, timeout=5, retries=0)
+    provenance = fetch_stack(
+        [str(path)], tmp_path / "l.npy", "labels", {}, {"label_cell_value": 0}, timeout=5, retries=0
+    )
     assert provenance["shape"] == [4, 20, 20]
 
 
 def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
     images, _ = make_stacks(tmp_path)
     configured = {"z": 50, "y": 4, "x": None, "unit": "nm"}
-    provenance = fetch_stack([str(images)], tmp_path / "i.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0)
+    provenance = fetch_stack(
+        [str(images)], tmp_path / "i.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0
+    )
     assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": None, "unit": "micron"})
     calibrated = tmp_path / "calibrated.tif"
-    tifffile.imwrite(calibrated, np.zeros((2, 8, 8), np.uint8) + np.arange(8, dtype=np.uint8), imagej=True,
-                     resolution=(1 / 0.008, 1 / 0.008), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
-    provenance = fetch_stack([str(calibrated)], tmp_path / "c.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0)
+    tifffile.imwrite(
+        calibrated,
+        np.zeros((2, 8, 8), np.uint8) + np.arange(8, dtype=np.uint8),
+        imagej=True,
+        resolution=(1 / 0.008, 1 / 0.008),
+        metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"},
+    )
+    provenance = fetch_stack(
+        [str(calibrated)], tmp_path / "c.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0
+    )
     assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.008, "unit": "micron"})
     assert "data.voxel_size.y (0.004 micron) replaces the file's 0.008 micron" in caplog.text
 
@@ -114,9 +140,18 @@ def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
 def test_an_unreadable_first_source_falls_through_to_the_next(tmp_path):
     images, _ = make_stacks(tmp_path)
     (tmp_path / "share.html").write_text("<html>Sign in to download</html>")
-    provenance = fetch_stack([str(tmp_path / "share.html"), str(images)], tmp_path / "i.npy", "images", {}, {}, timeout=5, retries=0)
+    provenance = fetch_stack(
+        [str(tmp_path / "share.html"), str(images)], tmp_path / "i.npy", "images", {}, {}, timeout=5, retries=0
+    )
     assert provenance["source"] == str(images)
     with pytest.raises(InputError) as raised:
-        fetch_stack([str(tmp_path / "share.html"), str(tmp_path / "absent.tif")], tmp_path / "j.npy", "images", {}, {},
-                    timeout=5, retries=0)
+        fetch_stack(
+            [str(tmp_path / "share.html"), str(tmp_path / "absent.tif")],
+            tmp_path / "j.npy",
+            "images",
+            {},
+            {},
+            timeout=5,
+            retries=0,
+        )
     assert "share.html is not a TIFF file" in str(raised.value) and "absent.tif: no such file" in str(raised.value)

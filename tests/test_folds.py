@@ -39,7 +39,7 @@ def test_random_folds_depend_on_the_seed_only():
 
 
 def test_fewer_slices_than_folds_is_an_error():
-    with pytest.raises(InputError, match="has 3 labelled slices, fewer than cv.folds = 5"):
+    with pytest.raises(InputError, match=r"has 3 labelled slices, fewer than cv\.folds = 5"):
         fold_table(3, 5, "blocks", seed=0)
 
 

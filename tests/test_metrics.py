@@ -22,7 +22,10 @@ def test_counts_and_scores_of_a_small_case():
 def test_perfect_all_wrong_and_one_class_slices_have_defined_scores():
     truth = np.array([[1, 0], [0, 1]])
     perfect = pixel_scores(truth.astype(float), truth)
-    assert all(perfect[k] == 1.0 for k in perfect if k != "misclassified_fraction") and perfect["misclassified_fraction"] == 0
+    assert (
+        all(perfect[k] == 1.0 for k in perfect if k != "misclassified_fraction")
+        and perfect["misclassified_fraction"] == 0
+    )
     wrong = pixel_scores(1.0 - truth, truth)
     assert all(wrong[k] == 0.0 for k in wrong if k != "misclassified_fraction") and wrong["misclassified_fraction"] == 1
     all_cell = np.ones((2, 2), int)

@@ -59,7 +59,7 @@ def test_batch_norm_in_channels_last_matches_torchs_and_keeps_the_layout(channel
         results.append((y, x_copy.grad, norm.weight.grad, norm.running_var))
         assert y.is_contiguous(memory_format=torch.channels_last)
         assert x_copy.grad.is_contiguous(memory_format=torch.channels_last)
-    for ours_tensor, reference_tensor in zip(*results):
+    for ours_tensor, reference_tensor in zip(*results, strict=True):
         assert torch.allclose(ours_tensor, reference_tensor, atol=1e-5)
     ours.eval(), reference.eval()
     with torch.no_grad():

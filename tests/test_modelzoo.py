@@ -10,6 +10,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+
 from cellseg.errors import InputError
 from cellseg.model import Ensemble, UNet
 from cellseg.modelzoo import (
@@ -44,7 +45,7 @@ def test_the_package_passes_bioimageio_cores_model_test(package):
 
 
 def test_the_description_says_what_the_run_was(package):
-    work, path = package
+    _work, path = package
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
@@ -67,7 +68,7 @@ def test_the_description_says_what_the_run_was(package):
     raw = rdf["inputs"][0]
     assert [a.get("id", a["type"]) for a in raw["axes"]] == ["batch", "channel", "y", "x"]
     assert raw["axes"][2]["size"] == {"min": 4, "step": 1}  # smoke: depth 2, any size from 2**2
-    scale = [p for p in raw["preprocessing"] if p["id"] == "scale_range"][0]["kwargs"]
+    scale = next(p for p in raw["preprocessing"] if p["id"] == "scale_range")["kwargs"]
     assert (scale["min_percentile"], scale["max_percentile"]) == (1.0, 99.8)
     assert rdf["outputs"][0]["data"]["range"] == [0.0, 1.0]
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "Ensemble"
@@ -107,7 +108,7 @@ def test_the_torchscript_ensemble_equals_the_eager_one():
         by_hand = torch.zeros_like(x)
         # tta 4: identity, flip x, flip y, both; flips are their own inverses
         variants = [lambda t: t, lambda t: t.flip(-1), lambda t: t.flip(-2), lambda t: t.flip(-1).flip(-2)]
-        for net, fold in zip(ensemble.nets, folds):
+        for net, fold in zip(ensemble.nets, folds, strict=True):
             standard = (x - fold["mean"]) / fold["std"]
             by_hand += sum(flip(torch.sigmoid(net(flip(standard)))) for flip in variants)
     assert torch.allclose(expected, by_hand / 8, atol=1e-6)

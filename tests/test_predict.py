@@ -10,8 +10,7 @@ import pytest
 import tifffile
 import torch
 
-from cellseg.model import UNet
-from cellseg.model import dihedral, undo_dihedral
+from cellseg.model import UNet, dihedral, undo_dihedral
 from cellseg.predict import Predictor, predict_held_out, predict_volume, tile_starts
 
 
@@ -24,8 +23,15 @@ def save_model(path, seed=0, depth=2, channels=4):
 
 
 def recipe(**overrides):
-    return {"tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32",
-            "channels_last": True, **overrides}
+    return {
+        "tta": 1,
+        "tile_size": 512,
+        "tile_overlap": 0.25,
+        "device": "cpu",
+        "precision": "fp32",
+        "channels_last": True,
+        **overrides,
+    }
 
 
 @pytest.mark.parametrize("index", range(8))
@@ -101,7 +107,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 def test_a_4096_slice_predicts_in_under_2_gib(tmp_path):
     model = save_model(tmp_path / "m.pt", depth=3, channels=8)
-    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(model)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(model)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     peak_gib = float(result.stdout.split()[-1])
     assert peak_gib < 2.0, f"peak resident memory {peak_gib:.2f} GiB"

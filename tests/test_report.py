@@ -50,7 +50,7 @@ def test_editing_the_template_regenerates_only_the_report(isbi_run, tmp_path):
     copy = tmp_path / "work"
     shutil.copytree(work, copy, symlinks=True)
     template = copy / "workflow/templates/report.html.j2"
-    template.write_text(template.read_text().replace("<h2 id=\"summary\">Summary</h2>", "<h2 id=\"summary\">Results</h2>"))
+    template.write_text(template.read_text().replace('<h2 id="summary">Summary</h2>', '<h2 id="summary">Results</h2>'))
     result = snakemake(copy, "--configfile", "config/smoke.yaml", "-n")
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result.stdout) == {"render_report": 1, "all": 1}
@@ -71,7 +71,10 @@ def test_report_opens_in_headless_chromium(isbi_run, tmp_path):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(("file:", "data:")) else None)
+        page.on(
+            "request",
+            lambda request: outside.append(request.url) if not request.url.startswith(("file:", "data:")) else None,
+        )
         page.goto(report.as_uri(), wait_until="load")
         page.screenshot(path=str(tmp_path / "report.png"))
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
@@ -97,8 +100,14 @@ def test_snakemakes_own_report_holds_the_annotated_outputs(isbi_run, tmp_path):
         pages = sorted((n for n in names if n.endswith("/report.html")), key=len)
         page = bundle.read(pages[0]).decode()  # Snakemake's own; ours is under data/raw/
         assert "cellseg: smoke" in bundle.read(pages[1]).decode()
-    for name in ("summary.tsv", "per_slice.tsv", "challenge_thresholds.tsv", "metrics_by_fold.png",
-                 "training_curves.png", "slices/slice_029.jpg"):
+    for name in (
+        "summary.tsv",
+        "per_slice.tsv",
+        "challenge_thresholds.tsv",
+        "metrics_by_fold.png",
+        "training_curves.png",
+        "slices/slice_029.jpg",
+    ):
         assert any(n.endswith(name) for n in names), name
     assert len(names) == len(set(names))  # each output once
     for caption in ("challenge&#39;s sweep", "false membrane and missed membrane", "full provenance"):
@@ -116,6 +125,9 @@ def test_figures_of_the_smoke_run(isbi_run):
 
 
 def test_importing_the_figures_leaves_a_notebooks_matplotlib_backend_alone():
-    code = "import matplotlib; matplotlib.use('svg'); import cellseg.figures, cellseg.report; print(matplotlib.get_backend())"
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import cellseg.figures, cellseg.report; "
+        "print(matplotlib.get_backend())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "svg"

@@ -23,7 +23,7 @@ def grid_of_cells(cells_per_side=4, cell=20, wall=3, seed=0):
     for row in range(cells_per_side):
         for column in range(cells_per_side):
             top, left = wall + row * (cell + wall), wall + column * (cell + wall)
-            probability[top:top + cell, left:left + cell] = 0.95
+            probability[top : top + cell, left : left + cell] = 0.95
     noise = np.random.default_rng(seed).normal(0, 0.03, probability.shape)
     return np.clip(probability + noise, 0, 1).astype(np.float32)
 
@@ -80,36 +80,62 @@ def test_no_models_is_a_clear_error(tmp_path):
 def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
     work, _ = isbi_run
     # segment.channel reads the stacks to segment only: the training stacks stay as they are.
-    (work / "segment.yaml").write_text(yaml.safe_dump({"segment": {"channel": 0, "stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}}))
+    (work / "segment.yaml").write_text(
+        yaml.safe_dump({"segment": {"channel": 0, "stacks": {"isbi-test": ["../shared/isbi2012/test-volume.tif"]}}})
+    )
     result = snakemake(work, "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
     assert result.returncode == 0, result.stderr
     # The slab jobs are planned once segment_plan has counted the stack's sections.
     assert planned_jobs(result.stdout) == {
-        "fetch_stack": 1, "segment_plan": 1, "segment_tiff": 1, "segment_zarr": 1, "segment_summary": 1,
-        "segment_report": 1, "all": 1,
+        "fetch_stack": 1,
+        "segment_plan": 1,
+        "segment_tiff": 1,
+        "segment_zarr": 1,
+        "segment_summary": 1,
+        "segment_report": 1,
+        "all": 1,
     }
 
 
-def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_unfinished_slabs(isbi_run, isbi_dir, tmp_path):
+def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_unfinished_slabs(
+    isbi_run, isbi_dir, tmp_path
+):
     """A Fiji-calibrated stack segmented by the smoke run's models, through the target,
     one slab job per section."""
     work = tmp_path / "work"
     shutil.copytree(isbi_run[0], work, symlinks=True)
     (tmp_path / "shared").symlink_to((isbi_run[0].parent / "shared").resolve(), target_is_directory=True)
-    tifffile.imwrite(tmp_path / "fiji.tif", read_source(isbi_dir / "test-volume.tif").pixels[:3, :96, :128], imagej=True,
-                     resolution=(250, 250), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "fiji.tif",
+        read_source(isbi_dir / "test-volume.tif").pixels[:3, :96, :128],
+        imagej=True,
+        resolution=(250, 250),
+        metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"},
+    )
     # The smoke models are weak: their probabilities rarely pass the default seed threshold.
-    (work / "segment.yaml").write_text(yaml.safe_dump(
-        {"segment": {"seed_threshold": 0.6, "slab_slices": 1, "stacks": {"fiji": [str(tmp_path / "fiji.tif")]}}}))
+    (work / "segment.yaml").write_text(
+        yaml.safe_dump(
+            {"segment": {"seed_threshold": 0.6, "slab_slices": 1, "stacks": {"fiji": [str(tmp_path / "fiji.tif")]}}}
+        )
+    )
     out = work / "results/smoke/segment/fiji"
     # A run killed after two of the three slabs: their outputs are there, the third's not.
-    slab_files = [f"results/smoke/segment/fiji/slabs/{k}/{f}" for k in (0, 1)
-                  for f in ("probability.npy", "uncertainty.npy", "labels.npy", "summary.tsv")]
+    slab_files = [
+        f"results/smoke/segment/fiji/slabs/{k}/{f}"
+        for k in (0, 1)
+        for f in ("probability.npy", "uncertainty.npy", "labels.npy", "summary.tsv")
+    ]
     result = snakemake(work, *slab_files, "--configfile", "config/smoke.yaml", "segment.yaml")
     assert result.returncode == 0, result.stderr
     result = snakemake(work, "segment", "--configfile", "config/smoke.yaml", "segment.yaml", "-n")
     assert planned_jobs(result.stdout) == {
-        "segment_slab": 1, "segment_tiff": 1, "segment_zarr": 1, "segment_summary": 1, "segment_report": 1, "segment": 1}
+        "segment_slab": 1,
+        "segment_tiff": 1,
+        "segment_zarr": 1,
+        "segment_summary": 1,
+        "segment_report": 1,
+        "segment": 1,
+    }
     slab_job = result.stdout.split("rule segment_slab:")[1].split("\n\n")[0]
     assert "slab=2" in slab_job, slab_job
     result = snakemake(work, "segment", "--configfile", "config/smoke.yaml", "segment.yaml")
@@ -134,18 +160,29 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
     assert np.array_equal(np.asarray(cells.data[0]), labels.pixels)
     report = (out / "report.html").read_text()
     assert report.count('<img id="section-') == 3 and "data:image/jpeg;base64," in report
-    assert "0.05 x 0.004 x 0.004 micron" in report and "membrane Dice" in report and "3 job(s) of up to 1 sections" in report
+    assert (
+        "0.05 x 0.004 x 0.004 micron" in report
+        and "membrane Dice" in report
+        and "3 job(s) of up to 1 sections" in report
+    )
     assert 'src="http' not in report  # nothing to fetch when opened
 
 
 def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_path):
-    from cellseg.segment import plan_segmentation, segment_slab, write_ome_zarr, write_tiff, read_outputs
+    from cellseg.segment import plan_segmentation, read_outputs, segment_slab, write_ome_zarr, write_tiff
 
     work, _ = isbi_run
     np.save(tmp_path / "stack.npy", read_source(isbi_dir / "test-volume.tif").pixels[:5, :128, :160])
     stack = np.load(tmp_path / "stack.npy", mmap_mode="r")  # as the rules pass it
     models = sorted((work / "results/smoke/models").glob("fold*.pt"))
-    predict = {"tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32", "channels_last": False}
+    predict = {
+        "tta": 1,
+        "tile_size": 512,
+        "tile_overlap": 0.25,
+        "device": "cpu",
+        "precision": "fp32",
+        "channels_last": False,
+    }
     settings = {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20}
     voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
     results = {}
@@ -167,7 +204,10 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
         results[size] = {k: np.asarray(v) for k, v in tiff.items()}
         results[size]["summary"] = pd.concat([pd.read_csv(p, sep="\t") for p in slabs["summary"]], ignore_index=True)
     whole, spread = Segmenter(models, predict).predict(stack, uncertainty=True)
-    assert np.abs(results[100]["probability"] - whole).max() <= 1e-6 and np.abs(results[100]["uncertainty"] - spread).max() <= 1e-6
+    assert (
+        np.abs(results[100]["probability"] - whole).max() <= 1e-6
+        and np.abs(results[100]["uncertainty"] - spread).max() <= 1e-6
+    )
     for size in (1, 2):
         for key in ("probability", "uncertainty"):
             assert np.abs(results[size][key] - results[100][key]).max() <= 1e-6
@@ -194,7 +234,9 @@ def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_
         write_tiff(plan, slabs, {k: tmp_path / "results" / f"{k}.tif" for k in slabs})
     assert exited.value.code == 1
     message = capsys.readouterr().err
-    assert message.startswith("cellseg: error: ") and str(tmp_path / "results") in message and "Traceback" not in message
+    assert (
+        message.startswith("cellseg: error: ") and str(tmp_path / "results") in message and "Traceback" not in message
+    )
     assert "ENOTDIR" in message and "Earlier results are untouched" in message
     assert (tmp_path / "probability.npy").read_bytes() == earlier
 
@@ -219,8 +261,12 @@ def test_a_one_section_stack_and_an_unknown_section_spacing_are_written_right(tm
         written[key] = (rng.random((1, 8, 9)) * (9 if key == "labels" else 1)).astype(dtype)
         np.save(tmp_path / f"{key}.npy", written[key])
         slabs[key] = [tmp_path / f"{key}.npy"]
-    plan = {"shape": [1, 8, 9], "slabs": [[0, 1]], "source": "one.tif",
-            "voxel_size": {"z": None, "y": 0.004, "x": 0.004, "unit": "micron"}}  # no ImageJ spacing
+    plan = {
+        "shape": [1, 8, 9],
+        "slabs": [[0, 1]],
+        "source": "one.tif",
+        "voxel_size": {"z": None, "y": 0.004, "x": 0.004, "unit": "micron"},
+    }  # no ImageJ spacing
     write_tiff(plan, slabs, {k: tmp_path / f"{k}.tif" for k in slabs})
     write_ome_zarr(plan, slabs, tmp_path / "one.ome.zarr")
     for outputs in ({k: tmp_path / f"{k}.tif" for k in slabs}, {"zarr": tmp_path / "one.ome.zarr"}):

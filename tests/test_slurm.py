@@ -46,11 +46,25 @@ def work(isbi_dir, tmp_path_factory):
 
 def run_profile(work, profile: str, *targets: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     command = [
-        "timeout", "-s", "KILL", str(TIMEOUT_S), sys.executable, "-m", "snakemake", "--profile", profile,
-        "--configfile", "config/smoke.yaml", *options,
+        "timeout",
+        "-s",
+        "KILL",
+        str(TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        profile,
+        "--configfile",
+        "config/smoke.yaml",
+        *options,
         # Without slurmdbd, sacct never sees a job end: ask squeue, and ask early.
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-        "--", *targets,
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--",
+        *targets,
     ]
     return subprocess.run(command, cwd=work, capture_output=True, text=True)
 
@@ -65,8 +79,10 @@ def test_profiles_name_only_what_a_user_edits():
         profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
         assert profile["rerun-incomplete"] is True
     gpu = yaml.safe_load((REPO / "profiles/slurm-gpu/config.yaml").read_text())["set-resources"]
-    assert all(gpu[rule]["gpu"] == 1 and gpu[rule]["slurm_partition"] == "gpu"
-               for rule in ("train_unet", "predict_held_out", "predict_test_volume"))
+    assert all(
+        gpu[rule]["gpu"] == 1 and gpu[rule]["slurm_partition"] == "gpu"
+        for rule in ("train_unet", "predict_held_out", "predict_test_volume")
+    )
     cpu = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["set-resources"]
     assert all(cpu[rule]["gpu"] == 0 for rule in ("train_unet", "predict_held_out", "predict_test_volume"))
 
@@ -87,8 +103,13 @@ def test_smoke_run_goes_through_slurm(slurm, work):
 
 def test_gpu_profile_asks_slurm_for_one_gpu_per_fold(slurm, work):
     # After the run above only training is submitted again, through the GPU profile.
-    result = run_profile(work, "profiles/slurm-gpu", "results/smoke/models/fold0.pt", "results/smoke/models/fold1.pt",
-                         options=("--forcerun", "train_unet"))
+    result = run_profile(
+        work,
+        "profiles/slurm-gpu",
+        "results/smoke/models/fold0.pt",
+        "results/smoke/models/fold1.pt",
+        options=("--forcerun", "train_unet"),
+    )
     # The node's GPU has no device behind it: training falls back to the CPU, SLURM still allots it.
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = submitted(result.stderr)
@@ -108,8 +129,20 @@ def test_cancelled_training_resumes_from_its_checkpoint(slurm, work):
     config.write_text("train:\n  steps: 200\nresources:\n  checkpoint_every: 10\n")
     target = "results/smoke/models/fold0.pt"
     command = [
-        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "config/smoke.yaml",
-        str(config), "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--", target,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "config/smoke.yaml",
+        str(config),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--",
+        target,
     ]
     first = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = work / "results/smoke/models/fold0.checkpoint.pt"
@@ -120,10 +153,12 @@ def test_cancelled_training_resumes_from_its_checkpoint(slurm, work):
     running = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout.split("\n")
     (job_id,) = [line.split()[0] for line in running if line.strip()]
     subprocess.run(["scancel", job_id], check=True)  # as a pre-empting scheduler would
-    _, stderr = first.communicate(timeout=TIMEOUT_S)
+    _, _stderr = first.communicate(timeout=TIMEOUT_S)
     assert first.returncode != 0 and slurm.job(job_id)["JobState"] == "CANCELLED"
 
-    again = subprocess.run(["timeout", "-s", "KILL", str(TIMEOUT_S), *command], cwd=work, capture_output=True, text=True)
+    again = subprocess.run(
+        ["timeout", "-s", "KILL", str(TIMEOUT_S), *command], cwd=work, capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr[-4000:]
     log = (work / "results/smoke/logs/train_unet/fold0.log").read_text()
     assert re.search(r"resuming fold 0 from its checkpoint at step [1-9]\d* of 200", log), log[-2000:]

@@ -96,8 +96,13 @@ def test_size_one_axes_of_a_tifffile_array_are_dropped(tmp_path):
 
 def test_an_imagej_hyperstack_reads_z_and_its_calibration_and_refuses_channels(tmp_path):
     hyperstack = RNG.integers(0, 60000, (6, 2, 40, 48), dtype=np.uint16)  # Z, C, Y, X
-    tifffile.imwrite(tmp_path / "fiji.tif", hyperstack, imagej=True, resolution=(1 / 0.004, 1 / 0.004),
-                     metadata={"axes": "ZCYX", "spacing": 0.05, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "fiji.tif",
+        hyperstack,
+        imagej=True,
+        resolution=(1 / 0.004, 1 / 0.004),
+        metadata={"axes": "ZCYX", "spacing": 0.05, "unit": "micron"},
+    )
     with pytest.raises(InputError, match=r"2 channels \(axis C of its axes ZCYX"):
         read_source(tmp_path / "fiji.tif")
     stack = read_source(tmp_path / "fiji.tif", channel=1)
@@ -115,9 +120,20 @@ def test_an_imagej_time_series_without_z_uses_t_and_z_with_t_is_refused(tmp_path
 
 def test_an_ome_tiff_reads_its_axes_and_physical_size_in_nanometres(tmp_path):
     volume = RNG.integers(0, 4000, (6, 2, 40, 48), dtype=np.uint16)
-    tifffile.imwrite(tmp_path / "ome.tif", volume, ome=True, metadata={
-        "axes": "ZCYX", "PhysicalSizeX": 4.0, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 4.0,
-        "PhysicalSizeYUnit": "nm", "PhysicalSizeZ": 50.0, "PhysicalSizeZUnit": "nm"})
+    tifffile.imwrite(
+        tmp_path / "ome.tif",
+        volume,
+        ome=True,
+        metadata={
+            "axes": "ZCYX",
+            "PhysicalSizeX": 4.0,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 4.0,
+            "PhysicalSizeYUnit": "nm",
+            "PhysicalSizeZ": 50.0,
+            "PhysicalSizeZUnit": "nm",
+        },
+    )
     stack = read_source(tmp_path / "ome.tif", channel=0)
     assert np.array_equal(stack.pixels, volume[:, 0])
     assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
@@ -125,7 +141,9 @@ def test_an_ome_tiff_reads_its_axes_and_physical_size_in_nanometres(tmp_path):
 
 def test_tiff_resolution_in_centimetres_is_a_pixel_size_and_72_dpi_is_not(tmp_path):
     tifffile.imwrite(tmp_path / "cm.tif", VOLUME, resolution=(25000, 25000), resolutionunit="CENTIMETER")
-    assert read_source(tmp_path / "cm.tif").voxel_size == pytest.approx({"z": None, "y": 0.4, "x": 0.4, "unit": "micron"})
+    assert read_source(tmp_path / "cm.tif").voxel_size == pytest.approx(
+        {"z": None, "y": 0.4, "x": 0.4, "unit": "micron"}
+    )
     tifffile.imwrite(tmp_path / "dpi.tif", VOLUME, resolution=(72, 72), resolutionunit="INCH")
     assert read_source(tmp_path / "dpi.tif").voxel_size["unit"] is None
 
@@ -154,7 +172,9 @@ def test_lossless_compressed_tiffs_read_exactly(tmp_path, compression):
 
 def test_jpeg_compressed_tiffs_read_close_to_the_original(tmp_path):
     smooth = np.repeat(np.repeat(VOLUME[:, :10, :12], 4, axis=1), 4, axis=2)
-    tifffile.imwrite(tmp_path / "j.tif", smooth, compression="jpeg", compressionargs={"level": 95}, photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "j.tif", smooth, compression="jpeg", compressionargs={"level": 95}, photometric="minisblack"
+    )
     read = read_source(tmp_path / "j.tif").pixels
     assert read.shape == smooth.shape and np.abs(read.astype(int) - smooth).mean() < 4
 
@@ -165,9 +185,11 @@ def test_a_missing_codec_is_named_as_the_cause(tmp_path):
     import sys
 
     tifffile.imwrite(tmp_path / "lzw.tif", VOLUME, compression="lzw", photometric="minisblack")
-    code = ("import sys; sys.modules['imagecodecs'] = None\n"
-            "from cellseg.stackio import read_source\n"
-            f"read_source({str(tmp_path / 'lzw.tif')!r})")
+    code = (
+        "import sys; sys.modules['imagecodecs'] = None\n"
+        "from cellseg.stackio import read_source\n"
+        f"read_source({str(tmp_path / 'lzw.tif')!r})"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "InputError" in result.stderr and "imagecodecs" in result.stderr and "LZW" in result.stderr
 
@@ -175,10 +197,10 @@ def test_a_missing_codec_is_named_as_the_cause(tmp_path):
 def test_damaged_files_name_their_actual_cause(tmp_path):
     tifffile.imwrite(tmp_path / "whole.tif", VOLUME, photometric="minisblack")
     (tmp_path / "cut.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:-500])
-    with pytest.raises(InputError, match="cut.tif is truncated"):
+    with pytest.raises(InputError, match=r"cut\.tif is truncated"):
         read_source(tmp_path / "cut.tif")
     (tmp_path / "notes.tif").write_text("not a tiff")
-    with pytest.raises(InputError, match="notes.tif is not a TIFF file"):
+    with pytest.raises(InputError, match=r"notes\.tif is not a TIFF file"):
         read_source(tmp_path / "notes.tif")
 
 
@@ -310,10 +332,23 @@ def test_two_unnamed_axes_are_shown_with_their_sizes(tmp_path):
 
 
 def test_angstrom_calibration_is_converted(tmp_path):
-    tifffile.imwrite(tmp_path / "a.ome.tif", VOLUME, ome=True, metadata={
-        "axes": "ZYX", "PhysicalSizeX": 40.0, "PhysicalSizeXUnit": "Å", "PhysicalSizeY": 40.0,
-        "PhysicalSizeYUnit": "Å", "PhysicalSizeZ": 500.0, "PhysicalSizeZUnit": "Å"})
-    assert read_source(tmp_path / "a.ome.tif").voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        VOLUME,
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 40.0,
+            "PhysicalSizeXUnit": "Å",
+            "PhysicalSizeY": 40.0,
+            "PhysicalSizeYUnit": "Å",
+            "PhysicalSizeZ": 500.0,
+            "PhysicalSizeZUnit": "Å",
+        },
+    )
+    assert read_source(tmp_path / "a.ome.tif").voxel_size == pytest.approx(
+        {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
+    )
 
 
 # -- lazy reading (stacks larger than memory) ---------------------------------------------
@@ -331,8 +366,13 @@ def test_a_lazy_read_gives_the_eager_read_s_pixels_for_every_kind_of_file(tmp_pa
     folder.mkdir()
     for index, section in enumerate(VOLUME):
         tifffile.imwrite(folder / f"z{index}.tif", section)
-    expected = {"lzw.tif": VOLUME, "inverted.tif": 255 - VOLUME, "zcyx.tif": hyperstack[:, 1],
-                "grey_rgb.tif": VOLUME[:1], "folder": VOLUME}
+    expected = {
+        "lzw.tif": VOLUME,
+        "inverted.tif": 255 - VOLUME,
+        "zcyx.tif": hyperstack[:, 1],
+        "grey_rgb.tif": VOLUME[:1],
+        "folder": VOLUME,
+    }
     for name, pixels in expected.items():
         lazy = read_source(tmp_path / name, channel=1 if name == "zcyx.tif" else None, lazy=True)
         eager = read_source(tmp_path / name, channel=1 if name == "zcyx.tif" else None)
@@ -345,23 +385,32 @@ def test_a_lazy_read_gives_the_eager_read_s_pixels_for_every_kind_of_file(tmp_pa
 def test_damaged_compressed_data_found_while_reading_lazily_names_the_file(tmp_path):
     from cellseg.stackio import sections
 
-    tifffile.imwrite(tmp_path / "whole.tif", RNG.integers(0, 255, (4, 64, 64), dtype=np.uint8), photometric="minisblack", compression="zlib")
+    tifffile.imwrite(
+        tmp_path / "whole.tif",
+        RNG.integers(0, 255, (4, 64, 64), dtype=np.uint8),
+        photometric="minisblack",
+        compression="zlib",
+    )
     data = bytearray((tmp_path / "whole.tif").read_bytes())
     with tifffile.TiffFile(tmp_path / "whole.tif") as tiff:
         offset = tiff.pages[3].dataoffsets[0]
-    data[offset:offset + 64] = bytes(64)  # the last section's deflate stream overwritten
+    data[offset : offset + 64] = bytes(64)  # the last section's deflate stream overwritten
     (tmp_path / "damaged.tif").write_bytes(bytes(data))
     stack = read_source(tmp_path / "damaged.tif", lazy=True)  # headers are intact
-    with pytest.raises(InputError, match="damaged.tif: its pixel data could not be decoded"):
+    with pytest.raises(InputError, match=r"damaged\.tif: its pixel data could not be decoded"):
         list(sections(stack.pixels, "damaged.tif"))
-    with pytest.raises(InputError, match="damaged.tif: its pixel data could not be decoded"):
+    with pytest.raises(InputError, match=r"damaged\.tif: its pixel data could not be decoded"):
         read_source(tmp_path / "damaged.tif")
 
 
 def test_a_folder_section_saved_inverted_is_named_before_any_pixel_is_read(tmp_path):
     for index in range(3):
-        tifffile.imwrite(tmp_path / f"z{index}.tif", VOLUME[index], photometric="miniswhite" if index == 2 else "minisblack")
-    with pytest.raises(InputError, match=r"z2.tif \(in .*\) is 40 x 48 uint8 \(MinIsWhite\), but .*z0.tif is 40 x 48 uint8:"):
+        tifffile.imwrite(
+            tmp_path / f"z{index}.tif", VOLUME[index], photometric="miniswhite" if index == 2 else "minisblack"
+        )
+    with pytest.raises(
+        InputError, match=r"z2.tif \(in .*\) is 40 x 48 uint8 \(MinIsWhite\), but .*z0.tif is 40 x 48 uint8:"
+    ):
         read_source(tmp_path, lazy=True)
 
 
@@ -372,12 +421,23 @@ def test_an_ome_zarr_image_is_read_lazily_at_its_scale_and_channel(tmp_path):
     from cellseg.stackio import sections
 
     volume = RNG.integers(0, 65535, (2, 5, 64, 72), dtype=np.uint16)  # c, z, y, x as napari saves it
-    write_image(volume, zarr.open_group(str(tmp_path / "volume.ome.zarr"), mode="w"), scale_factors=[2], axes="czyx",
-                scale={"c": 1.0, "z": 0.05, "y": 0.004, "x": 0.004}, axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"})
+    write_image(
+        volume,
+        zarr.open_group(str(tmp_path / "volume.ome.zarr"), mode="w"),
+        scale_factors=[2],
+        axes="czyx",
+        scale={"c": 1.0, "z": 0.05, "y": 0.004, "x": 0.004},
+        axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
+    )
     with pytest.raises(InputError, match=r"has 2 channels \(axis C of its axes CZYX"):
         read_source(tmp_path / "volume.ome.zarr")
     stack = read_source(tmp_path / "volume.ome.zarr", channel=1, lazy=True)
-    assert stack.voxel_size == {"z": pytest.approx(0.05), "y": pytest.approx(0.004), "x": pytest.approx(0.004), "unit": "micron"}
+    assert stack.voxel_size == {
+        "z": pytest.approx(0.05),
+        "y": pytest.approx(0.004),
+        "x": pytest.approx(0.004),
+        "unit": "micron",
+    }
     assert np.array_equal(np.concatenate(list(sections(stack.pixels, "v", 2))), volume[1])
     assert "OME-Zarr image, level s0 of 2" in stack.notes[0]
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("a", shape=(2, 4, 4), dtype="u1")

@@ -29,8 +29,12 @@ def test_isbi_pixel_hashes_match_the_readme(isbi_dir, name):
 def fetched(folder, name, array):
     """A fetched stack as fetch_stack leaves it: the .npy and its record."""
     np.save(folder / f"{name}.npy", array)
-    record = {"source": f"/data/{name}.tif", "voxel_size": {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"},
-              "notes": [f"{name} note"], "warnings": []}
+    record = {
+        "source": f"/data/{name}.tif",
+        "voxel_size": {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"},
+        "notes": [f"{name} note"],
+        "warnings": [],
+    }
     (folder / f"{name}.json").write_text(json.dumps(record))
     return folder / f"{name}.npy", folder / f"{name}.json"
 
@@ -41,9 +45,17 @@ def test_unpack_isbi_training_stack(isbi_dir, tmp_path):
     images_npy, images_json = fetched(tmp_path, "images", raw)
     labels_npy, labels_json = fetched(tmp_path, "labels", raw_labels)
     out = {name: tmp_path / name for name in ("i.npy", "l.npy", "slices.tsv", "record.json")}
-    manifest = unpack(images_npy, labels_npy, out["i.npy"], out["l.npy"], out["slices.tsv"], out["record.json"],
-                      {"normalization": "percentile", "percentiles": [1, 99.8], "label_cell_value": None},
-                      images_json, labels_json)
+    manifest = unpack(
+        images_npy,
+        labels_npy,
+        out["i.npy"],
+        out["l.npy"],
+        out["slices.tsv"],
+        out["record.json"],
+        {"normalization": "percentile", "percentiles": [1, 99.8], "label_cell_value": None},
+        images_json,
+        labels_json,
+    )
     images, labels = np.load(out["i.npy"]), np.load(out["l.npy"])
     low, high = np.percentile(raw, (1, 99.8))
     assert images.dtype == np.float32 and images.shape == (30, 512, 512)
@@ -62,8 +74,16 @@ def test_unpack_isbi_training_stack(isbi_dir, tmp_path):
 
 def test_unpack_without_labels(tmp_path):
     images_npy, images_json = fetched(tmp_path, "images", np.arange(2 * 9 * 9, dtype=np.uint16).reshape(2, 9, 9))
-    manifest = unpack(images_npy, None, tmp_path / "t.npy", None, tmp_path / "t.tsv", tmp_path / "t.json",
-                      {"normalization": "mean_std", "percentiles": [1, 99.8]}, images_json)
+    manifest = unpack(
+        images_npy,
+        None,
+        tmp_path / "t.npy",
+        None,
+        tmp_path / "t.tsv",
+        tmp_path / "t.json",
+        {"normalization": "mean_std", "percentiles": [1, 99.8]},
+        images_json,
+    )
     images = np.load(tmp_path / "t.npy")
     assert abs(images.mean()) < 1e-6 and abs(images.std() - 1) < 1e-5
     assert manifest.cell_fraction.isna().all() and "cell_fraction" not in json.loads((tmp_path / "t.json").read_text())
@@ -72,8 +92,10 @@ def test_unpack_without_labels(tmp_path):
 @pytest.mark.parametrize("method", ["percentile", "mean_std"])
 def test_the_same_sample_stored_as_uint8_uint16_or_float_normalises_the_same(method):
     sample = np.random.default_rng(0).integers(43, 199, (3, 40, 50)).astype(np.uint8)
-    results = [normalise_images(stored, "s.tif", method)[0] for stored in
-               (sample, sample.astype(np.uint16), (sample / 255).astype(np.float32), sample.astype(np.int16))]
+    results = [
+        normalise_images(stored, "s.tif", method)[0]
+        for stored in (sample, sample.astype(np.uint16), (sample / 255).astype(np.float32), sample.astype(np.int16))
+    ]
     for other in results[1:]:
         assert np.abs(other - results[0]).max() < 1e-5
 

@@ -13,8 +13,8 @@ import yaml
 from scipy import stats
 
 from cellseg.comparison import STUDY_SCORES, bootstrap_interval, compare_experiments, holm, wilcoxon_p
-from cellseg.config import schema_defaults
 from cellseg.config import load_schema as read_schema
+from cellseg.config import schema_defaults
 from cellseg.errors import InputError
 from cellseg.study import config_difference, expand_experiments
 from conftest import REPO, snakemake
@@ -43,7 +43,8 @@ def test_a_single_run_is_one_experiment_of_one_run():
 
 def test_experiments_merge_their_overrides_key_by_key_over_the_base():
     config = command_line_config(
-        name="s", base=[{"train": {"steps": 20}}],
+        name="s",
+        base=[{"train": {"steps": 20}}],
         experiments={"a": {}, "b": {"train": {"batch_size": 2}, "model": {"depth": 3}}},
     )
     runs = runs_of(config)
@@ -79,11 +80,17 @@ def test_experiments_may_not_change_folds_or_data(key, value):
 
 
 def test_the_grid_expands_into_named_experiments():
-    config = command_line_config(name="s", experiments={"plain": {}},
-                                 grid={"model.depth": [2, 3], "train.learning_rate": [0.001, 0.01]})
+    config = command_line_config(
+        name="s", experiments={"plain": {}}, grid={"model.depth": [2, 3], "train.learning_rate": [0.001, 0.01]}
+    )
     runs = runs_of(config)
-    assert list(runs) == ["plain", "depth-2_learning_rate-0.001", "depth-2_learning_rate-0.01",
-                          "depth-3_learning_rate-0.001", "depth-3_learning_rate-0.01"]
+    assert list(runs) == [
+        "plain",
+        "depth-2_learning_rate-0.001",
+        "depth-2_learning_rate-0.01",
+        "depth-3_learning_rate-0.001",
+        "depth-3_learning_rate-0.01",
+    ]
     chosen = runs["depth-3_learning_rate-0.01"]["depth-3_learning_rate-0.01"]
     assert (chosen["model"]["depth"], chosen["train"]["learning_rate"]) == (3, 0.01)
 
@@ -108,8 +115,14 @@ def test_experiments_from_config_files_ignore_the_files_own_name(tmp_path):
 @pytest.mark.parametrize(
     "study, message",
     [
-        ({"name": "s", "experiments": {"a": "missing.yaml"}}, r"experiment 'a': cannot read the config file 'missing.yaml'"),
-        ({"name": "s", "experiments": {"a": {}}, "reference": "b"}, r"study.reference 'b' is not one of its experiments"),
+        (
+            {"name": "s", "experiments": {"a": "missing.yaml"}},
+            r"experiment 'a': cannot read the config file 'missing.yaml'",
+        ),
+        (
+            {"name": "s", "experiments": {"a": {}}, "reference": "b"},
+            r"study.reference 'b' is not one of its experiments",
+        ),
         ({"name": "s", "experiments": {"a": {"experiment": "x"}}}, r"experiment 'a': sets 'experiment'"),
         ({"name": "s", "experiments": {"studies": {}}}, r"'studies' cannot name an experiment"),
         ({"name": "s"}, r"no experiments"),
@@ -175,8 +188,9 @@ def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
     rng = np.random.default_rng(3)
     differences = rng.normal(0.01, 0.02, 30)
     ours = bootstrap_interval(differences, 20000, seed=0)
-    theirs = stats.bootstrap((differences,), np.mean, n_resamples=20000, method="percentile",
-                             random_state=np.random.default_rng(1)).confidence_interval
+    theirs = stats.bootstrap(
+        (differences,), np.mean, n_resamples=20000, method="percentile", random_state=np.random.default_rng(1)
+    ).confidence_interval
     spread = differences.std() / np.sqrt(len(differences))
     assert ours == pytest.approx((theirs.low, theirs.high), abs=0.05 * spread)
     assert ours[0] < differences.mean() < ours[1]
@@ -186,9 +200,23 @@ def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
 def per_slice_table(scores: dict[str, np.ndarray], folds: int = 2) -> pd.DataFrame:
     slices = len(next(iter(scores.values())))
     table = pd.DataFrame({"slice": np.arange(slices), "fold": np.arange(slices) * folds // slices})
-    for column in ("cell_dice", "cell_iou", "cell_precision", "cell_recall", "membrane_dice", "membrane_iou",
-                   "membrane_precision", "membrane_recall", "misclassified_fraction", "challenge_pixel_error", "v_rand_thinned", "v_info_thinned",
-                   "skimage_adapted_rand_error", "skimage_vi_split", "skimage_vi_merge"):
+    for column in (
+        "cell_dice",
+        "cell_iou",
+        "cell_precision",
+        "cell_recall",
+        "membrane_dice",
+        "membrane_iou",
+        "membrane_precision",
+        "membrane_recall",
+        "misclassified_fraction",
+        "challenge_pixel_error",
+        "v_rand_thinned",
+        "v_info_thinned",
+        "skimage_adapted_rand_error",
+        "skimage_vi_split",
+        "skimage_vi_merge",
+    ):
         table[column] = scores.get(column, np.full(slices, 0.5))
     for count in ("cell_tp", "cell_fp", "cell_fn", "cell_tn"):
         table[count] = 100
@@ -203,8 +231,11 @@ def test_comparisons_are_paired_by_slice_averaged_over_repeats_and_holm_correcte
     better = [per_slice_table({"membrane_dice": base + shift}), per_slice_table({"membrane_dice": base + shift + 0.01})]
     same = [per_slice_table({"membrane_dice": base + 0.005}), per_slice_table({"membrane_dice": base + 0.005})]
     experiments, comparisons = compare_experiments(
-        {"ref": reference, "better": better, "same": same}, {"ref": [60, 62], "better": [120, 120], "same": [60, 60]},
-        reference="ref", samples=2000, seed=0,
+        {"ref": reference, "better": better, "same": same},
+        {"ref": [60, 62], "better": [120, 120], "same": [60, 60]},
+        reference="ref",
+        samples=2000,
+        seed=0,
     )
     assert experiments.experiment.tolist() == ["ref", "better", "same"]
     assert experiments.set_index("experiment").loc["better", "training_minutes"] == pytest.approx(2.0)
@@ -220,7 +251,10 @@ def test_comparisons_are_paired_by_slice_averaged_over_repeats_and_holm_correcte
     noise = dice[dice.kind == "seed noise"]
     assert noise.difference.tolist() == pytest.approx([0.01]) and noise.holm_p.isna().all()
     assert (dice.loc["better", "verdict"], dice.loc["same", "verdict"], noise.verdict.iloc[0]) == (
-        "better", "no clear difference", "")
+        "better",
+        "no clear difference",
+        "",
+    )
     assert set(comparisons.score) == set(STUDY_SCORES)
 
 

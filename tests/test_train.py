@@ -84,7 +84,9 @@ def test_weighted_cross_entropy_is_the_weighted_mean_and_dice_ignores_the_weight
     weight = torch.tensor([[[[1.0, 3.0]]]])
     _, parts = dice_bce_loss(logits, target, weight, 0.5, "both")
     assert parts["bce"] == pytest.approx(((per_pixel[0] + 3 * per_pixel[1]) / 4).item(), rel=1e-6)
-    assert parts["dice"] == pytest.approx(dice_bce_loss(logits, target, torch.ones_like(weight), 0.5, "both")[1]["dice"])
+    assert parts["dice"] == pytest.approx(
+        dice_bce_loss(logits, target, torch.ones_like(weight), 0.5, "both")[1]["dice"]
+    )
 
 
 def test_crop_sampler_carries_the_border_weights_through_augmentation(stacks):
@@ -92,8 +94,9 @@ def test_crop_sampler_carries_the_border_weights_through_augmentation(stacks):
     plain = tiny_config()
     weighted = tiny_config(loss={**plain["train"]["loss"], "border_weight": 10.0})
     for config in (plain, weighted):
-        config["augment"].update(flips=False, rot90=False, rotation_degrees=0, elastic_probability=0, brightness=0,
-                                 contrast=0)
+        config["augment"].update(
+            flips=False, rot90=False, rotation_degrees=0, elastic_probability=0, brightness=0, contrast=0
+        )
     image, target, weight = CropSampler(images, labels, [0, 1], weighted, 0, 0).batch(3)
     same_image, same_target, ones = CropSampler(images, labels, [0, 1], plain, 0, 0).batch(3)
     assert torch.equal(image, same_image) and torch.equal(target, same_target) and (ones == 1).all()
@@ -146,7 +149,16 @@ def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path
     train_module.save_atomically = save_then_die
     try:
         with pytest.raises(Killed):
-            train_fold(images, labels, [0, 1, 2, 3], config, 0, tmp_path / "parts/m.pt", tmp_path / "parts/c.tsv", tmp_path / "parts/ck.pt")
+            train_fold(
+                images,
+                labels,
+                [0, 1, 2, 3],
+                config,
+                0,
+                tmp_path / "parts/m.pt",
+                tmp_path / "parts/c.tsv",
+                tmp_path / "parts/ck.pt",
+            )
     finally:
         train_module.save_atomically = original
     assert (tmp_path / "parts/ck.pt").exists() and not (tmp_path / "parts/m.pt").exists()

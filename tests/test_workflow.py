@@ -61,8 +61,16 @@ DOWNSTREAM_OF_PREDICTION = {"evaluate": 1, "draw_figures": 1, "render_report": 1
     "override, expected_jobs",
     [
         # More folds: new splits, models and predictions, but nothing fetched again.
-        ("cv:\n  folds: 3\n",
-         {"split_folds": 1, "train_unet": 3, "predict_held_out": 3, "predict_test_volume": 1, **DOWNSTREAM_OF_PREDICTION}),
+        (
+            "cv:\n  folds: 3\n",
+            {
+                "split_folds": 1,
+                "train_unet": 3,
+                "predict_held_out": 3,
+                "predict_test_volume": 1,
+                **DOWNSTREAM_OF_PREDICTION,
+            },
+        ),
         # Prediction settings never retrain.
         ("predict:\n  tta: 8\n", {"predict_held_out": 2, "predict_test_volume": 1, **DOWNSTREAM_OF_PREDICTION}),
         # The threshold reruns evaluation, figures and report only.
@@ -81,7 +89,8 @@ def test_a_config_change_reruns_only_what_depends_on_it(isbi_run, override, expe
 def test_how_a_training_runs_never_retrains(isbi_run):
     work, _ = isbi_run
     (work / "run_settings.yaml").write_text(
-        "resources:\n  train_threads: 1\n  train_gpus: 0\n  data_workers: 1\n  checkpoint_every: 7\n  log_every_seconds: 3\n"
+        "resources:\n  train_threads: 1\n  train_gpus: 0\n  data_workers: 1\n"
+        "  checkpoint_every: 7\n  log_every_seconds: 3\n"
     )
     result = snakemake(work, "--configfile", "config/smoke.yaml", "run_settings.yaml", "-n")
     assert result.returncode == 0, result.stderr
@@ -94,8 +103,14 @@ def test_smoke_run_writes_finite_metric_tables(isbi_run):
     metrics = work / "results/smoke/metrics"
     per_slice = pd.read_csv(metrics / "per_slice.tsv", sep="\t")
     assert per_slice.slice.tolist() == list(range(30)) and per_slice.fold.tolist() == [0] * 15 + [1] * 15
-    for column in ("cell_dice", "membrane_dice", "membrane_iou", "misclassified_fraction", "challenge_pixel_error",
-                   "skimage_adapted_rand_error"):
+    for column in (
+        "cell_dice",
+        "membrane_dice",
+        "membrane_iou",
+        "misclassified_fraction",
+        "challenge_pixel_error",
+        "skimage_adapted_rand_error",
+    ):
         assert np.isfinite(per_slice[column]).all() and per_slice[column].between(0, 1).all()
     assert pd.read_csv(metrics / "per_fold.tsv", sep="\t").fold.tolist() == [0, 1]
     summary = pd.read_csv(metrics / "summary.tsv", sep="\t")
@@ -133,7 +148,10 @@ def test_a_killed_training_resumes_to_identical_weights(isbi_run, tmp_path):
     checkpoint = fresh / "results/smoke/models/fold0.checkpoint.pt"
     process = subprocess.Popen(
         [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", "config/smoke.yaml"],
-        cwd=fresh, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=fresh,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -145,7 +163,9 @@ def test_a_killed_training_resumes_to_identical_weights(isbi_run, tmp_path):
     assert snakemake(fresh, "--unlock", "--configfile", "config/smoke.yaml").returncode == 0
     result = snakemake(fresh, target, "--rerun-incomplete", "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, result.stderr
-    assert "resuming fold 0 from its checkpoint at step" in (fresh / "results/smoke/logs/train_unet/fold0.log").read_text()
+    assert (
+        "resuming fold 0 from its checkpoint at step" in (fresh / "results/smoke/logs/train_unet/fold0.log").read_text()
+    )
     resumed = torch.load(fresh / target, weights_only=True)["state_dict"]
     uninterrupted = torch.load(work / target, weights_only=True)["state_dict"]
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
@@ -172,8 +192,14 @@ def test_experiments_on_other_data_sit_side_by_side(isbi_run, tmp_path):
     shutil.copytree(work, fresh, symlinks=True)
     (tmp_path / "shared").symlink_to((work.parent / "shared").resolve(), target_is_directory=True)
     images, labels = make_stacks(tmp_path / "b", slices=4, height=40, width=48)
-    (fresh / "b.yaml").write_text(yaml.safe_dump({"experiment": "b", "data": {
-        "train_images": [str(images)], "train_labels": [str(labels)], "test_images": []}}))
+    (fresh / "b.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "experiment": "b",
+                "data": {"train_images": [str(images)], "train_labels": [str(labels)], "test_images": []},
+            }
+        )
+    )
     planned = snakemake(fresh, "--configfile", "config/smoke.yaml", "b.yaml", "-n")
     assert planned_jobs(planned.stdout)["fetch_stack"] == 2, planned.stdout
     result = snakemake(fresh, "--configfile", "config/smoke.yaml", "b.yaml")
@@ -194,11 +220,23 @@ def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, is
     work, _ = isbi_run
     raw = read_source(isbi_dir / "test-volume.tif").pixels[:2]
     stored = {"uint8": raw, "uint16": raw.astype(np.uint16), "float32": raw.astype(np.float32) / 255}
-    predictor = Predictor([work / "results/smoke/models/fold0.pt"], {
-        "tta": 1, "tile_size": 512, "tile_overlap": 0.25, "device": "cpu", "precision": "fp32", "channels_last": False})
+    predictor = Predictor(
+        [work / "results/smoke/models/fold0.pt"],
+        {
+            "tta": 1,
+            "tile_size": 512,
+            "tile_overlap": 0.25,
+            "device": "cpu",
+            "precision": "fp32",
+            "channels_last": False,
+        },
+    )
 
     def probabilities(method):
-        return {name: predictor.predict_slices(normalise_images(stack, name, method)[0], [0, 1]) for name, stack in stored.items()}
+        return {
+            name: predictor.predict_slices(normalise_images(stack, name, method)[0], [0, 1])
+            for name, stack in stored.items()
+        }
 
     same = probabilities("percentile")
     assert max(np.abs(same[name] - same["uint8"]).max() for name in stored) < 1e-3
@@ -216,12 +254,23 @@ def own_run(tmp_path_factory):
     # The stack to segment as Fiji saves a calibrated stack: 4 nm pixels, 50 nm sections.
     test_images = root / "data" / "test" / "fiji.tif"
     test_images.parent.mkdir(parents=True)
-    tifffile.imwrite(test_images, tifffile.imread(make_stacks(root / "data" / "raw", slices=3, seed=1)[0]), imagej=True,
-                     resolution=(250, 250), metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"})
+    tifffile.imwrite(
+        test_images,
+        tifffile.imread(make_stacks(root / "data" / "raw", slices=3, seed=1)[0]),
+        imagej=True,
+        resolution=(250, 250),
+        metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"},
+    )
     work = copy_workflow(root / "work")
     # The labelled stacks carry no calibration: the config gives their pixel size.
-    mine = {"data": {"train_images": [str(images)], "train_labels": [str(labels)], "test_images": [str(test_images)],
-                     "voxel_size": {"y": 4, "x": 4, "unit": "nm"}}}
+    mine = {
+        "data": {
+            "train_images": [str(images)],
+            "train_labels": [str(labels)],
+            "test_images": [str(test_images)],
+            "voxel_size": {"y": 4, "x": 4, "unit": "nm"},
+        }
+    }
     (work / "mine.yaml").write_text(yaml.safe_dump(mine))
     return work, snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml")
 
@@ -257,7 +306,9 @@ def test_a_single_section_to_segment_goes_through_to_the_report(own_run, tmp_pat
 
     work = tmp_path / "work"
     shutil.copytree(own_run[0], work, symlinks=True)
-    Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 50), dtype=np.uint8)).save(tmp_path / "one section.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 50), dtype=np.uint8)).save(
+        tmp_path / "one section.png"
+    )
     (work / "one.yaml").write_text(yaml.safe_dump({"data": {"test_images": [str(tmp_path / "one section.png")]}}))
     result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "one.yaml")
     assert result.returncode == 0, result.stderr
@@ -308,8 +359,15 @@ def bad_case(name: str, case: Path, server_url: str):
         return images_from(rng.integers(0, 255, (6, 37, 45, 3), dtype=np.uint8)), "3 colour samples", ()
     if name == "2-D image":
         image = rng.integers(0, 255, (37, 45), dtype=np.uint8)
-        flat_images, flat_labels = write_stack(case / "flat.tif", image), write_stack(case / "flat_labels.tif", image > 60)
-        return {"data": {"train_images": [str(flat_images)], "train_labels": [str(flat_labels)]}}, "has 1 labelled slices, fewer than cv.folds = 2", ("folds.tsv", "logs/split_folds.log")
+        flat_images, flat_labels = (
+            write_stack(case / "flat.tif", image),
+            write_stack(case / "flat_labels.tif", image > 60),
+        )
+        return (
+            {"data": {"train_images": [str(flat_images)], "train_labels": [str(flat_labels)]}},
+            "has 1 labelled slices, fewer than cv.folds = 2",
+            ("folds.tsv", "logs/split_folds.log"),
+        )
     if name == "shapes differ":
         _, other = make_stacks(case / "other", slices=6, height=36, width=45)
         return {"data": {"train_labels": [str(other)]}}, f"{images} .* and the labels {other} .* differ in shape", ()
@@ -354,10 +412,26 @@ def bad_case(name: str, case: Path, server_url: str):
 
 
 BAD_CASES = [
-    "missing file", "truncated file", "not a TIFF", "RGB stack", "2-D image", "shapes differ",
-    "three label values", "membrane as foreground", "pages of different shapes", "two channels",
-    "empty stack", "constant labels", "NaN pixels", "fewer slices than folds",
-    "hash mismatch", "unknown key", "wrong type", "unreachable URL", "HTTP error", "dropped connection",
+    "missing file",
+    "truncated file",
+    "not a TIFF",
+    "RGB stack",
+    "2-D image",
+    "shapes differ",
+    "three label values",
+    "membrane as foreground",
+    "pages of different shapes",
+    "two channels",
+    "empty stack",
+    "constant labels",
+    "NaN pixels",
+    "fewer slices than folds",
+    "hash mismatch",
+    "unknown key",
+    "wrong type",
+    "unreachable URL",
+    "HTTP error",
+    "dropped connection",
 ]
 
 
@@ -391,6 +465,15 @@ def test_snakemake_lint_reports_nothing():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_passes_over_package_scripts_and_tests(command):
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run(
+        [ruff, *command, "workflow", "scripts", "tests"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_snakefmt_check_passes():

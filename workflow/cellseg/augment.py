@@ -74,7 +74,9 @@ def build_augmentation(config: dict) -> v2.Compose:
     if config["rot90"]:
         transforms.append(RandomRot90())
     if config["rotation_degrees"] > 0:
-        transforms.append(v2.RandomRotation(config["rotation_degrees"], interpolation=v2.InterpolationMode.BILINEAR, fill=0))
+        transforms.append(
+            v2.RandomRotation(config["rotation_degrees"], interpolation=v2.InterpolationMode.BILINEAR, fill=0)
+        )
     if config["elastic_probability"] > 0:
         elastic = GridElastic(config["elastic_std_px"], config["elastic_grid"])
         transforms.append(v2.RandomApply([elastic], p=config["elastic_probability"]))
@@ -90,7 +92,9 @@ def displacement_rms(transform: v2.Transform, size: int = 256, samples: int = 8,
     Transforms images holding each pixel's own coordinates and compares, away from the
     border where fill values would distort the measurement.
     """
-    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     coordinates = tv_tensors.Image(torch.stack([rows, cols]))
     total = 0.0
     for _ in range(samples):

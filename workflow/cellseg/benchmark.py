@@ -34,7 +34,9 @@ def copy_workflow(checkout: Path, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(checkout / "Snakefile", destination / "Snakefile")
     for folder in WORKFLOW_FOLDERS:
-        shutil.copytree(checkout / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            checkout / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     return destination
 
 
@@ -117,7 +119,7 @@ def time_convolutions(
 
         def forward_backward() -> None:
             with autocast(device, precision):
-                y = module(x)
+                y = module(x)  # noqa: B023 (called only within this iteration)
             y.backward(torch.ones_like(y))
 
         with FlopCounterMode(display=False) as counter:
@@ -131,10 +133,17 @@ def time_convolutions(
             elapsed = time.perf_counter() - began
             best, spent = min(best, elapsed), spent + elapsed
         flops = float(counter.get_total_flops())
-        rows.append({
-            "layer": type(module).__name__, "in_channels": shape[1], "out_channels": module.out_channels,
-            "side": shape[-1], "gflop": flops / 1e9, "seconds": best, "gflops_achieved": flops / best / 1e9,
-        })
+        rows.append(
+            {
+                "layer": type(module).__name__,
+                "in_channels": shape[1],
+                "out_channels": module.out_channels,
+                "side": shape[-1],
+                "gflop": flops / 1e9,
+                "seconds": best,
+                "gflops_achieved": flops / best / 1e9,
+            }
+        )
     return rows
 
 
@@ -172,8 +181,9 @@ def time_training(
     batches = batch_stream(sampler, range(warmup + max_steps), config["resources"]["data_workers"])
 
     def run() -> None:
-        training_step(network, optimizer, scaler, batches, device, precision, memory_format,
-                      config["train"]["loss"], (0.5, 0.2))
+        training_step(
+            network, optimizer, scaler, batches, device, precision, memory_format, config["train"]["loss"], (0.5, 0.2)
+        )
 
     began = time.perf_counter()
     for _ in range(warmup):

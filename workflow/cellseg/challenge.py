@@ -52,7 +52,6 @@ from .scores import CHALLENGE_SCORES as SCORES
 WATERSHED_LINE, QUEUED, MASK, OUTSIDE = 0, -3, -2, -4
 
 
-
 def challenge_thresholds(start: float = 0.0, stop: float = 1.0, step: float = 0.1) -> list[float]:
     """Fiji's ``for (th = start; th <= stop; th += step)`` in doubles: eleven values."""
     thresholds, threshold = [], start
@@ -183,6 +182,11 @@ def threshold_sweep(probability: np.ndarray, labels: np.ndarray) -> list[dict[st
     rows = []
     for threshold in challenge_thresholds():
         cell = predicted_cell(probability, threshold)
-        rows.append({"threshold": threshold, **foreground_restricted_scores(truth_cells, thin_boundaries(cell)),
-                     **confusion_counts(cell, truth)})
+        rows.append(
+            {
+                "threshold": threshold,
+                **foreground_restricted_scores(truth_cells, thin_boundaries(cell)),
+                **confusion_counts(cell, truth),
+            }
+        )
     return rows

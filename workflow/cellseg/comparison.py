@@ -35,7 +35,9 @@ def bootstrap_interval(differences: np.ndarray, samples: int, seed: int, level: 
     # Chunks keep memory flat for many slices and resamples.
     for start in range(0, samples, 1000):
         chunk = min(1000, samples - start)
-        means[start:start + chunk] = differences[rng.integers(0, len(differences), (chunk, len(differences)))].mean(axis=1)
+        means[start : start + chunk] = differences[rng.integers(0, len(differences), (chunk, len(differences)))].mean(
+            axis=1
+        )
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
@@ -75,20 +77,32 @@ def experiment_row(name: str, per_slice_runs: list[pd.DataFrame], training_secon
         ignore_index=True,
     )
     summary = summary_table(pooled).set_index("metric")
-    row = {"experiment": name, "repeats": len(per_slice_runs), "folds": folds,
-           "training_minutes": sum(training_seconds) / len(per_slice_runs) / 60}
+    row = {
+        "experiment": name,
+        "repeats": len(per_slice_runs),
+        "folds": folds,
+        "training_minutes": sum(training_seconds) / len(per_slice_runs) / 60,
+    }
     for score in STUDY_SCORES:
         row |= {f"{score}_{column}": summary.loc[score, column] for column in ("mean", "ci95_low", "ci95_high")}
     return row
 
 
-def difference_row(experiment: str, reference: str, kind: str, score: str, differences: pd.Series,
-                   samples: int, seed: int) -> dict:
+def difference_row(
+    experiment: str, reference: str, kind: str, score: str, differences: pd.Series, samples: int, seed: int
+) -> dict:
     low, high = bootstrap_interval(differences.to_numpy(), samples, seed)
     return {
-        "experiment": experiment, "reference": reference, "kind": kind, "score": score,
-        "better": STUDY_SCORES[score], "slices": len(differences), "difference": float(differences.mean()),
-        "ci95_low": low, "ci95_high": high, "wilcoxon_p": wilcoxon_p(differences.to_numpy()),
+        "experiment": experiment,
+        "reference": reference,
+        "kind": kind,
+        "score": score,
+        "better": STUDY_SCORES[score],
+        "slices": len(differences),
+        "difference": float(differences.mean()),
+        "ci95_low": low,
+        "ci95_high": high,
+        "wilcoxon_p": wilcoxon_p(differences.to_numpy()),
     }
 
 
@@ -114,15 +128,37 @@ def compare_experiments(
         scores = slice_scores(runs)
         if not scores.index.equals(reference_scores.index):
             raise ValueError(f"experiments '{name}' and '{reference}' were not scored on the same slices")
-        rows += [difference_row(name, reference, "change", score, scores[score] - reference_scores[score], samples, seed)
-                 for score in STUDY_SCORES]
+        rows += [
+            difference_row(name, reference, "change", score, scores[score] - reference_scores[score], samples, seed)
+            for score in STUDY_SCORES
+        ]
     if len(per_slice[reference]) > 1:
         first, second = (run.set_index("slice") for run in per_slice[reference][:2])
-        rows += [difference_row(f"{reference} repeat 1", f"{reference} repeat 0", SEED_NOISE, score,
-                                second[score] - first[score], samples, seed)
-                 for score in STUDY_SCORES]
-    columns = ["experiment", "reference", "kind", "score", "better", "slices", "difference", "ci95_low",
-               "ci95_high", "wilcoxon_p", "holm_p"]
+        rows += [
+            difference_row(
+                f"{reference} repeat 1",
+                f"{reference} repeat 0",
+                SEED_NOISE,
+                score,
+                second[score] - first[score],
+                samples,
+                seed,
+            )
+            for score in STUDY_SCORES
+        ]
+    columns = [
+        "experiment",
+        "reference",
+        "kind",
+        "score",
+        "better",
+        "slices",
+        "difference",
+        "ci95_low",
+        "ci95_high",
+        "wilcoxon_p",
+        "holm_p",
+    ]
     comparisons = pd.DataFrame(rows, columns=columns[:-1])
     comparisons["holm_p"] = np.nan
     changes = comparisons.kind == "change"
@@ -157,9 +193,13 @@ def read_runs(
     folds = len(model_paths) // len(names)
     tables = {run: pd.read_csv(path, sep="\t") for run, path in zip(names, per_slice_paths, strict=True)}
     seconds = {
-        run: sum(torch.load(path, map_location="cpu", weights_only=True)["wall_seconds"]
-                 for path in model_paths[i * folds:(i + 1) * folds])
+        run: sum(
+            torch.load(path, map_location="cpu", weights_only=True)["wall_seconds"]
+            for path in model_paths[i * folds : (i + 1) * folds]
+        )
         for i, run in enumerate(names)
     }
-    return ({name: [tables[run] for run in repeats] for name, repeats in runs.items()},
-            {name: [seconds[run] for run in repeats] for name, repeats in runs.items()})
+    return (
+        {name: [tables[run] for run in repeats] for name, repeats in runs.items()},
+        {name: [seconds[run] for run in repeats] for name, repeats in runs.items()},
+    )

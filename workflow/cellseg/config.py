@@ -67,12 +67,14 @@ def unknown_keys(config: dict, schema: dict) -> list[str]:
                 if isinstance(value, dict):
                     walk(value, properties[key], path + ".")
             elif sub.get("additionalProperties") is False:
-                nearest = [MOVED_KEYS[path]] if path in MOVED_KEYS else difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+                nearest = (
+                    [MOVED_KEYS[path]]
+                    if path in MOVED_KEYS
+                    else difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+                )
                 hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
                 valid = ", ".join(sorted(properties))
-                messages.append(
-                    f"unknown config key '{path}'{hint} (valid keys here: {valid})"
-                )
+                messages.append(f"unknown config key '{path}'{hint} (valid keys here: {valid})")
 
     walk(config, schema, "")
     return messages
@@ -122,7 +124,9 @@ def training_recipe(config: dict) -> dict:
     if model["architecture"] == "monai_basicunet":
         model = {"architecture": model["architecture"]}
     return {
-        "seed": config["seed"], "model": model, "augment": config["augment"],
+        "seed": config["seed"],
+        "model": model,
+        "augment": config["augment"],
         "train": config["train"],
     }
 
@@ -141,12 +145,11 @@ def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND
     if not problems and config["segment"]["seed_threshold"] < config["segment"]["threshold"]:
         problems.append(
             f"config key 'segment.seed_threshold' ({config['segment']['seed_threshold']}) is below "
-            f"'segment.threshold' ({config['segment']['threshold']}): the watershed's seeds must lie inside the cells' mask"
+            f"'segment.threshold' ({config['segment']['threshold']}): "
+            "the watershed's seeds must lie inside the cells' mask"
         )
     if problems:
-        raise InputError(
-            f"The configuration is invalid ({source}): " + "; ".join(problems) + "."
-        )
+        raise InputError(f"The configuration is invalid ({source}): " + "; ".join(problems) + ".")
     return config
 
 
@@ -212,7 +215,9 @@ def reference_markdown(schema: dict) -> str:
             kind = item.get("type", "")
             kind = " or ".join(kind) if isinstance(kind, list) else kind
             value = shown(item.get("default"))
-            default = "(section)" if "properties" in item else f"`{value}`" if len(value) <= 60 else "(long: see the schema)"
+            default = (
+                "(section)" if "properties" in item else f"`{value}`" if len(value) <= 60 else "(long: see the schema)"
+            )
             description = item.get("description", "").replace("|", "\\|")
             rows.append(f"| `{path}` | {kind} | {default} | {description} |")
             walk(item, path + ".")

@@ -102,17 +102,22 @@ def evaluate_held_out(
     thresholds = challenge_table(sweep)
     best = thresholds.loc[thresholds["best_challenge_pixel_error"], "threshold"].iloc[0]
     at_best = sweep[sweep.threshold == best].set_index("slice")
-    per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), "challenge_pixel_error", [
-        challenge_pixel_error(*at_best.loc[index, ["tp", "fp", "fn"]]) for index in per_slice.slice
-    ])
+    per_slice.insert(
+        per_slice.columns.get_loc("skimage_adapted_rand_error"),
+        "challenge_pixel_error",
+        [challenge_pixel_error(*at_best.loc[index, ["tp", "fp", "fn"]]) for index in per_slice.slice],
+    )
     for score in CHALLENGE_SCORES:
         if not thresholds[f"best_{score}"].any():  # every slice degenerate
             per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned", np.nan)
             continue
         best = thresholds.loc[thresholds[f"best_{score}"], "threshold"].iloc[0]
         at_best = sweep[sweep.threshold == best].set_index("slice")[score]
-        per_slice.insert(per_slice.columns.get_loc("skimage_adapted_rand_error"), f"{score}_thinned",
-                         per_slice.slice.map(at_best).to_numpy())
+        per_slice.insert(
+            per_slice.columns.get_loc("skimage_adapted_rand_error"),
+            f"{score}_thinned",
+            per_slice.slice.map(at_best).to_numpy(),
+        )
     log.info("scored %d held-out slices of %d folds at threshold %g", len(per_slice), len(prediction_dirs), threshold)
     return per_slice, thresholds
 
@@ -171,11 +176,17 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
         mean = float(values.mean()) if count else np.nan
         sd = float(values.std(ddof=1)) if count > 1 else 0.0
         half = float(stats.t.ppf(0.975, count - 1) * sd / np.sqrt(count)) if count > 1 else 0.0
-        rows.append({
-            "metric": column, "mean": mean, "sd": sd, "ci95_low": max(mean - half, 0.0),
-            "ci95_high": mean + half if column in UNBOUNDED_ABOVE else min(mean + half, 1.0),
-            "pooled": pooled[column], "folds": count,
-        })
+        rows.append(
+            {
+                "metric": column,
+                "mean": mean,
+                "sd": sd,
+                "ci95_low": max(mean - half, 0.0),
+                "ci95_high": mean + half if column in UNBOUNDED_ABOVE else min(mean + half, 1.0),
+                "pooled": pooled[column],
+                "folds": count,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -188,23 +199,36 @@ def result_warnings(per_slice: pd.DataFrame, threshold: float) -> pd.DataFrame:
     rows = []
     for record in per_slice.itertuples():
         if record.truth_segments < 2:
-            rows.append({"fold": record.fold, "slice": record.slice, "message": (
-                f"slice {record.slice}: its ground truth has {record.truth_segments} cell "
-                "segment(s), so it has nothing to split or merge; its V_Rand, V_Info and "
-                "skimage scores are undefined (n/a) and left out of the means. Inverted labels "
-                "(membrane stored as cell) look like this."
-            )})
+            rows.append(
+                {
+                    "fold": record.fold,
+                    "slice": record.slice,
+                    "message": (
+                        f"slice {record.slice}: its ground truth has {record.truth_segments} cell "
+                        "segment(s), so it has nothing to split or merge; its V_Rand, V_Info and "
+                        "skimage scores are undefined (n/a) and left out of the means. Inverted labels "
+                        "(membrane stored as cell) look like this."
+                    ),
+                }
+            )
     for fold, slices in per_slice.groupby("fold"):
         tp, fp, fn, tn = (int(slices[c].sum()) for c in COUNT_COLUMNS)
         total = tp + fp + fn + tn
         for name, truth, predicted in (("membrane", tn + fp, tn + fn), ("cell", tp + fn, tp + fp)):
             if truth and predicted < ONE_CLASS_FRACTION * truth:
-                rows.append({"fold": fold, "slice": pd.NA, "message": (
-                    f"fold {fold} predicts {100 * predicted / total:.2f} % of its held-out pixels as "
-                    f"{name} (probability {'<=' if name == 'membrane' else '>'} {threshold:g}) where the truth has "
-                    f"{100 * truth / total:.1f} %: the model predicts (almost) one class, and scores of "
-                    "the other class mean little."
-                )})
+                rows.append(
+                    {
+                        "fold": fold,
+                        "slice": pd.NA,
+                        "message": (
+                            f"fold {fold} predicts {100 * predicted / total:.2f} % of its held-out pixels as "
+                            f"{name} (probability {'<=' if name == 'membrane' else '>'} {threshold:g}) "
+                            "where the truth has "
+                            f"{100 * truth / total:.1f} %: the model predicts (almost) one class, and scores of "
+                            "the other class mean little."
+                        ),
+                    }
+                )
     table = pd.DataFrame(rows, columns=["fold", "slice", "message"]).astype({"slice": "Int64"})
     for message in table.message:
         log.warning("%s", message)

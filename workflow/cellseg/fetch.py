@@ -81,7 +81,9 @@ def calibrated(found: dict, configured: dict | None, source: str) -> dict:
             continue
         ours = in_micrometres(configured[axis], configured.get("unit", "micron"))
         if result[axis] is not None and not np.isclose(ours, result[axis], rtol=1e-3):
-            log.warning("%s: data.voxel_size.%s (%g micron) replaces the file's %g micron", source, axis, ours, result[axis])
+            log.warning(
+                "%s: data.voxel_size.%s (%g micron) replaces the file's %g micron", source, axis, ours, result[axis]
+            )
         result[axis] = ours
     unit = "micron" if any(v is not None for v in result.values()) else None
     return {**result, "unit": unit}
@@ -94,7 +96,9 @@ def in_micrometres(value: float | None, unit: str | None) -> float | None:
     return float(value) * MICROMETRES[unit]
 
 
-def _save_verified(source: str, partial: Path, saved: Path, kind: str, expected: str | None, options: dict) -> tuple[Stack, str]:
+def _save_verified(
+    source: str, partial: Path, saved: Path, kind: str, expected: str | None, options: dict
+) -> tuple[Stack, str]:
     """Read one source (a download in ``partial``) lazily into ``saved`` (.npy), slab by
     slab, then validate what was saved and hash its pixels: memory holds one slab of the
     source, whatever its size. Returns the stack as read (its pixels lazy) and the pixel
@@ -112,8 +116,8 @@ def _save_verified(source: str, partial: Path, saved: Path, kind: str, expected:
     per_slab = max(1, SLAB_BYTES // (height * width * stack.pixels.dtype.itemsize))
     out = np.lib.format.open_memmap(saved, mode="w+", dtype=stack.pixels.dtype, shape=stack.pixels.shape)
     began = time.perf_counter()
-    for start, slab in zip(range(0, count, per_slab), sections(stack.pixels, source, per_slab)):
-        out[start:start + len(slab)] = slab
+    for start, slab in zip(range(0, count, per_slab), sections(stack.pixels, source, per_slab), strict=True):
+        out[start : start + len(slab)] = slab
         out.flush()
         release(out)
         if count > per_slab:
@@ -160,9 +164,9 @@ def fetch_stack(
     ``expected_sha256`` has an entry for the source used, the decoded pixels (as
     ``stackio`` reads them, C order, their own dtype) must match it. The saved array is
     (N, H, W) in the source's dtype, copied a slab at a time (``SLAB_BYTES``) from a lazy
-    read, so that a stack larger than memory is fetched in bounded memory. Returns (and writes to ``record`` as JSON, when
-    given) the provenance: ``source``, ``sha256`` of the pixels, ``verified``, ``shape``,
-    ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
+    read, so that a stack larger than memory is fetched in bounded memory. Returns (and
+    writes to ``record`` as JSON, when given) the provenance: ``source``, ``sha256`` of the
+    pixels, ``verified``, ``shape``, ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
     reading it. A source that cannot be read, is malformed or whose hash differs is
     skipped for the next, as one that cannot be reached is. Raises ``InputError`` when no
     source works (a single source's own refusal as it is); ``destination`` is written
@@ -195,8 +199,16 @@ def fetch_stack(
             os.replace(saved, destination)
             check = "verified against data.sha256" if expected else "no expected hash in data.sha256"
             voxel_size = calibrated(stack.voxel_size, options.get("voxel_size"), source)
-            log.info("fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s", kind, source,
-                     stack.pixels.shape, stack.pixels.dtype, found, check, describe_voxel_size(voxel_size))
+            log.info(
+                "fetched %s from %s: %s %s, pixel sha256 %s (%s), voxel size %s",
+                kind,
+                source,
+                stack.pixels.shape,
+                stack.pixels.dtype,
+                found,
+                check,
+                describe_voxel_size(voxel_size),
+            )
             provenance = {
                 "source": source,
                 "sha256": found,

@@ -57,12 +57,27 @@ def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, 
     shown = axes[2].imshow(probability, cmap="magma", vmin=0, vmax=1)
     axes[2].set_title("predicted cell probability")
     figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02, label="probability")
-    axes[3].imshow(error_map(probability, labels, threshold), cmap=ListedColormap(ERROR_COLOURS), vmin=0, vmax=3, interpolation="nearest")
+    axes[3].imshow(
+        error_map(probability, labels, threshold),
+        cmap=ListedColormap(ERROR_COLOURS),
+        vmin=0,
+        vmax=3,
+        interpolation="nearest",
+    )
     axes[3].set_title(f"prediction at p > {threshold:g}")
-    names = ("cell, right", "membrane, right", "false membrane (cell called membrane)",
-             "missed membrane (membrane called cell)")
-    figure.legend(handles=[Patch(facecolor=c, edgecolor="#999", label=n) for c, n in zip(ERROR_COLOURS, names)],
-                  loc="outside lower right", ncol=4, fontsize=10, frameon=False)
+    names = (
+        "cell, right",
+        "membrane, right",
+        "false membrane (cell called membrane)",
+        "missed membrane (membrane called cell)",
+    )
+    figure.legend(
+        handles=[Patch(facecolor=c, edgecolor="#999", label=n) for c, n in zip(ERROR_COLOURS, names, strict=True)],
+        loc="outside lower right",
+        ncol=4,
+        fontsize=10,
+        frameon=False,
+    )
     for axis in axes:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -71,7 +86,9 @@ def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, 
     return figure
 
 
-def segmentation_panel(image: np.ndarray, probability: np.ndarray, labels: np.ndarray, uncertainty: np.ndarray, title: str) -> Figure:
+def segmentation_panel(
+    image: np.ndarray, probability: np.ndarray, labels: np.ndarray, uncertainty: np.ndarray, title: str
+) -> Figure:
     """A segmented section: the image, its cell probability, its cells (instance labels,
     random colours) and the fold models' disagreement (standard deviation)."""
     figure, axes = subplots(1, 4, figsize=(16, 4.6))
@@ -112,7 +129,7 @@ def metric_distributions(per_slice: pd.DataFrame) -> Figure:
     """Each main metric's per-slice values, one box per fold, the slices as dots."""
     figure, axes = subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), 4))
     folds = sorted(per_slice.fold.unique())
-    for axis, (column, name) in zip(axes, MAIN_SCORES.items()):
+    for axis, (column, name) in zip(axes, MAIN_SCORES.items(), strict=True):
         values = [per_slice.loc[per_slice.fold == fold, column].to_numpy() for fold in folds]
         axis.boxplot(values, widths=0.5, showfliers=False)
         for position, fold_values in enumerate(values, start=1):
@@ -174,16 +191,22 @@ def draw_run_figures(
     written = []
     for row in per_slice.itertuples():
         probability = tifffile.imread(Path(prediction_dirs[row.fold]) / f"slice_{row.slice:03d}.tif")
-        title = (f"slice {row.slice} (held out by fold {row.fold}): membrane Dice {row.membrane_dice:.3f}, "
-                 f"misclassified fraction {row.misclassified_fraction:.3f}")
-        figure = slice_panel(np.asarray(images[row.slice]), np.asarray(labels[row.slice]), probability, threshold, title)
+        title = (
+            f"slice {row.slice} (held out by fold {row.fold}): membrane Dice {row.membrane_dice:.3f}, "
+            f"misclassified fraction {row.misclassified_fraction:.3f}"
+        )
+        figure = slice_panel(
+            np.asarray(images[row.slice]), np.asarray(labels[row.slice]), probability, threshold, title
+        )
         written.append(save(figure, output_dir / "slices" / f"slice_{row.slice:03d}.jpg", dpi=80))
     curves = {fold: pd.read_csv(path, sep="\t") for fold, path in enumerate(curve_paths)}
     written.append(save(training_curves(curves), output_dir / "training_curves.png"))
     written.append(save(metric_distributions(per_slice), output_dir / "metrics_by_fold.png"))
     if test_images is not None and test_probabilities is not None:
         count = len(test_images)
-        examples = sorted({round(i * (count - 1) / max(test_examples - 1, 1)) for i in range(min(test_examples, count))})
+        examples = sorted(
+            {round(i * (count - 1) / max(test_examples - 1, 1)) for i in range(min(test_examples, count))}
+        )
         figure = test_volume_examples(test_images, test_probabilities, examples)
         written.append(save(figure, output_dir / "test_volume.jpg", dpi=80))
     return written
@@ -195,7 +218,7 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
     rows = list(dict.fromkeys(comparisons.experiment))
     height = 1.2 + 0.45 * len(rows)
     figure, axes = subplots(1, len(MAIN_SCORES), figsize=(3.4 * len(MAIN_SCORES), height), sharey=True)
-    for axis, (score, name) in zip(axes, MAIN_SCORES.items()):
+    for axis, (score, name) in zip(axes, MAIN_SCORES.items(), strict=True):
         table = comparisons[comparisons.score == score].set_index("experiment").loc[rows]
         positions = np.arange(len(rows))[::-1]
         colours = ["#888888" if kind != "change" else "#0072b2" for kind in table.kind]
@@ -206,7 +229,9 @@ def forest_plot(comparisons: pd.DataFrame) -> Figure:
         axis.xaxis.set_major_locator(MaxNLocator(4))
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(np.arange(len(rows))[::-1], rows)
-    figure.suptitle(f"paired difference to {comparisons.reference.iloc[0]} over held-out slices, 95 % bootstrap interval")
+    figure.suptitle(
+        f"paired difference to {comparisons.reference.iloc[0]} over held-out slices, 95 % bootstrap interval"
+    )
     return figure
 
 
@@ -214,14 +239,17 @@ def quality_against_cost(experiments: pd.DataFrame) -> Figure:
     """Membrane Dice and the challenge's pixel error (mean, 95 % interval) against training
     minutes."""
     figure, axes = subplots(1, 2, figsize=(11, 4.2))
-    for axis, score in zip(axes, ("membrane_dice", "challenge_pixel_error")):
+    for axis, score in zip(axes, ("membrane_dice", "challenge_pixel_error"), strict=True):
         # A marker and legend entry per experiment: names written beside close points overlap.
         for row in experiments.to_dict("records"):
             mean = row[f"{score}_mean"]
             errors = [[mean - row[f"{score}_ci95_low"]], [row[f"{score}_ci95_high"] - mean]]
             axis.errorbar(row["training_minutes"], mean, yerr=errors, fmt="o", capsize=3, label=row["experiment"])
-        axis.set(title=f"{MAIN_SCORES[score]} ({better(score)} is better)", xlabel="training wall time, minutes (all folds)",
-                 ylabel=MAIN_SCORES[score])
+        axis.set(
+            title=f"{MAIN_SCORES[score]} ({better(score)} is better)",
+            xlabel="training wall time, minutes (all folds)",
+            ylabel=MAIN_SCORES[score],
+        )
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=9)
     return figure

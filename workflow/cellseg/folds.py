@@ -36,7 +36,9 @@ def assign_folds(count: int, folds: int, scheme: str, seed: int) -> np.ndarray:
     return fold_of
 
 
-def fold_table(labelled_count: int, folds: int, scheme: str, seed: int, source: str = "the labelled stack") -> pd.DataFrame:
+def fold_table(
+    labelled_count: int, folds: int, scheme: str, seed: int, source: str = "the labelled stack"
+) -> pd.DataFrame:
     """The folds.tsv table of ``labelled_count`` labelled slices."""
     if labelled_count < folds:
         raise InputError(

@@ -62,6 +62,8 @@ def logged_step(log_path: str | Path) -> Iterator[None]:
     finally:
         # The kernel's high-water mark of this process (Linux: kilobytes), exact where
         # Snakemake's benchmark files sample it every few seconds.
-        log.info("peak resident memory of this step: %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        log.info(
+            "peak resident memory of this step: %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
         root.removeHandler(handler)
         handler.close()

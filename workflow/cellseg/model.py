@@ -156,6 +156,7 @@ def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
         x = x.transpose(-2, -1)
     return x
 
+
 class Ensemble(nn.Module):
     """A run's fold models as one network, as prediction combines them: each UNet
     standardises its input with its own training mean and sd, its cell probability is

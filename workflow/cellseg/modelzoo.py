@@ -106,7 +106,7 @@ def ensemble_from_files(model_paths: list[Path], tta: int) -> tuple[model_module
     if not model_paths:
         raise InputError("No trained models to export; train the experiment first.")
     payloads = [torch.load(p, map_location="cpu", weights_only=True) for p in model_paths]
-    for path, payload in zip(model_paths, payloads):
+    for path, payload in zip(model_paths, payloads, strict=True):
         if payload["model"]["architecture"] != "unet":
             raise InputError(
                 f"{path} is a {payload['model']['architecture']} model; only cellseg's own UNet is exported."
@@ -118,7 +118,7 @@ def ensemble_from_files(model_paths: list[Path], tta: int) -> tuple[model_module
         for payload in payloads
     ]
     ensemble = model_module.Ensemble(folds, tta)
-    for net, payload in zip(ensemble.nets, payloads):
+    for net, payload in zip(ensemble.nets, payloads, strict=True):
         net.load_state_dict(payload["state_dict"])
     return ensemble.eval(), folds
 

@@ -37,11 +37,12 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
         return [0]
     stride = max(1, int(tile * (1 - overlap)))
     starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    return [*starts, length - tile]
 
 
 def gaussian_weights(height: int, width: int) -> torch.Tensor:
     """Blending weights of a tile: a Gaussian with sigma = 1/8 of each side, floored."""
+
     def axis(n: int) -> torch.Tensor:
         centre = (n - 1) / 2
         return torch.exp(-0.5 * ((torch.arange(n) - centre) / (n / 8)) ** 2)
@@ -111,7 +112,14 @@ class Predictor:
             out[position] = self.predict_slice(np.asarray(images[index]))
             done = position + 1
             rate = (time.perf_counter() - began) / done
-            log.info("predicted slice %d (%d of %d), %.2f s a slice, ETA %.0f s", index, done, len(slices), rate, rate * (len(slices) - done))
+            log.info(
+                "predicted slice %d (%d of %d), %.2f s a slice, ETA %.0f s",
+                index,
+                done,
+                len(slices),
+                rate,
+                rate * (len(slices) - done),
+            )
         return out
 
 
@@ -122,7 +130,11 @@ def write_probability_tiff(path: str | Path, probabilities: np.ndarray, voxel_si
 
 
 def predict_held_out(
-    model_path: str | Path, images: np.ndarray, slices: list[int], output_dir: str | Path, predict_config: dict,
+    model_path: str | Path,
+    images: np.ndarray,
+    slices: list[int],
+    output_dir: str | Path,
+    predict_config: dict,
     voxel_size: dict | None = None,
 ) -> list[Path]:
     """Write ``slice_NNN.tif`` probability maps of the held-out ``slices`` into
@@ -131,14 +143,18 @@ def predict_held_out(
     output_dir.mkdir(parents=True, exist_ok=True)
     probabilities = Predictor([model_path], predict_config).predict_slices(images, slices)
     paths = []
-    for index, probability in zip(slices, probabilities):
+    for index, probability in zip(slices, probabilities, strict=True):
         paths.append(output_dir / f"slice_{index:03d}.tif")
         write_probability_tiff(paths[-1], probability, voxel_size)
     return paths
 
 
 def predict_volume(
-    model_paths: list[str | Path], images: np.ndarray, output: str | Path, predict_config: dict, input_record: dict | None = None
+    model_paths: list[str | Path],
+    images: np.ndarray,
+    output: str | Path,
+    predict_config: dict,
+    input_record: dict | None = None,
 ) -> None:
     """Write the ensemble's (mean of the models') probabilities of every slice as one
     calibrated stack. ``input_record`` is the unpacked stack's record: its voxel size

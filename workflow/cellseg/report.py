@@ -29,6 +29,7 @@ WORST_SLICES = 3
 
 def git_state(directory: str | Path) -> dict[str, str]:
     """Commit of the workflow's checkout and whether its tree had uncommitted changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -49,7 +50,13 @@ def benchmark_table(paths: list[str | Path], root: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted(map(Path, paths)):
         record = pd.read_csv(path, sep="\t").iloc[0]
-        rows.append({"job": str(path.relative_to(root).with_suffix("")), "seconds": record["s"], "max_rss_mb": record["max_rss"]})
+        rows.append(
+            {
+                "job": str(path.relative_to(root).with_suffix("")),
+                "seconds": record["s"],
+                "max_rss_mb": record["max_rss"],
+            }
+        )
     return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb"])
 
 
@@ -62,7 +69,9 @@ def template(path: str | Path) -> jinja2.Template:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["num"] = lambda value, digits=4: "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    environment.filters["num"] = lambda value, digits=4: (
+        "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    )
     return environment.get_template(Path(path).name)
 
 
@@ -125,7 +134,11 @@ def render_report(
         benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
         models=models,
         data=data,
-        warnings=list(dict.fromkeys([*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"], *warnings.message])),
+        warnings=list(
+            dict.fromkeys(
+                [*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"], *warnings.message]
+            )
+        ),
         input_record=input_record,
         describe_voxel_size=describe_voxel_size,
         label_cell_value=config["data"]["label_cell_value"],
@@ -212,8 +225,12 @@ def render_segment_report(
     panels = []
     for index in shown:
         image = apply_normalisation(np.asarray(stack[index]), plan["normalisation"])
-        probability, labels, uncertainty = (np.asarray(segmentation[k][index]) for k in ("probability", "labels", "uncertainty"))
-        panels.append((index, figure_uri(segmentation_panel(image, probability, labels, uncertainty, f"section {index}"))))
+        probability, labels, uncertainty = (
+            np.asarray(segmentation[k][index]) for k in ("probability", "labels", "uncertainty")
+        )
+        panels.append(
+            (index, figure_uri(segmentation_panel(image, probability, labels, uncertainty, f"section {index}")))
+        )
     warnings = list(stack_record.get("warnings", []))
     empty = summary.section[summary.cells == 0].tolist()
     if empty:

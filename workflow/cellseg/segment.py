@@ -89,7 +89,9 @@ class Segmenter:
                 log.warning("%s: %s", name, mismatch)
         return record
 
-    def predict(self, stack: np.ndarray, uncertainty: bool = False, name: str = "the stack", intensities: dict | None = None):
+    def predict(
+        self, stack: np.ndarray, uncertainty: bool = False, name: str = "the stack", intensities: dict | None = None
+    ):
         """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
 
         ``intensities`` (``Segmenter.intensities`` of the whole stack) when ``stack`` is
@@ -103,7 +105,9 @@ class Segmenter:
         if not hasattr(stack, "ndim"):
             stack = np.asarray(stack)
         if stack.ndim not in (2, 3):
-            raise InputError(f"{name} has shape {stack.shape}; the Segmenter predicts a stack (N, H, W) or a section (H, W).")
+            raise InputError(
+                f"{name} has shape {stack.shape}; the Segmenter predicts a stack (N, H, W) or a section (H, W)."
+            )
         section = stack.ndim == 2
         stack = stack[None] if section else stack
         images = apply_normalisation(stack, intensities or self.intensities(stack, name))
@@ -116,14 +120,22 @@ class Segmenter:
             if uncertainty:
                 spread[index] = per_fold.std(axis=0)
             rate = (time.perf_counter() - began) / (index + 1)
-            log.info("segmented section %d of %d, %.2f s a section, ETA %.0f s", index + 1, len(images), rate, rate * (len(images) - index - 1))
+            log.info(
+                "segmented section %d of %d, %.2f s a section, ETA %.0f s",
+                index + 1,
+                len(images),
+                rate,
+                rate * (len(images) - index - 1),
+            )
         if section:
             probability = probability[0]
             spread = spread[0] if uncertainty else None
         return (probability, spread) if uncertainty else probability
 
 
-def instance_labels(probability: np.ndarray, threshold: float = 0.5, seed_threshold: float = 0.9, min_size: int = 20) -> np.ndarray:
+def instance_labels(
+    probability: np.ndarray, threshold: float = 0.5, seed_threshold: float = 0.9, min_size: int = 20
+) -> np.ndarray:
     """Cells as instance labels, per section: a seeded watershed on the probability.
 
     ``probability`` (N, H, W) or (H, W) of the cell class. Per section: the cell mask is
@@ -136,10 +148,14 @@ def instance_labels(probability: np.ndarray, threshold: float = 0.5, seed_thresh
     (or background), cells numbered 1.. per section.
     """
     if not 0 <= threshold <= seed_threshold <= 1:
-        raise InputError(f"segment thresholds must satisfy 0 <= threshold ({threshold}) <= seed_threshold ({seed_threshold}) <= 1.")
+        raise InputError(
+            f"segment thresholds must satisfy 0 <= threshold ({threshold}) <= seed_threshold ({seed_threshold}) <= 1."
+        )
     if min_size < 1:
         raise InputError(f"min_size is {min_size}; cells have at least 1 pixel.")
-    if probability.ndim not in (2, 3) or probability.size and not 0 <= float(probability.min()) <= float(probability.max()) <= 1:
+    if probability.ndim not in (2, 3) or (
+        probability.size and not 0 <= float(probability.min()) <= float(probability.max()) <= 1
+    ):
         raise InputError(
             f"instance_labels reads a probability map (N, H, W) or (H, W) in [0, 1]; this one has shape "
             f"{probability.shape} and values {float(probability.min()):g} to {float(probability.max()):g}."
@@ -162,7 +178,9 @@ def instance_labels(probability: np.ndarray, threshold: float = 0.5, seed_thresh
     return labels[0] if probability.ndim == 2 else labels
 
 
-def summary_table(labels: np.ndarray, probability: np.ndarray, uncertainty: np.ndarray, threshold: float, voxel_size: dict | None) -> pd.DataFrame:
+def summary_table(
+    labels: np.ndarray, probability: np.ndarray, uncertainty: np.ndarray, threshold: float, voxel_size: dict | None
+) -> pd.DataFrame:
     """Per section: ``cells``, ``median_cell_area_px`` (and in square units where the
     pixel size is known), ``membrane_fraction`` (probability <= threshold) and
     ``mean_uncertainty``. Arrays (N, H, W)."""
@@ -183,7 +201,9 @@ def summary_table(labels: np.ndarray, probability: np.ndarray, uncertainty: np.n
     return pd.DataFrame(rows)
 
 
-def plan_segmentation(stack: np.ndarray, name: str, voxel_size: dict, model_paths: list[str | Path], slab_slices: int) -> dict:
+def plan_segmentation(
+    stack: np.ndarray, name: str, voxel_size: dict, model_paths: list[str | Path], slab_slices: int
+) -> dict:
     """How a stack (N, H, W; a memory map stays on disk) is segmented: its ``slabs`` of
     ``slab_slices`` sections ([start, stop) pairs, each a job), the ``normalisation`` all
     slabs share (``Segmenter.intensities`` of the whole stack, in bounded memory), and
@@ -205,8 +225,15 @@ def plan_segmentation(stack: np.ndarray, name: str, voxel_size: dict, model_path
     }
 
 
-def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str | Path], predict_config: dict,
-                 segment_config: dict, outputs: dict[str, str | Path]) -> pd.DataFrame:
+def segment_slab(
+    stack: np.ndarray,
+    plan: dict,
+    slab: int,
+    model_paths: list[str | Path],
+    predict_config: dict,
+    segment_config: dict,
+    outputs: dict[str, str | Path],
+) -> pd.DataFrame:
     """Segment slab ``slab`` of ``plan`` (``plan_segmentation``) and write ``outputs``:
     ``probability`` and ``uncertainty`` (float32 .npy, sections x H x W), ``labels``
     (uint32 .npy, ``instance_labels`` with ``segment_config``'s ``threshold``,
@@ -214,9 +241,12 @@ def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str
     sections numbered in the whole stack). Returns the summary."""
     start, stop = plan["slabs"][slab]
     segmenter = Segmenter(model_paths, predict_config)
-    probability, uncertainty = segmenter.predict(stack[start:stop], uncertainty=True, name=plan["source"],
-                                                 intensities=plan["normalisation"])
-    labels = instance_labels(probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"])
+    probability, uncertainty = segmenter.predict(
+        stack[start:stop], uncertainty=True, name=plan["source"], intensities=plan["normalisation"]
+    )
+    labels = instance_labels(
+        probability, segment_config["threshold"], segment_config["seed_threshold"], segment_config["min_size_px"]
+    )
     for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
         np.save(outputs[key], value)
     summary = summary_table(labels, probability, uncertainty, segment_config["threshold"], plan["voxel_size"])
@@ -226,10 +256,21 @@ def segment_slab(stack: np.ndarray, plan: dict, slab: int, model_paths: list[str
         log.warning(
             "slab %d: no cell found in section(s) %s: no pixel above segment.seed_threshold (%g; the highest "
             "probability there is %.3f). Lower segment.seed_threshold, or check that the stack looks like the "
-            "training data.", slab, ", ".join(map(str, empty)), segment_config["seed_threshold"],
-            float(probability[[s - start for s in empty]].max()))
+            "training data.",
+            slab,
+            ", ".join(map(str, empty)),
+            segment_config["seed_threshold"],
+            float(probability[[s - start for s in empty]].max()),
+        )
     summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
-    log.info("slab %d: sections %d to %d of %d segmented, %d cells", slab, start, stop - 1, plan["shape"][0], int(summary.cells.sum()))
+    log.info(
+        "slab %d: sections %d to %d of %d segmented, %d cells",
+        slab,
+        start,
+        stop - 1,
+        plan["shape"][0],
+        int(summary.cells.sum()),
+    )
     return summary
 
 
@@ -253,7 +294,7 @@ def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str
         first = np.load(slabs[key][0], mmap_mode="r")
         output = stack_on_disk(outputs[key], tuple(plan["shape"]), first.dtype, plan["voxel_size"], display)
         del output
-        for (start, stop), path in zip(plan["slabs"], slabs[key]):
+        for (start, stop), path in zip(plan["slabs"], slabs[key], strict=True):
             # Mapped for one slab only: written pages leave the process with the mapping.
             # A one-section file maps as (H, W): seen as the stack it is.
             output = tifffile.memmap(outputs[key], mode="r+").reshape(plan["shape"])
@@ -262,9 +303,12 @@ def write_tiff(plan: dict, slabs: dict[str, list[str | Path]], outputs: dict[str
             del output
         log.info("wrote %s (%s)", outputs[key], " x ".join(map(str, plan["shape"])))
         if key != "labels" and Path(outputs[key]).stat().st_size > 2**32:
-            log.warning("%s is over 4 GB: written as ImageJ writes such stacks (one directory, the sections "
-                        "contiguous after it), which Fiji and tifffile read whole but other TIFF readers see as "
-                        "one section; segmentation.ome.zarr holds the same values for any reader", outputs[key])
+            log.warning(
+                "%s is over 4 GB: written as ImageJ writes such stacks (one directory, the sections "
+                "contiguous after it), which Fiji and tifffile read whole but other TIFF readers see as "
+                "one section; segmentation.ome.zarr holds the same values for any reader",
+                outputs[key],
+            )
 
 
 def write_ome_zarr(plan: dict, slabs: dict[str, list[str | Path]], output: str | Path) -> None:
@@ -290,17 +334,44 @@ def write_ome_zarr(plan: dict, slabs: dict[str, list[str | Path]], output: str |
     image = da.stack([gathered(slabs["probability"]), gathered(slabs["uncertainty"])])
     group = zarr.open_group(str(output), mode="w")
     channels = [
-        {"label": "cell probability", "color": "FFFFFF", "active": True, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}},
-        {"label": "fold disagreement", "color": "FF00FF", "active": False, "window": {"start": 0.0, "end": 0.5, "min": 0.0, "max": 0.5}},
+        {
+            "label": "cell probability",
+            "color": "FFFFFF",
+            "active": True,
+            "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
+        },
+        {
+            "label": "fold disagreement",
+            "color": "FF00FF",
+            "active": False,
+            "window": {"start": 0.0, "end": 0.5, "min": 0.0, "max": 0.5},
+        },
     ]
     # One section a chunk at every level of the pyramid.
     sizes = [(height // f, width // f) for f in [1, *levels]]
-    write_image(image, group, scale_factors=levels, axes="czyx", scale={"c": 1.0} | scale, axes_units=units,
-                storage_options=[{"chunks": (1, 1, *size)} for size in sizes], name=plan["source"],
-                omero={"channels": channels})
-    write_labels(gathered(slabs["labels"]), group, name="cells", scaler=None, scale_factors=levels, axes="zyx",
-                 label_metadata={"source": {"image": "../../"}},
-                 scale=scale, axes_units=units, storage_options=[{"chunks": (1, *size)} for size in sizes])
+    write_image(
+        image,
+        group,
+        scale_factors=levels,
+        axes="czyx",
+        scale={"c": 1.0} | scale,
+        axes_units=units,
+        storage_options=[{"chunks": (1, 1, *size)} for size in sizes],
+        name=plan["source"],
+        omero={"channels": channels},
+    )
+    write_labels(
+        gathered(slabs["labels"]),
+        group,
+        name="cells",
+        scaler=None,
+        scale_factors=levels,
+        axes="zyx",
+        label_metadata={"source": {"image": "../../"}},
+        scale=scale,
+        axes_units=units,
+        storage_options=[{"chunks": (1, *size)} for size in sizes],
+    )
     log.info("wrote %s: %d sections of %d x %d, %d pyramid level(s)", output, count, height, width, len(levels) + 1)
 
 
@@ -315,8 +386,12 @@ def _ngff_scale(voxel: dict, output: Path) -> tuple[dict, dict | None]:
     scale = {axis: voxel[axis] * micrometres for axis in "yx" if voxel.get(axis) is not None}
     scale.setdefault("y", scale["x"])
     if voxel.get("z") is None:
-        log.warning("%s: the section spacing is unknown; the OME-Zarr's z scale is set to the pixel size (%g "
-                    "micron, isotropic). Set data.voxel_size.z to record the real one.", output, scale["x"])
+        log.warning(
+            "%s: the section spacing is unknown; the OME-Zarr's z scale is set to the pixel size (%g "
+            "micron, isotropic). Set data.voxel_size.z to record the real one.",
+            output,
+            scale["x"],
+        )
         scale["z"] = scale["x"]
     else:
         scale["z"] = voxel["z"] * micrometres
@@ -343,6 +418,10 @@ def gather_summary(paths: list[str | Path], output: str | Path) -> pd.DataFrame:
     """The slabs' summaries (``segment_slab``) as one table, written to ``output`` (TSV)."""
     summary = pd.concat([pd.read_csv(path, sep="\t") for path in paths], ignore_index=True)
     summary.to_csv(output, sep="\t", index=False, float_format="%.6g")
-    log.info("%d sections, %d cells, median %.0f cells a section", len(summary), int(summary.cells.sum()),
-             float(summary.cells.median()))
+    log.info(
+        "%d sections, %d cells, median %.0f cells a section",
+        len(summary),
+        int(summary.cells.sum()),
+        float(summary.cells.median()),
+    )
     return summary

@@ -54,10 +54,24 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 GLOB_CHARACTERS = set("*?[")
 # Units as cellseg writes them: ImageJ's own keywords, which Fiji and napari read.
 UNIT_NAMES = {
-    "micron": "micron", "microns": "micron", "um": "micron", "µm": "micron", "μm": "micron",
-    "\\u00b5m": "micron", "micrometer": "micron", "micrometre": "micron",
-    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "mm": "mm", "millimeter": "mm", "cm": "cm", "m": "m",
-    "å": "angstrom", "angstrom": "angstrom", "\\u00c5": "angstrom",
+    "micron": "micron",
+    "microns": "micron",
+    "um": "micron",
+    "µm": "micron",
+    "μm": "micron",
+    "\\u00b5m": "micron",
+    "micrometer": "micron",
+    "micrometre": "micron",
+    "nm": "nm",
+    "nanometer": "nm",
+    "nanometre": "nm",
+    "mm": "mm",
+    "millimeter": "mm",
+    "cm": "cm",
+    "m": "m",
+    "å": "angstrom",
+    "angstrom": "angstrom",
+    "\\u00c5": "angstrom",
 }
 # Size of one unit in micrometres, to compare or convert calibrations.
 MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -66,8 +80,8 @@ MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4
 @dataclass
 class Stack:
     """A stack as read: ``pixels`` (N, H, W) in the file's own dtype, values as a viewer
-    shows them (a numpy array, or a dask array when read lazily); ``voxel_size`` {"z", "y", "x": float or None, "unit": str or None} (z
-    the section spacing, y and x the pixel size); ``notes`` the corrections made while
+    shows them (a numpy array, or a dask array when read lazily); ``voxel_size``
+    {"z", "y", "x": float or None, "unit": str or None} (z the section spacing, y and x the pixel size); ``notes`` the corrections made while
     reading, ``warnings`` the doubts about the result, both for the log and provenance."""
 
     pixels: np.ndarray
@@ -110,8 +124,7 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
         stack = _read_ome_zarr(Path(path), shown, channel)
     elif Path(path).is_dir():
         files = tifffile.natural_sorted(
-            str(p) for p in Path(path).iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            str(p) for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         )
         if not files:
             raise InputError(f"{shown} is a folder without any {', '.join(IMAGE_SUFFIXES)} file.")
@@ -135,7 +148,7 @@ def sections(pixels, shown: str, count: int = 1):
     slab at a time. Raises ``InputError`` naming ``shown`` where the pixel data cannot be
     decoded (a missing codec, damaged compressed data) or tifffile reports damage."""
     for start in range(0, len(pixels), count):
-        yield _computed(pixels[start:start + count], shown)
+        yield _computed(pixels[start : start + count], shown)
 
 
 def _computed(array, shown: str) -> np.ndarray:
@@ -198,8 +211,7 @@ def _read_sections(files: list[Path], shown: str, channel: int | None) -> Stack:
         found = header if file == files[0] else _header(file)
         if first.pixels.ndim != 2 or found[0] > 1:
             raise InputError(
-                f"{file} (in {shown}) holds {found[0]} sections; a folder or "
-                "pattern must list one 2-D image per file."
+                f"{file} (in {shown}) holds {found[0]} sections; a folder or pattern must list one 2-D image per file."
             )
         if found != header:
             raise InputError(
@@ -251,12 +263,15 @@ def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
     scale = next((t["scale"] for t in level.get("coordinateTransformations", []) if t["type"] == "scale"), None)
     voxel = {"z": None, "y": None, "x": None, "unit": None}
     units = {a["name"]: a.get("unit") for a in image["axes"] if isinstance(a, dict)}
-    for name, size in zip(axes, scale or []):
+    for name, size in zip(axes, scale or [], strict=False):
         unit = _unit(units.get(name))  # NGFF names units as UDUNITS-2 does: micrometer, nanometer
         if name in "zyx" and unit is not None:
             voxel[name] = float(size) * MICROMETRES[unit]
             voxel["unit"] = "micron"
-    notes: list[str] = [f"{shown}: OME-Zarr image, level {level['path']} of {len(image['datasets'])} (full resolution), axes {''.join(axes)}"]
+    notes: list[str] = [
+        f"{shown}: OME-Zarr image, level {level['path']} of {len(image['datasets'])} (full resolution), "
+        f"axes {''.join(axes)}"
+    ]
     letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(a, "Q") for a in axes)
     return Stack(_to_sections(pixels, letters, shown, channel, notes), voxel, notes)
 
@@ -280,7 +295,7 @@ def _header(path: Path) -> tuple:
 
 
 def _describe(header: tuple) -> str:
-    pages, shape, dtype, photometric = header
+    _pages, shape, dtype, photometric = header
     inverted = " (MinIsWhite)" if photometric == tifffile.PHOTOMETRIC.MINISWHITE else ""
     return f"{' x '.join(map(str, shape))} {dtype}{inverted}"
 
@@ -360,7 +375,7 @@ def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
     pixel data is missing); here that is damage."""
     size = tiff.filehandle.size
     for page in tiff.pages:
-        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts)):
+        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)):
             raise InputError(
                 f"{shown} is truncated: the pixel data of page {page.index} ends past the "
                 f"file's {size} bytes (a download cut short, or an incomplete copy)."
@@ -462,13 +477,16 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
     for letter in "SC":  # colour samples, then channels
         if letter in axes and pixels.shape[axes.index(letter)] > 1:
             size = pixels.shape[axes.index(letter)]
-            what = {2: "samples (grey and alpha)"}.get(size, "colour samples (RGB/RGBA)") if letter == "S" else "channels"
+            what = (
+                {2: "samples (grey and alpha)"}.get(size, "colour samples (RGB/RGBA)") if letter == "S" else "channels"
+            )
             if channel is None:
                 planar = (
                     " If these are sections, not colours: tifffile saves an array of 3 or 4 "
                     "sections as planar RGB unless told otherwise; save it with "
                     "photometric='minisblack'."
-                    if letter == "S" and axes.index("S") == 0 else ""
+                    if letter == "S" and axes.index("S") == 0
+                    else ""
                 )
                 raise InputError(
                     f"{shown} has {size} {what} (axis {letter} of its axes {axes}, shape "
@@ -477,13 +495,15 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
                     f"to one channel.{planar}"
                 )
             if not 0 <= channel < size:
-                raise InputError(f"{shown} has {size} {what}; data.channel = {channel} is not one of them (0 to {size - 1}).")
+                raise InputError(
+                    f"{shown} has {size} {what}; data.channel = {channel} is not one of them (0 to {size - 1})."
+                )
             pixels = np.take(pixels, channel, axis=axes.index(letter))
             axes = axes.replace(letter, "")
             notes.append(f"{shown}: channel {channel} of {size} {what} used (data.channel)")
-    dropped = [f"{a} (size 1)" for a, n in zip(axes, pixels.shape) if n == 1 and a not in "YX"]
+    dropped = [f"{a} (size 1)" for a, n in zip(axes, pixels.shape, strict=True) if n == 1 and a not in "YX"]
     if dropped:
-        keep = [i for i, (a, n) in enumerate(zip(axes, pixels.shape)) if n > 1 or a in "YX"]
+        keep = [i for i, (a, n) in enumerate(zip(axes, pixels.shape, strict=True)) if n > 1 or a in "YX"]
         pixels = pixels.reshape([pixels.shape[i] for i in keep])
         axes = "".join(axes[i] for i in keep)
         notes.append(f"{shown}: dropped axes {', '.join(dropped)}")
@@ -498,7 +518,7 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
         )
     if "Y" not in axes or "X" not in axes:
         raise InputError(f"{shown} has axes {axes} of shape {pixels.shape}, without both Y and X.")
-    order = others + [axes.index("Y"), axes.index("X")]
+    order = [*others, axes.index("Y"), axes.index("X")]
     return np.transpose(pixels, order)
 
 
@@ -544,7 +564,7 @@ def _pixel_size(page) -> tuple[float | None, float | None]:
         x, y = page.get_resolution()
     except Exception:  # no resolution tags
         return None, None
-    if not x or not y or x == 1 and y == 1:  # 1 pixel per unit: uncalibrated
+    if not x or not y or (x == 1 and y == 1):  # 1 pixel per unit: uncalibrated
         return None, None
     return 1.0 / x, 1.0 / y
 
@@ -557,7 +577,12 @@ def describe_voxel_size(voxel_size: dict) -> str:
     return f"{shown} {voxel_size['unit']} (z x y x x)"
 
 
-def write_stack(path: str | Path, pixels: np.ndarray, voxel_size: dict | None = None, display_range: tuple[float, float] | None = None) -> None:
+def write_stack(
+    path: str | Path,
+    pixels: np.ndarray,
+    voxel_size: dict | None = None,
+    display_range: tuple[float, float] | None = None,
+) -> None:
     """Write ``pixels`` (N, H, W) or (H, W) as a calibrated ImageJ hyperstack (axes ZYX
     or YX) that Fiji and napari open at the right scale.
 
@@ -570,12 +595,19 @@ def write_stack(path: str | Path, pixels: np.ndarray, voxel_size: dict | None = 
     tifffile.imwrite(path, pixels, **_calibrated_options(pixels.ndim, pixels.dtype, voxel_size, display_range))
 
 
-def stack_on_disk(path: str | Path, shape: tuple[int, ...], dtype, voxel_size: dict | None = None,
-                  display_range: tuple[float, float] | None = None) -> np.memmap:
+def stack_on_disk(
+    path: str | Path,
+    shape: tuple[int, ...],
+    dtype,
+    voxel_size: dict | None = None,
+    display_range: tuple[float, float] | None = None,
+) -> np.memmap:
     """A calibrated stack file as ``write_stack`` writes it, created empty and returned as
     a writable memory map: filled slab by slab, it never needs the whole stack in memory.
     Flush it (or delete it) when done."""
-    return tifffile.memmap(path, shape=shape, dtype=dtype, **_calibrated_options(len(shape), np.dtype(dtype), voxel_size, display_range))
+    return tifffile.memmap(
+        path, shape=shape, dtype=dtype, **_calibrated_options(len(shape), np.dtype(dtype), voxel_size, display_range)
+    )
 
 
 def _calibrated_options(ndim: int, dtype: np.dtype, voxel_size: dict | None, display_range) -> dict:

@@ -53,7 +53,9 @@ def pixel_sha256(array: np.ndarray) -> str:
 SAMPLE_PIXELS = 1 << 24
 
 
-def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)) -> tuple[np.ndarray, dict]:
+def normalise_images(
+    stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)
+) -> tuple[np.ndarray, dict]:
     """Images (N, H, W) of any integer or float dtype as float32, normalised per stack.
 
     ``percentile`` (the default): (v - p_low) / (p_high - p_low) with the stack's
@@ -69,7 +71,9 @@ def normalise_images(stack: np.ndarray, path: str | Path, method: str = "percent
     return apply_normalisation(stack, record), record
 
 
-def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)) -> dict:
+def intensity_record(
+    stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)
+) -> dict:
     """The normalisation of a stack (N, H, W): ``method``, ``percentiles`` and the raw
     statistics it needs (``low``, ``high``: the percentiles, ``mean``, ``std``, ``min``,
     ``max``, ``dtype``), from at most ``SAMPLE_PIXELS`` pixels of evenly spaced sections
@@ -84,8 +88,7 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percent
         if stack.dtype.kind == "f" and not np.isfinite(section).all():
             bad = np.argwhere(~np.isfinite(section))[0]
             raise InputError(
-                f"{path} holds NaN or infinite pixels, the first in slice {index} at row "
-                f"{bad[0]}, column {bad[1]}."
+                f"{path} holds NaN or infinite pixels, the first in slice {index} at row {bad[0]}, column {bad[1]}."
             )
         low_value, high_value = min(low_value, float(section.min())), max(high_value, float(section.max()))
         release(stack)
@@ -94,9 +97,18 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percent
     values = np.asarray(stack[sampled], dtype=np.float64)
     release(stack)
     low, high = (float(v) for v in np.percentile(values, percentiles))
-    record = {"method": method, "percentiles": list(percentiles), "low": low, "high": high,
-              "mean": float(values.mean()), "std": float(values.std()), "min": low_value, "max": high_value,
-              "dtype": str(stack.dtype), "sampled_sections": len(sampled)}
+    record = {
+        "method": method,
+        "percentiles": list(percentiles),
+        "low": low,
+        "high": high,
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": low_value,
+        "max": high_value,
+        "dtype": str(stack.dtype),
+        "sampled_sections": len(sampled),
+    }
     if method == "dtype_range":
         if stack.dtype.kind == "f" and (low_value < 0 or high_value > 1):
             raise InputError(
@@ -105,7 +117,10 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str = "percent
                 "the default percentile normalisation, or rescale it."
             )
         if stack.dtype.kind == "i":
-            raise InputError(f"{path} stores pixels as {stack.dtype}; data.normalization: dtype_range reads unsigned integers or floats in [0, 1].")
+            raise InputError(
+                f"{path} stores pixels as {stack.dtype}; "
+                "data.normalization: dtype_range reads unsigned integers or floats in [0, 1]."
+            )
         return record
     scale = high - low if method == "percentile" else record["std"]
     if scale <= 0:
@@ -180,9 +195,7 @@ def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None 
     return cell.astype(np.uint8)
 
 
-def check_same_shape(
-    images: np.ndarray, labels: np.ndarray, images_path: str | Path, labels_path: str | Path
-) -> None:
+def check_same_shape(images: np.ndarray, labels: np.ndarray, images_path: str | Path, labels_path: str | Path) -> None:
     """Raise ``InputError`` when an image stack and its labels differ in shape."""
     if images.shape != labels.shape:
         raise InputError(
@@ -199,7 +212,9 @@ def check_stack(stack: np.ndarray, path: str | Path, kind: str, options: dict) -
         binary_labels(stack, path, options.get("label_cell_value"))
     else:
         # The statistics say whether it can be normalised; the arrays are made at unpack.
-        intensity_record(stack, path, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8))))
+        intensity_record(
+            stack, path, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8)))
+        )
 
 
 def unpack(
@@ -225,10 +240,15 @@ def unpack(
     ``images_record`` and ``labels_record`` are the fetch records (their ``source`` names
     the files in messages). Returns the manifest.
     """
-    fetched = {k: json.loads(Path(p).read_text()) for k, p in (("images", images_record), ("labels", labels_record)) if p}
+    fetched = {
+        k: json.loads(Path(p).read_text()) for k, p in (("images", images_record), ("labels", labels_record)) if p
+    }
     images_name = fetched.get("images", {}).get("source", str(images_path))
     images, normalisation = normalise_images(
-        np.load(images_path), images_name, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8)))
+        np.load(images_path),
+        images_name,
+        options.get("normalization", "percentile"),
+        tuple(options.get("percentiles", (1.0, 99.8))),
     )
     labels = None
     if labels_path is not None:
@@ -243,9 +263,7 @@ def unpack(
             "width": width,
             "image_mean": images.mean(axis=(1, 2), dtype=np.float64),
             "image_std": images.std(axis=(1, 2), dtype=np.float64),
-            "cell_fraction": (
-                labels.mean(axis=(1, 2), dtype=np.float64) if labels is not None else np.nan
-            ),
+            "cell_fraction": (labels.mean(axis=(1, 2), dtype=np.float64) if labels is not None else np.nan),
         }
     )
     record = {
@@ -272,9 +290,14 @@ def unpack(
     Path(record_out).write_text(json.dumps(record, indent=2) + "\n")
     log.info(
         "unpacked %d slices of %d x %d from %s%s; images normalised by %s (raw %g to %g)",
-        count, height, width, images_name,
+        count,
+        height,
+        width,
+        images_name,
         f" with labels from {labels_name}" if labels is not None else "",
-        normalisation["method"], normalisation["low"], normalisation["high"],
+        normalisation["method"],
+        normalisation["low"],
+        normalisation["high"],
     )
     return manifest
 

@@ -65,7 +65,7 @@ def grid_experiments(grid: dict[str, list]) -> dict[str, list[dict]]:
     for values in itertools.product(*grid.values()):
         override: dict = {}
         parts = []
-        for dotted, value in zip(grid, values):
+        for dotted, value in zip(grid, values, strict=True):
             *sections, leaf = dotted.split(".")
             section = override
             for part in sections:
@@ -134,7 +134,9 @@ def expand_experiments(config: dict, schema_path: str | Path) -> dict[str, dict[
         experiment["experiment"] = name
         source = COMMAND_LINE_CONFIG
         if study["name"]:
-            source = f"experiment '{name}' of study '{study['name']}': the config, study.base and study.experiments.{name}"
+            source = (
+                f"experiment '{name}' of study '{study['name']}': the config, study.base and study.experiments.{name}"
+            )
         validate_config(experiment, schema_path, source)
         runs[name] = {}
         for repeat in range(experiment["cv"]["repeats"]):

@@ -51,10 +51,14 @@ class CropSampler(torch.utils.data.Dataset):
         # The U-Net paper's weight map of each training slice, cropped and augmented with
         # its labels; none when train.loss.border_weight is 0.
         loss = config["train"]["loss"]
-        self.weights = {
-            index: border_weights(np.asarray(labels[index]) == 1, loss["border_weight"], loss["border_sigma_px"])
-            for index in self.slices
-        } if loss["border_weight"] > 0 else {}
+        self.weights = (
+            {
+                index: border_weights(np.asarray(labels[index]) == 1, loss["border_weight"], loss["border_sigma_px"])
+                for index in self.slices
+            }
+            if loss["border_weight"] > 0
+            else {}
+        )
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images (B, 1, h, w) float32, targets 1 = cell and pixel weights (0 where
@@ -105,7 +109,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_config: dict):
     kind = train_config["schedule"]
     if kind == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=train_config["learning_rate"], total_steps=train_config["steps"],
+            optimizer,
+            max_lr=train_config["learning_rate"],
+            total_steps=train_config["steps"],
             pct_start=train_config["warmup_fraction"],
         )
     if kind == "plateau":
@@ -167,8 +173,13 @@ def rng_states() -> dict:
     version, internal, gauss_next = random.getstate()
     states = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
@@ -180,8 +191,15 @@ def restore_rng_states(states: dict) -> None:
     """Undo ``rng_states``."""
     torch.set_rng_state(states["torch"])
     numpy_state = states["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
-                         numpy_state["has_gauss"], numpy_state["gauss"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["gauss"],
+        )
+    )
     python_state = states["python"]
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
     if "cuda" in states and torch.cuda.is_available():
@@ -196,7 +214,7 @@ def save_atomically(payload: dict, path: Path) -> None:
 
 
 def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
@@ -240,7 +258,9 @@ def train_fold(
         log.warning(
             "slices of %d x %d are narrower than train.crop_size = %d: training on crops of %d x %d "
             "(if the stack's sections lie on its last axis, its axes are in the wrong order)",
-            *images.shape[1:], train_config["crop_size"], *sampler.crop,
+            *images.shape[1:],
+            train_config["crop_size"],
+            *sampler.crop,
         )
     pixels = np.stack([images[i] for i in train_slices])
     normalisation = {"mean": float(pixels.mean(dtype=np.float64)), "std": float(pixels.std(dtype=np.float64)) or 1.0}
@@ -270,8 +290,15 @@ def train_fold(
 
     log.info(
         "fold %d: %d training slices, %s, %s parameters; %d steps of %d crops of %d x %d on %s in %s",
-        fold, len(train_slices), describe_model(config["model"]), f"{count_parameters(model):,}", steps,
-        train_config["batch_size"], *sampler.crop, device_name(device), precision,
+        fold,
+        len(train_slices),
+        describe_model(config["model"]),
+        f"{count_parameters(model):,}",
+        steps,
+        train_config["batch_size"],
+        *sampler.crop,
+        device_name(device),
+        precision,
     )
     mean, std = normalisation["mean"], normalisation["std"]
     began = time.perf_counter() - elapsed_before
@@ -300,15 +327,17 @@ def train_fold(
         if done % curve_every == 0 or done == steps:
             now = time.perf_counter()
             crops_per_second = interval["count"] * train_config["batch_size"] / max(now - interval["began"], 1e-9)
-            curve.append({
-                "step": done,
-                "loss": interval["loss"] / interval["count"],
-                "bce": interval["bce"] / interval["count"],
-                "dice_loss": interval["dice"] / interval["count"],
-                "learning_rate": learning_rate,
-                "crops_per_second": crops_per_second,
-                "elapsed_seconds": now - began,
-            })
+            curve.append(
+                {
+                    "step": done,
+                    "loss": interval["loss"] / interval["count"],
+                    "bce": interval["bce"] / interval["count"],
+                    "dice_loss": interval["dice"] / interval["count"],
+                    "learning_rate": learning_rate,
+                    "crops_per_second": crops_per_second,
+                    "elapsed_seconds": now - began,
+                }
+            )
             interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": now}
             if now - last_log >= config["resources"]["log_every_seconds"] or done == steps:
                 last_log = now
@@ -317,16 +346,28 @@ def train_fold(
                 row = curve[-1]
                 log.info(
                     "fold %d step %d/%d loss %.4f (bce %.4f, dice %.4f) lr %.2e %.1f crops/s elapsed %s ETA %s",
-                    fold, done, steps, row["loss"], row["bce"], row["dice_loss"], row["learning_rate"],
-                    crops_per_second, format_seconds(elapsed), format_seconds(eta),
+                    fold,
+                    done,
+                    steps,
+                    row["loss"],
+                    row["bce"],
+                    row["dice_loss"],
+                    row["learning_rate"],
+                    crops_per_second,
+                    format_seconds(elapsed),
+                    format_seconds(eta),
                 )
         if done % config["resources"]["checkpoint_every"] == 0 and done < steps:
             save_atomically(
                 {
-                    "fingerprint": run_id, "step": done, "model": model.state_dict(),
+                    "fingerprint": run_id,
+                    "step": done,
+                    "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(), "rng": rng_states(), "curve": curve,
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_states(),
+                    "curve": curve,
                     "elapsed": time.perf_counter() - began,
                 },
                 checkpoint_path,

@@ -8,7 +8,10 @@ from cellseg.logs import logged_step
 from cellseg.report import render_report
 
 with logged_step(snakemake.log[0]):
-    tables = {name: pd.read_csv(getattr(snakemake.input, name), sep="\t") for name in ("summary", "per_fold", "per_slice", "challenge_thresholds", "warnings")}
+    tables = {
+        name: pd.read_csv(getattr(snakemake.input, name), sep="\t")
+        for name in ("summary", "per_fold", "per_slice", "challenge_thresholds", "warnings")
+    }
     render_report(
         snakemake.input.template,
         snakemake.output[0],
