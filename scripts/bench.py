@@ -57,7 +57,7 @@ import pandas as pd
 import tifffile
 import torch
 
-from cellseg.benchmark import (
+from benchtools import (
     copy_workflow,
     inference_code,
     matmul_peak,

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cellseg.benchmark import copy_workflow
+from benchtools import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 

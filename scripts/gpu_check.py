@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from bench import REPO, SCHEMA, isbi_stacks, peaks
 
-from cellseg.benchmark import step_flops, synchronize, time_training
+from benchtools import step_flops, synchronize, time_training
 from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
 from cellseg.evaluate import evaluate_held_out, per_fold_table

@@ -12,7 +12,7 @@ import tarfile
 import numpy as np
 import torch
 
-from cellseg.benchmark import (
+from benchtools import (
     PHASES,
     inference_code,
     matmul_peak,

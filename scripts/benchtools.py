@@ -1,4 +1,5 @@
-"""Measurements behind ``scripts/bench.py``: the machine's peaks, what a training step
+"""Measurements behind ``scripts/bench.py`` and ``scripts/gpu_check.py`` (beside the
+pipeline, not in its package): the machine's peaks, what a training step
 costs and where its time goes, inference time and memory.
 
 Every figure is measured on the machine the function runs on; nothing here asserts a
@@ -20,9 +21,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import build_model
-from .runtime import autocast
-from .train import CropSampler, batch_stream, make_optimizer, training_step
+from cellseg.model import build_model
+from cellseg.runtime import autocast
+from cellseg.train import CropSampler, batch_stream, make_optimizer, training_step
 
 PHASES = ("data", "forward", "backward", "optimizer")
 WORKFLOW_FOLDERS = ("workflow", "config", "profiles")
