@@ -277,7 +277,7 @@ def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> di
     chosen on its slices, the same way for every peer."""
     folds = predictions.parent / f"{predictions.name}_folds.tsv"
     pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
-    per_slice, _ = evaluate_held_out(folds, [predictions], labels, 0.5)
+    per_slice, _ = evaluate_held_out(folds, {0: predictions}, labels, 0.5)
     return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
 
 
@@ -377,6 +377,20 @@ def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int
     return rows
 
 
+def smoke_run_seconds(workdir: Path, configfile: str, target: str) -> float:
+    """Wall seconds of snakemake on 2 cores in ``workdir``, the smoke config with
+    ``configfile`` on top, up to ``target``."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"]
+    began = time.perf_counter()
+    subprocess.run(
+        [*command, "--configfile", "config/smoke.yaml", configfile, "--", target],
+        cwd=workdir,
+        capture_output=True,
+        check=True,
+    )
+    return time.perf_counter() - began
+
+
 def snakemake_dry_run_seconds(workdir: Path, *args: str, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
@@ -428,27 +442,7 @@ def scaling(work: Path, images, labels) -> pd.DataFrame:
         (copy / "own.yaml").write_text(
             "data:\n  train_images: [images.tif]\n  train_labels: [labels.tif]\n  test_images: []\n"
         )
-        began = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--cores",
-                "2",
-                "--resources",
-                "gpu=1",
-                "--configfile",
-                "config/smoke.yaml",
-                "own.yaml",
-                "--",
-                "results/smoke/metrics/summary.tsv",
-            ],
-            cwd=copy,
-            capture_output=True,
-            check=True,
-        )
-        wall = time.perf_counter() - began
+        wall = smoke_run_seconds(copy, "own.yaml", "results/smoke/metrics/summary.tsv")
         benchmarks = copy / "results/smoke/benchmarks"
         seconds = {p.relative_to(benchmarks).parts[0].removesuffix(".tsv"): 0.0 for p in benchmarks.rglob("*.tsv")}
         for path in benchmarks.rglob("*.tsv"):
@@ -534,27 +528,7 @@ def segment_memory(work: Path) -> pd.DataFrame:
             f"predict:\n  tta: 1\n  tile_size: 1024\n"
             f"segment:\n  formats: {formats}\n  stacks:\n    stack{count}: [stack.tif]\n"
         )
-        began = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--cores",
-                "2",
-                "--resources",
-                "gpu=1",
-                "--configfile",
-                "config/smoke.yaml",
-                "stack.yaml",
-                "--",
-                "segment",
-            ],
-            cwd=copy,
-            capture_output=True,
-            check=True,
-        )
-        wall = time.perf_counter() - began
+        wall = smoke_run_seconds(copy, "stack.yaml", "segment")
         # Each step logs its process's high-water mark (cellseg.logs.logged_step).
         peaks = {}
         for path in [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -75,7 +76,7 @@ def main() -> None:
     per_fold = pd.read_csv(results / "metrics/per_fold.tsv", sep="\t")
     training = pd.DataFrame(
         {key: model[key] for key in ("fold", "wall_seconds", "crops_per_second", "device", "precision")}
-        for model in (torch.load(path, weights_only=True) for path in sorted(results.glob("models/fold*.pt")))
+        for model in (json.loads(path.read_text()) for path in sorted(results.glob("models/fold*.json")))
     )
     per_fold = per_fold.merge(training, on="fold")
     summary_table = pd.read_csv(results / "metrics/summary.tsv", sep="\t")

@@ -208,7 +208,7 @@ def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_t
     tflops = flops_per_step * steps_per_second / 1e12
     labels = np.load(REPO / f"resources/unpacked/{unpacked_id(config['data'], 'train')}/train_labels.npy")
     per_slice, _ = evaluate_held_out(
-        results / "folds.tsv", [results / f"predictions/held_out/fold{fold}"], labels, config["eval"]["threshold"]
+        results / "folds.tsv", {fold: results / f"predictions/held_out/fold{fold}"}, labels, config["eval"]["threshold"]
     )
     scores = per_fold_table(per_slice).iloc[0].to_dict()
     return {

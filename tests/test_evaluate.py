@@ -57,7 +57,7 @@ def test_inverted_labels_are_flagged_not_scored_perfect(tmp_path):
         (tmp_path / f"fold{fold}").mkdir()
         tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", inverted[fold].astype(np.float32))
     per_slice, thresholds = evaluate_held_out(
-        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], inverted, 0.5
+        tmp_path / "folds.tsv", {0: tmp_path / "fold0", 1: tmp_path / "fold1"}, inverted, 0.5
     )
     assert per_slice.truth_segments.tolist() == [1, 1]
     undefined = ["v_rand_thinned", "v_info_thinned", *SKIMAGE_COLUMNS]
@@ -88,7 +88,7 @@ def test_tables_from_predictions_on_disk(tmp_path):
             noisy = np.clip(labels[index] + rng.normal(0, 0.4, labels[index].shape), 0, 1).astype(np.float32)
             tifffile.imwrite(tmp_path / f"fold{fold}/slice_{index:03d}.tif", noisy)
     per_slice, thresholds = evaluate_held_out(
-        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5
+        tmp_path / "folds.tsv", {0: tmp_path / "fold0", 1: tmp_path / "fold1"}, labels, 0.5
     )
     assert per_slice.slice.tolist() == [0, 1, 2, 3] and per_slice.fold.tolist() == [0, 0, 1, 1]
     counts = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
@@ -127,7 +127,7 @@ def test_challenge_pixel_error_by_hand(tmp_path):
         (tmp_path / f"fold{fold}").mkdir()
         tifffile.imwrite(tmp_path / f"fold{fold}/slice_{fold:03d}.tif", probabilities[fold])
     per_slice, thresholds = evaluate_held_out(
-        tmp_path / "folds.tsv", [tmp_path / "fold0", tmp_path / "fold1"], labels, 0.5
+        tmp_path / "folds.tsv", {0: tmp_path / "fold0", 1: tmp_path / "fold1"}, labels, 0.5
     )
     # Summed (TP, FP, FN) per threshold and Fiji's F: 0.0 (3, 3, 0) 2/3; 0.1 and 0.2 (3, 2, 0)
     # 3/4; 0.3 (3, 1, 0) 6/7; 0.4 (2, 0, 1) 4/5; 0.5 to 0.9 (1, 0, 2) 1/2; 0.99.. (0, 0, 3),
@@ -147,11 +147,14 @@ def test_challenge_pixel_error_keeps_the_first_best_threshold(tmp_path):
     pd.DataFrame({"slice": [0], "fold": [0]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
     (tmp_path / "fold0").mkdir()
     tifffile.imwrite(tmp_path / "fold0/slice_000.tif", labels[0].astype(np.float32))
-    _, thresholds = evaluate_held_out(tmp_path / "folds.tsv", [tmp_path / "fold0"], labels, 0.5)
+    _, thresholds = evaluate_held_out(tmp_path / "folds.tsv", {0: tmp_path / "fold0"}, labels, 0.5)
     # Probability 0 or 1: F = 1 at every threshold up to 0.9999999999999999; Fiji's strict
     # ">" keeps 0.0.
     assert (thresholds.challenge_pixel_error == 0).all() and thresholds.best_challenge_pixel_error.tolist()[0]
     assert thresholds.best_challenge_pixel_error.sum() == 1
+    # A fold the folds table does not have is refused, not scored against other slices.
+    with pytest.raises(ValueError, match=r"predictions of folds \[1\], which .*folds\.tsv does not have"):
+        evaluate_held_out(tmp_path / "folds.tsv", {1: tmp_path / "fold0"}, labels, 0.5)
 
 
 def test_intervals_stay_within_each_scores_range():

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from cellseg.errors import InputError
-from cellseg.folds import assign_folds, fold_table, held_out_slices, read_folds, split_folds, training_slices
+from cellseg.folds import (
+    assign_folds,
+    by_fold,
+    fold_table,
+    held_out_slices,
+    named_group,
+    read_folds,
+    split_folds,
+    training_slices,
+)
 
 
 @pytest.mark.parametrize("scheme", ["blocks", "random"])
@@ -49,3 +58,15 @@ def test_split_folds_round_trips_through_tsv(tmp_path):
     read = read_folds(tmp_path / "folds.tsv")
     assert read.columns.tolist() == ["slice", "fold"] and len(read) == 9
     pd.testing.assert_frame_equal(read, written)
+
+
+def test_inputs_keyed_by_fold_are_paired_by_name_not_position():
+    # As snakemake.input lists them: in any order, fold 10 after fold 1 as text sorts it.
+    named = {"folds": "folds.tsv", "predictions/fold10": "p10", "predictions/fold2": "p2", "curves/fold2": "c2"}
+    named |= {f"predictions/fold{k}": f"p{k}" for k in (1, 0)}
+    assert by_fold(named, "predictions") == {0: "p0", 1: "p1", 2: "p2", 10: "p10"}
+    assert list(by_fold(named, "predictions")) == [0, 1, 2, 10]
+    assert by_fold(named, "curves") == {2: "c2"} and by_fold(named, "models") == {}
+    study = {"per_slice/a-b_repeat1": "t", "models/a-b_repeat1/fold0": "m0", "models/a-b/fold0": "n0"}
+    assert named_group(study, "per_slice") == {"a-b_repeat1": "t"}
+    assert by_fold(study, "models/a-b") == {0: "n0"} and by_fold(study, "models/a-b_repeat1") == {0: "m0"}

@@ -42,7 +42,7 @@ def test_report_is_one_self_contained_file(isbi_run):
     for needle in ("git commit", "torch", "pixel sha256", "200da3d452d726e6", "experiment: smoke"):
         assert needle in html
     snakemake_version = metadata.version("snakemake")
-    assert f'<td class="name">snakemake</td><td class="name">{snakemake_version}</td>' in html
+    assert f'<td class="name">snakemake (training)</td><td class="name">{snakemake_version}</td>' in html
 
 
 def test_editing_the_template_regenerates_only_the_report(isbi_run, tmp_path):

@@ -14,6 +14,7 @@ from cellseg.errors import InputError
 from cellseg.segment import Segmenter, instance_labels, summary_table
 from cellseg.stackio import read_source
 from conftest import planned_jobs, snakemake
+from test_predict import recipe
 
 
 def grid_of_cells(cells_per_side=4, cell=20, wall=3, seed=0):
@@ -175,14 +176,7 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
     np.save(tmp_path / "stack.npy", read_source(isbi_dir / "test-volume.tif").pixels[:5, :128, :160])
     stack = np.load(tmp_path / "stack.npy", mmap_mode="r")  # as the rules pass it
     models = sorted((work / "results/smoke/models").glob("fold*.pt"))
-    predict = {
-        "tta": 1,
-        "tile_size": 512,
-        "tile_overlap": 0.25,
-        "device": "cpu",
-        "precision": "fp32",
-        "channels_last": False,
-    }
+    predict = recipe(channels_last=False)
     settings = {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20}
     voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
     results = {}

@@ -21,7 +21,8 @@ from conftest import REPO, copy_workflow, require
 from slurm_cluster import SingleNodeSlurm, available
 
 # A hang must fail the test, not CI: SIGKILL, since a status loop may ignore SIGTERM.
-TIMEOUT_S = 420
+# 15 minutes: the smoke run takes 2-3 here alone, 7 when a training shares the 2 cores.
+TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ run end to end."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import numpy as np
@@ -17,7 +18,7 @@ from cellseg.config import load_schema as read_schema
 from cellseg.config import schema_defaults
 from cellseg.errors import InputError
 from cellseg.study import config_difference, expand_experiments
-from conftest import REPO, snakemake
+from conftest import REPO, copy_workflow, snakemake
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -279,13 +280,20 @@ def planned_runs(dry_run_output: str) -> set[tuple[str, str]]:
     return jobs
 
 
-def test_a_two_experiment_study_runs_end_to_end(isbi_run):
-    work, _ = isbi_run
+def test_a_two_experiment_study_runs_end_to_end(isbi_dir, tmp_path):
+    # A folder of its own: the study's experiments and files stay out of the smoke run's.
+    (tmp_path / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
+    work = copy_workflow(tmp_path / "work")
     result = snakemake(work, "--configfile", "config/studies/smoke.yaml")
     assert result.returncode == 0, result.stderr[-4000:]
     study = work / "results/studies/smoke"
     experiments = pd.read_csv(study / "experiments.tsv", sep="\t")
-    assert experiments.experiment.tolist() == ["smoke_a", "smoke_b"] and (experiments.training_minutes > 0).all()
+    assert experiments.experiment.tolist() == ["smoke_a", "smoke_b"]
+    # Training minutes: the folds' wall seconds, from the metadata beside each model.
+    for name, minutes in zip(experiments.experiment, experiments.training_minutes, strict=True):
+        records = [json.loads((work / f"results/{name}/models/fold{k}.json").read_text()) for k in (0, 1)]
+        assert [r["fold"] for r in records] == [0, 1]
+        assert minutes == pytest.approx(sum(r["wall_seconds"] for r in records) / 60, rel=1e-5)
     comparisons = pd.read_csv(study / "comparisons.tsv", sep="\t")
     assert comparisons.experiment.tolist() == ["smoke_b"] * len(STUDY_SCORES) and (comparisons.slices == 30).all()
     assert (work / "results/smoke_a/folds.tsv").read_text() == (work / "results/smoke_b/folds.tsv").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +120,11 @@ def test_two_cpu_runs_with_one_seed_give_identical_weights(stacks, tmp_path):
     assert not same_weights(first, run(stacks, tmp_path / "c", other)[0])
     assert metadata["seed"] == 0 and metadata["versions"]["torch"] == torch.__version__
     assert not (tmp_path / "a" / "ck.pt").exists()  # removed once the model is written
+    # The metadata beside the weights, as JSON, is the model file's, for readers without torch.
+    beside = json.loads((tmp_path / "a" / "m.json").read_text())
+    stored = torch.load(tmp_path / "a" / "m.pt", weights_only=True)
+    assert beside == {k: v for k, v in stored.items() if k != "state_dict"} == json.loads(json.dumps(metadata))
+    assert beside["train_slices"] == [0, 1, 2, 3] and beside["steps"] == 12 and beside["wall_seconds"] > 0
 
 
 def test_batches_made_by_worker_processes_give_the_same_weights(stacks, tmp_path):

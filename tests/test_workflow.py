@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from conftest import REPO, closed_port_url, copy_workflow, make_stacks, planned_jobs, snakemake, write_stack
+from test_predict import recipe
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -222,14 +223,7 @@ def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, is
     stored = {"uint8": raw, "uint16": raw.astype(np.uint16), "float32": raw.astype(np.float32) / 255}
     predictor = Predictor(
         [work / "results/smoke/models/fold0.pt"],
-        {
-            "tta": 1,
-            "tile_size": 512,
-            "tile_overlap": 0.25,
-            "device": "cpu",
-            "precision": "fp32",
-            "channels_last": False,
-        },
+        recipe(channels_last=False),
     )
 
     def probabilities(method):

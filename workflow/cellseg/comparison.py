@@ -11,11 +11,11 @@ reference's repeat 1 against its repeat 0 shows what the seed alone changes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 
 from .evaluate import summary_table
@@ -182,22 +182,18 @@ def verdict(row) -> str:
 
 
 def read_runs(
-    runs: dict[str, list[str]], per_slice_paths: list[str | Path], model_paths: list[str | Path]
+    runs: dict[str, list[str]], per_slice_paths: dict[str, str | Path], model_records: dict[str, dict[int, str | Path]]
 ) -> tuple[dict[str, list[pd.DataFrame]], dict[str, list[float]]]:
     """Each experiment's per_slice tables and training seconds, repeat by repeat.
 
-    ``runs`` maps each experiment to its runs; the paths come run after run in that order,
-    a per_slice table and every fold's model per run.
+    ``runs`` maps each experiment to its runs (repeat 0 first); ``per_slice_paths[run]`` is
+    a run's ``metrics/per_slice.tsv``, ``model_records[run][k]`` its fold k's model
+    metadata (``models/fold<k>.json``). The training seconds are the sum over folds.
     """
-    names = [run for repeats in runs.values() for run in repeats]
-    folds = len(model_paths) // len(names)
-    tables = {run: pd.read_csv(path, sep="\t") for run, path in zip(names, per_slice_paths, strict=True)}
+    tables = {run: pd.read_csv(path, sep="\t") for run, path in per_slice_paths.items()}
     seconds = {
-        run: sum(
-            torch.load(path, map_location="cpu", weights_only=True)["wall_seconds"]
-            for path in model_paths[i * folds : (i + 1) * folds]
-        )
-        for i, run in enumerate(names)
+        run: sum(json.loads(Path(path).read_text())["wall_seconds"] for path in folds.values())
+        for run, folds in model_records.items()
     }
     return (
         {name: [tables[run] for run in repeats] for name, repeats in runs.items()},

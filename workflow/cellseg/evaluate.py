@@ -75,16 +75,21 @@ def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 
 def evaluate_held_out(
-    folds_path: str | Path, prediction_dirs: list[str | Path], labels: np.ndarray, threshold: float
+    folds_path: str | Path, prediction_dirs: dict[int, str | Path], labels: np.ndarray, threshold: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """per_slice table of every held-out slice (``slice``, ``fold`` and every score) and
     the challenge's threshold table (``challenge_table``).
 
-    ``prediction_dirs[k]`` holds fold k's ``slice_NNN.tif`` probability maps.
+    ``prediction_dirs[k]`` holds fold k's ``slice_NNN.tif`` probability maps; the folds
+    given are scored (all of them in the pipeline, one in a benchmark). Raises
+    ``ValueError`` for a fold that ``folds_path`` does not have.
     """
     table = read_folds(folds_path)
+    unknown = sorted(set(prediction_dirs) - set(table.fold))
+    if unknown:
+        raise ValueError(f"predictions of folds {unknown}, which {folds_path} does not have")
     rows, sweeps = [], []
-    for fold, directory in enumerate(prediction_dirs):
+    for fold, directory in sorted(prediction_dirs.items()):
         for index in held_out_slices(table, fold):
             path = Path(directory) / f"slice_{index:03d}.tif"
             probability = tifffile.imread(path)

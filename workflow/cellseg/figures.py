@@ -173,8 +173,8 @@ def draw_run_figures(
     images: np.ndarray,
     labels: np.ndarray,
     per_slice: pd.DataFrame,
-    prediction_dirs: list[str | Path],
-    curve_paths: list[str | Path],
+    prediction_dirs: dict[int, str | Path],
+    curve_paths: dict[int, str | Path],
     threshold: float,
     test_images: np.ndarray | None = None,
     test_probabilities: np.ndarray | None = None,
@@ -183,7 +183,8 @@ def draw_run_figures(
     """Every figure of a run under ``output_dir``; returns the paths written.
 
     ``slices/slice_NNN.jpg`` per held-out slice, ``training_curves.png``,
-    ``metrics_by_fold.png`` and, with a test volume, ``test_volume.jpg``.
+    ``metrics_by_fold.png`` and, with a test volume, ``test_volume.jpg``. Fold k's
+    predictions are in ``prediction_dirs[k]``, its training curve in ``curve_paths[k]``.
     """
     import tifffile
 
@@ -199,7 +200,7 @@ def draw_run_figures(
             np.asarray(images[row.slice]), np.asarray(labels[row.slice]), probability, threshold, title
         )
         written.append(save(figure, output_dir / "slices" / f"slice_{row.slice:03d}.jpg", dpi=80))
-    curves = {fold: pd.read_csv(path, sep="\t") for fold, path in enumerate(curve_paths)}
+    curves = {fold: pd.read_csv(path, sep="\t") for fold, path in curve_paths.items()}
     written.append(save(training_curves(curves), output_dir / "training_curves.png"))
     written.append(save(metric_distributions(per_slice), output_dir / "metrics_by_fold.png"))
     if test_images is not None and test_probabilities is not None:

@@ -8,6 +8,7 @@ slices only: the unlabelled stack, predicted by the ensemble of all folds, has n
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,22 @@ import pandas as pd
 from .errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+def named_group(named: Mapping, name: str) -> dict[str, str]:
+    """The entries ``<name>/<key>`` of a rule's named inputs (``snakemake.input``, filled by
+    common.smk's ``fold_inputs`` or ``study_inputs``) as {key: path}."""
+    prefix = f"{name}/"
+    return {key[len(prefix) :]: path for key, path in named.items() if key.startswith(prefix)}
+
+
+def by_fold(named: Mapping, name: str) -> dict[int, str]:
+    """The entries ``<name>/fold<k>`` of a rule's named inputs as {k: path}, in fold order:
+    each file is paired with its fold by its name, never by its place in a list."""
+    group = named_group(named, name)
+    return {
+        int(key.removeprefix("fold")): group[key] for key in sorted(group, key=lambda k: int(k.removeprefix("fold")))
+    }
 
 
 def assign_folds(count: int, folds: int, scheme: str, seed: int) -> np.ndarray:

@@ -16,10 +16,9 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
-from .runtime import versions
+from .provenance import installed_versions
 from .scores import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
 from .stackio import describe_voxel_size
 from .stacks import apply_normalisation
@@ -96,7 +95,7 @@ def render_report(
     figures_dir: str | Path,
     benchmark_paths: list[str | Path],
     benchmarks_root: str | Path,
-    model_paths: list[str | Path],
+    model_records: dict[int, str | Path],
     data_records: list[str | Path],
     training_record: str | Path,
     warnings: pd.DataFrame,
@@ -104,18 +103,17 @@ def render_report(
 ) -> None:
     """Render the report of one experiment to ``output`` (one self-contained HTML file).
 
-    ``data_records`` are the fetch records of its stacks, ``training_record`` the
+    ``model_records`` are fold k's model metadata (``models/fold<k>.json``, written by
+    ``train.train_fold``), ``data_records`` the fetch records of its stacks, ``training_record`` the
     unpacked labelled set's (normalisation, voxel size); ``warnings`` the evaluation's
     (``evaluate.result_warnings``), shown at the top with the data's own warnings."""
     figures_dir = Path(figures_dir)
     worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
     slice_order = worst + [s for s in per_slice.slice if s not in worst]
-    models = [torch.load(path, map_location="cpu", weights_only=True) for path in model_paths]
+    models = [json.loads(Path(model_records[fold]).read_text()) for fold in sorted(model_records)]
     # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
     data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
     input_record = json.loads(Path(training_record).read_text())
-    for model in models:
-        model.pop("state_dict")
     html = template(template_path).render(
         experiment=experiment,
         generated=generated_at(),
@@ -146,7 +144,7 @@ def render_report(
         seed=config["seed"],
         threshold=config["eval"]["threshold"],
         git=git_state(workflow_dir),
-        versions=versions(),
+        versions=models[0]["versions"],  # what trained the models
     )
     Path(output).write_text(html)
 
@@ -183,7 +181,7 @@ def render_study_report(
         differences={name: yaml.safe_dump(diff, sort_keys=False) if diff else "" for name, diff in differences.items()},
         samples=samples,
         git=git_state(workflow_dir),
-        versions=versions(),
+        versions=installed_versions(),
     )
     output.write_text(html)
 
@@ -256,6 +254,6 @@ def render_segment_report(
         slabs=len(plan["slabs"]),
         segment=segment_config,
         git=git_state(workflow_dir),
-        versions=versions(),
+        versions=installed_versions(),
     )
     Path(output).write_text(html)

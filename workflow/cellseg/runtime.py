@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import sys
-from importlib import metadata
 
-import numpy as np
 import torch
 
 from .errors import InputError
+from .provenance import installed_versions
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,21 +73,7 @@ def device_name(device: torch.device) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of what made a result: Python, cellseg, torch and its CUDA, torchvision,
-    numpy and Snakemake, as installed (a job need not import Snakemake to record it)."""
-
-    def installed(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": sys.version.split()[0],
-        "cellseg": installed("cellseg"),
-        "torch": str(torch.__version__),
-        "cuda": str(torch.version.cuda or "none"),
-        "torchvision": installed("torchvision"),
-        "numpy": np.__version__,
-        "snakemake": installed("snakemake"),
-    }
+    """``provenance.installed_versions`` with torch's own version string (its build, such as
+    ``+cpu``, included) and the CUDA it was built with ("none" for a CPU build): what made a
+    model."""
+    return installed_versions() | {"torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none")}

@@ -219,6 +219,157 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def input_standardisation(images: np.ndarray, train_slices: list[int]) -> dict[str, float]:
+    """The mean and sd (float64 sums) of the training slices' pixels, which the network
+    standardises its input with; sd 1 for constant slices."""
+    pixels = np.stack([images[i] for i in train_slices])
+    return {"mean": float(pixels.mean(dtype=np.float64)), "std": float(pixels.std(dtype=np.float64)) or 1.0}
+
+
+class Schedule:
+    """The learning-rate schedule (``train.schedule``): one-cycle steps every training step,
+    plateau on each epoch's mean loss (an epoch: as many steps as the training slices fill
+    batches), constant never."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, train_config: dict, slices: int):
+        self.scheduler = make_scheduler(optimizer, train_config)
+        self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.steps_per_epoch = math.ceil(slices / train_config["batch_size"])
+        self.epoch_loss, self.epoch_steps = 0.0, 0
+
+    def step(self, loss_value: float) -> None:
+        if self.plateau:
+            self.epoch_loss, self.epoch_steps = self.epoch_loss + loss_value, self.epoch_steps + 1
+            if self.epoch_steps == self.steps_per_epoch:
+                self.scheduler.step(self.epoch_loss / self.epoch_steps)
+                self.epoch_loss, self.epoch_steps = 0.0, 0
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict | None:
+        return self.scheduler.state_dict() if self.scheduler is not None else None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
+
+
+class Progress:
+    """The training curve and the progress log of one fold.
+
+    A curve row every ``max(1, steps // 200)`` steps (means of the loss and its parts over
+    the interval, the learning rate, crops/s, elapsed seconds); a log line with the ETA
+    every ``log_every_seconds`` and at the end. ``elapsed_before`` are the seconds of the
+    run before a resume, ``curve`` its rows."""
+
+    def __init__(
+        self, fold: int, steps: int, start: int, batch_size: int, log_every_seconds: float, curve, elapsed_before
+    ):
+        self.fold, self.steps, self.start, self.batch_size = fold, steps, start, batch_size
+        self.log_every_seconds, self.curve = log_every_seconds, curve
+        self.curve_every = max(1, steps // 200)
+        self.began = time.perf_counter() - elapsed_before
+        self.this_run_began = self.last_log = time.perf_counter()
+        self.interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
+
+    def add(self, done: int, loss_value: float, parts: dict[str, float], learning_rate: float) -> None:
+        """Count step ``done`` (1-based) with its loss, loss parts and learning rate."""
+        for key, value in (("loss", loss_value), *parts.items()):
+            self.interval[key] += value
+        self.interval["count"] += 1
+        if done % self.curve_every and done != self.steps:
+            return
+        now, interval = time.perf_counter(), self.interval
+        crops_per_second = interval["count"] * self.batch_size / max(now - interval["began"], 1e-9)
+        row = {
+            "step": done,
+            "loss": interval["loss"] / interval["count"],
+            "bce": interval["bce"] / interval["count"],
+            "dice_loss": interval["dice"] / interval["count"],
+            "learning_rate": learning_rate,
+            "crops_per_second": crops_per_second,
+            "elapsed_seconds": now - self.began,
+        }
+        self.curve.append(row)
+        self.interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": now}
+        if now - self.last_log >= self.log_every_seconds or done == self.steps:
+            self.last_log = now
+            elapsed = now - self.began
+            eta = elapsed / (done - self.start) * (self.steps - done) if done > self.start else 0.0
+            log.info(
+                "fold %d step %d/%d loss %.4f (bce %.4f, dice %.4f) lr %.2e %.1f crops/s elapsed %s ETA %s",
+                self.fold,
+                done,
+                self.steps,
+                row["loss"],
+                row["bce"],
+                row["dice_loss"],
+                row["learning_rate"],
+                crops_per_second,
+                format_seconds(elapsed),
+                format_seconds(eta),
+            )
+
+    def elapsed(self) -> float:
+        """Seconds of the whole run, those before a resume included."""
+        return time.perf_counter() - self.began
+
+    def crops_per_second(self) -> float:
+        """Crops per second of the steps since this process started (or resumed)."""
+        return (self.steps - self.start) * self.batch_size / max(time.perf_counter() - self.this_run_began, 1e-9)
+
+
+def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedule: Schedule, scaler, progress) -> None:
+    """Everything that resumes the run after ``step`` exactly (weights, optimizer, schedule,
+    scaler, random states, curve, elapsed time), as plain data (``rng_states``)."""
+    save_atomically(
+        {
+            "fingerprint": run_id,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_states(),
+            "curve": progress.curve,
+            "elapsed": progress.elapsed(),
+        },
+        path,
+    )
+
+
+def resume(path: Path, run_id: str, device: torch.device, model, optimizer, schedule: Schedule, scaler):
+    """Load the checkpoint at ``path`` into the model, optimizer, schedule, scaler and
+    random states when it belongs to this run (``run_id``, see ``fingerprint``); returns
+    (first step to run, curve rows so far, seconds trained so far): (0, [], 0.0) without
+    one. A checkpoint of another run, or one of an older cellseg that does not load as
+    plain data, is ignored with a log line."""
+    if not path.exists():
+        return 0, [], 0.0
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # an older cellseg pickled numpy's random state
+        log.warning("ignoring %s: written by an older cellseg, it does not load as plain data", path)
+        return 0, [], 0.0
+    if state["fingerprint"] != run_id:
+        log.info("ignoring %s: it belongs to another configuration or data", path)
+        return 0, [], 0.0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_states(state["rng"])
+    return state["step"], state["curve"], state["elapsed"]
+
+
+def write_model(model: torch.nn.Module, metadata: dict, path: Path) -> None:
+    """The weights (on the CPU) and ``metadata`` in ``path``; the metadata again, as JSON,
+    beside it (``path`` with ``.json``) for readers that need no torch (report, studies)."""
+    state_dict = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_atomically({"state_dict": state_dict, **metadata}, path)
+    path.with_suffix(".json").write_text(json.dumps(metadata, indent=1) + "\n")
+
+
 def train_fold(
     images: np.ndarray,
     labels: np.ndarray,
@@ -238,10 +389,11 @@ def train_fold(
     and voxel size of the training stack, from ``input_record``, the unpacked set's
     record; ``normalisation``: the mean and sd the network standardises with) and the
     config, seed, versions and device that made it; the curve TSV has one row per
-    interval of steps. A checkpoint of the same run at ``checkpoint_path`` is resumed and
-    removed at the end. Returns the model file's metadata.
+    interval of steps. The metadata is also written, as JSON, beside the model file (its
+    name with ``.json``). A checkpoint of the same run at ``checkpoint_path`` is resumed and
+    removed at the end. Returns the metadata.
     """
-    train_config = config["train"]
+    train_config, resources = config["train"], config["resources"]
     steps, seed = train_config["steps"], config["seed"]
     device = resolve_device(train_config["device"])
     precision = resolve_precision(train_config["precision"], device)
@@ -251,7 +403,7 @@ def train_fold(
     torch.manual_seed(seed * 1000 + fold)
     model = build_model(config["model"]).to(device=device, memory_format=memory_format)
     optimizer = make_optimizer(model.parameters(), train_config)
-    scheduler = make_scheduler(optimizer, train_config)
+    schedule = Schedule(optimizer, train_config, len(train_slices))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     sampler = CropSampler(images, labels, train_slices, config, seed, fold)
     if sampler.crop[0] < train_config["crop_size"]:
@@ -262,31 +414,11 @@ def train_fold(
             train_config["crop_size"],
             *sampler.crop,
         )
-    pixels = np.stack([images[i] for i in train_slices])
-    normalisation = {"mean": float(pixels.mean(dtype=np.float64)), "std": float(pixels.std(dtype=np.float64)) or 1.0}
-    del pixels
-    steps_per_epoch = math.ceil(len(train_slices) / train_config["batch_size"])
-    curve_every = max(1, steps // 200)
+    normalisation = input_standardisation(images, train_slices)
     run_id = fingerprint(config, fold, train_slices, images, labels)
-
-    start, curve, elapsed_before = 0, [], 0.0
-    if checkpoint_path.exists():
-        try:
-            state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        except pickle.UnpicklingError:  # an older cellseg pickled numpy's random state
-            log.warning("ignoring %s: written by an older cellseg, it does not load as plain data", checkpoint_path)
-            state = {"fingerprint": None}
-        if state["fingerprint"] == run_id:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            restore_rng_states(state["rng"])
-            start, curve, elapsed_before = state["step"], state["curve"], state["elapsed"]
-            log.info("resuming fold %d from its checkpoint at step %d of %d", fold, start, steps)
-        else:
-            log.info("ignoring %s: it belongs to another configuration or data", checkpoint_path)
+    start, curve, elapsed_before = resume(checkpoint_path, run_id, device, model, optimizer, schedule, scaler)
+    if start:
+        log.info("resuming fold %d from its checkpoint at step %d of %d", fold, start, steps)
 
     log.info(
         "fold %d: %d training slices, %s, %s parameters; %d steps of %d crops of %d x %d on %s in %s",
@@ -300,82 +432,22 @@ def train_fold(
         device_name(device),
         precision,
     )
-    mean, std = normalisation["mean"], normalisation["std"]
-    began = time.perf_counter() - elapsed_before
-    this_run_began = last_log = time.perf_counter()
-    interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": time.perf_counter()}
-    epoch_loss, epoch_count = 0.0, 0
+    progress = Progress(
+        fold, steps, start, train_config["batch_size"], resources["log_every_seconds"], curve, elapsed_before
+    )
     model.train()
-    batches = batch_stream(sampler, range(start, steps), config["resources"]["data_workers"])
+    batches = batch_stream(sampler, range(start, steps), resources["data_workers"])
+    standardise = (normalisation["mean"], normalisation["std"])
     for step in range(start, steps):
         loss_value, parts = training_step(
-            model, optimizer, scaler, batches, device, precision, memory_format, train_config["loss"], (mean, std)
+            model, optimizer, scaler, batches, device, precision, memory_format, train_config["loss"], standardise
         )
         learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            epoch_loss, epoch_count = epoch_loss + loss_value, epoch_count + 1
-            if epoch_count == steps_per_epoch:
-                scheduler.step(epoch_loss / epoch_count)
-                epoch_loss, epoch_count = 0.0, 0
-        elif scheduler is not None:
-            scheduler.step()
-        for key, value in (("loss", loss_value), *parts.items()):
-            interval[key] += value
-        interval["count"] += 1
+        schedule.step(loss_value)
+        progress.add(step + 1, loss_value, parts, learning_rate)
+        if (step + 1) % resources["checkpoint_every"] == 0 and step + 1 < steps:
+            save_checkpoint(checkpoint_path, run_id, step + 1, model, optimizer, schedule, scaler, progress)
 
-        done = step + 1
-        if done % curve_every == 0 or done == steps:
-            now = time.perf_counter()
-            crops_per_second = interval["count"] * train_config["batch_size"] / max(now - interval["began"], 1e-9)
-            curve.append(
-                {
-                    "step": done,
-                    "loss": interval["loss"] / interval["count"],
-                    "bce": interval["bce"] / interval["count"],
-                    "dice_loss": interval["dice"] / interval["count"],
-                    "learning_rate": learning_rate,
-                    "crops_per_second": crops_per_second,
-                    "elapsed_seconds": now - began,
-                }
-            )
-            interval = {"loss": 0.0, "bce": 0.0, "dice": 0.0, "count": 0, "began": now}
-            if now - last_log >= config["resources"]["log_every_seconds"] or done == steps:
-                last_log = now
-                elapsed = now - began
-                eta = elapsed / (done - start) * (steps - done) if done > start else 0.0
-                row = curve[-1]
-                log.info(
-                    "fold %d step %d/%d loss %.4f (bce %.4f, dice %.4f) lr %.2e %.1f crops/s elapsed %s ETA %s",
-                    fold,
-                    done,
-                    steps,
-                    row["loss"],
-                    row["bce"],
-                    row["dice_loss"],
-                    row["learning_rate"],
-                    crops_per_second,
-                    format_seconds(elapsed),
-                    format_seconds(eta),
-                )
-        if done % config["resources"]["checkpoint_every"] == 0 and done < steps:
-            save_atomically(
-                {
-                    "fingerprint": run_id,
-                    "step": done,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_states(),
-                    "curve": curve,
-                    "elapsed": time.perf_counter() - began,
-                },
-                checkpoint_path,
-            )
-
-    now = time.perf_counter()
-    wall = now - began
-    crops_this_run = (steps - start) * train_config["batch_size"]
     metadata = {
         "model": copy.deepcopy(config["model"]),
         "normalisation": normalisation,
@@ -388,12 +460,11 @@ def train_fold(
         "device": device_name(device),
         "precision": precision,
         "steps": steps,
-        "wall_seconds": wall,
-        "crops_per_second": crops_this_run / max(now - this_run_began, 1e-9),
+        "wall_seconds": progress.elapsed(),
+        "crops_per_second": progress.crops_per_second(),
     }
-    state_dict = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_atomically({"state_dict": state_dict, **metadata}, Path(model_path))
-    pd.DataFrame(curve).to_csv(curve_path, sep="\t", index=False, float_format="%.6g")
+    write_model(model, metadata, Path(model_path))
+    pd.DataFrame(progress.curve).to_csv(curve_path, sep="\t", index=False, float_format="%.6g")
     checkpoint_path.unlink(missing_ok=True)
-    log.info("fold %d trained in %s; model written to %s", fold, format_seconds(wall), model_path)
+    log.info("fold %d trained in %s; model written to %s", fold, format_seconds(metadata["wall_seconds"]), model_path)
     return metadata

@@ -111,7 +111,8 @@ def training_threads(wildcards):
 
 
 def each_fold(pattern):
-    """An input function: ``pattern`` for every fold of the job's experiment."""
+    """An input function: ``pattern`` for every fold of the job's experiment (a list, for
+    inputs taken as a whole, such as an ensemble's models)."""
 
     def paths(wildcards):
         folds = experiment_config(wildcards)["cv"]["folds"]
@@ -183,6 +184,23 @@ def segmented_outputs(wildcards):
     }
 
 
+def fold_inputs(**patterns):
+    """An input function for ``unpack()``: ``<name>/fold<k>`` -> that fold's path, for each
+    named pattern and every fold of the job's experiment. Scripts take them as dicts keyed
+    by fold (``cellseg.folds.by_fold``): a file is paired with its fold by name, never by
+    its position in a list."""
+
+    def inputs(wildcards):
+        folds = experiment_config(wildcards)["cv"]["folds"]
+        return {
+            f"{name}/fold{k}": pattern.format(experiment=wildcards.experiment, fold=k)
+            for name, pattern in patterns.items()
+            for k in range(folds)
+        }
+
+    return inputs
+
+
 def final_outputs():
     """Everything the default target builds, for every experiment."""
     outputs = []
@@ -197,6 +215,20 @@ def final_outputs():
 
 def study_reference():
     return reference_experiment(config["study"], list(STUDY_RUNS))
+
+
+def study_inputs(wildcards):
+    """For ``unpack()``: ``per_slice/<run>`` and ``models/<run>/fold<k>`` (the model's
+    metadata) of every run of the study, read by name (``cellseg.folds.named_group``).
+    """
+    inputs = {
+        f"per_slice/{run}": f"results/{run}/metrics/per_slice.tsv"
+        for run in EXPERIMENTS
+    }
+    for run, run_config in EXPERIMENTS.items():
+        for k in range(run_config["cv"]["folds"]):
+            inputs[f"models/{run}/fold{k}"] = f"results/{run}/models/fold{k}.json"
+    return inputs
 
 
 def study_differences():

@@ -3,9 +3,13 @@
 
 rule evaluate:
     input:
+        unpack(
+            fold_inputs(
+                predictions="results/{experiment}/predictions/held_out/fold{fold}"
+            )
+        ),
         folds="results/{experiment}/folds.tsv",
         labels=training_data("train_labels.npy"),
-        predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
     output:
         per_slice=scores_table("per_slice"),
         per_fold=scores_table("per_fold"),

@@ -3,11 +3,15 @@
 
 rule draw_figures:
     input:
+        unpack(
+            fold_inputs(
+                predictions="results/{experiment}/predictions/held_out/fold{fold}",
+                curves="results/{experiment}/models/fold{fold}_curve.tsv",
+            )
+        ),
         images=training_data("train_images.npy"),
         labels=training_data("train_labels.npy"),
         per_slice="results/{experiment}/metrics/per_slice.tsv",
-        predictions=each_fold("results/{experiment}/predictions/held_out/fold{fold}"),
-        curves=each_fold("results/{experiment}/models/fold{fold}_curve.tsv"),
         test_images=test_data("test_images.npy"),
         test_volume=lambda w: (
             f"results/{w.experiment}/predictions/test_volume.tif"
@@ -34,6 +38,7 @@ rule draw_figures:
 
 rule render_report:
     input:
+        unpack(fold_inputs(models="results/{experiment}/models/fold{fold}.json")),
         template=REPORT_TEMPLATE,
         summary="results/{experiment}/metrics/summary.tsv",
         per_fold="results/{experiment}/metrics/per_fold.tsv",
@@ -41,7 +46,6 @@ rule render_report:
         challenge_thresholds="results/{experiment}/metrics/challenge_thresholds.tsv",
         warnings="results/{experiment}/metrics/warnings.tsv",
         figures="results/{experiment}/figures",
-        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
         data_records=lambda w: [
             f"resources/stacks/{stack_id(experiment_config(w)['data'], stack)}.json"
             for stack in STACKS

@@ -3,13 +3,7 @@
 
 rule compare_experiments:
     input:
-        # Run by run in EXPERIMENTS' order, as params.runs lists them.
-        per_slice=[f"results/{run}/metrics/per_slice.tsv" for run in EXPERIMENTS],
-        models=[
-            f"results/{run}/models/fold{k}.pt"
-            for run in EXPERIMENTS
-            for k in range(EXPERIMENTS[run]["cv"]["folds"])
-        ],
+        unpack(study_inputs),
     output:
         experiments="results/studies/{study}/experiments.tsv",
         comparisons="results/studies/{study}/comparisons.tsv",

@@ -9,6 +9,8 @@ rule train_unet:
         folds="results/{experiment}/folds.tsv",
     output:
         model="results/{experiment}/models/fold{fold}.pt",
+        # The model's metadata (train.train_fold) for readers without torch.
+        metadata="results/{experiment}/models/fold{fold}.json",
         curve="results/{experiment}/models/fold{fold}_curve.tsv",
     log:
         "results/{experiment}/logs/train_unet/fold{fold}.log",

@@ -2,11 +2,15 @@
 the reference."""
 
 from cellseg.comparison import compare_experiments, read_runs
+from cellseg.folds import by_fold, named_group
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
+    names = [run for repeats in snakemake.params.runs.values() for run in repeats]
     per_slice, training_seconds = read_runs(
-        snakemake.params.runs, list(snakemake.input.per_slice), list(snakemake.input.models)
+        snakemake.params.runs,
+        per_slice_paths=named_group(snakemake.input, "per_slice"),
+        model_records={run: by_fold(snakemake.input, f"models/{run}") for run in names},
     )
     experiments, comparisons = compare_experiments(
         per_slice, training_seconds, snakemake.params.reference, snakemake.params.samples, snakemake.params.seed

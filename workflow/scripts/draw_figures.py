@@ -5,6 +5,7 @@ import pandas as pd
 import tifffile
 
 from cellseg.figures import draw_run_figures
+from cellseg.folds import by_fold
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
@@ -14,8 +15,8 @@ with logged_step(snakemake.log[0]):
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         per_slice=pd.read_csv(snakemake.input.per_slice, sep="\t"),
-        prediction_dirs=list(snakemake.input.predictions),
-        curve_paths=list(snakemake.input.curves),
+        prediction_dirs=by_fold(snakemake.input, "predictions"),
+        curve_paths=by_fold(snakemake.input, "curves"),
         threshold=snakemake.params.threshold,
         test_images=test_images,
         # A one-section stack reads back from its ImageJ file as (H, W).

@@ -4,12 +4,13 @@ challenge-threshold tables."""
 import numpy as np
 
 from cellseg.evaluate import evaluate_held_out, per_fold_table, result_warnings, summary_table
+from cellseg.folds import by_fold
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
     per_slice, challenge_thresholds = evaluate_held_out(
         folds_path=snakemake.input.folds,
-        prediction_dirs=list(snakemake.input.predictions),
+        prediction_dirs=by_fold(snakemake.input, "predictions"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         threshold=snakemake.params.threshold,
     )

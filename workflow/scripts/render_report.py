@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cellseg.folds import by_fold
 from cellseg.logs import logged_step
 from cellseg.report import render_report
 
@@ -20,7 +21,7 @@ with logged_step(snakemake.log[0]):
         figures_dir=snakemake.input.figures,
         benchmark_paths=list(snakemake.input.benchmarks),
         benchmarks_root=f"results/{snakemake.wildcards.experiment}/benchmarks",
-        model_paths=list(snakemake.input.models),
+        model_records=by_fold(snakemake.input, "models"),
         data_records=list(snakemake.input.data_records),
         training_record=snakemake.input.training_record,
         # The template lives at <checkout>/workflow/templates/: git state of that checkout.
