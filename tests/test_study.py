@@ -165,6 +165,9 @@ def test_shipped_studies_expand_into_valid_experiments(name, monkeypatch):
         assert set(runs["budget-default"]) == {"budget-default", "budget-default_repeat1"}
         assert runs["budget-default"]["budget-default_repeat1"]["seed"] == 1
         assert runs["budget-tta8"]["budget-tta8_repeat1"]["predict"]["tta"] == 8
+    if name.startswith("budget"):
+        # Pinned to the default of the day they ran, so that they run again as they ran.
+        assert runs["budget-default"]["budget-default"]["predict"]["tta"] == 4
 
 
 # --- statistics ---------------------------------------------------------------------------
