@@ -71,7 +71,9 @@ def test_inverted_labels_are_flagged_not_scored_perfect(tmp_path):
 
 def test_a_fold_predicting_almost_no_membrane_is_warned_about():
     counts = {"cell_tp": [780, 780], "cell_fp": [215, 10], "cell_fn": [0, 0], "cell_tn": [5, 210]}
-    per_slice = pd.DataFrame({"slice": [0, 1], "fold": [0, 1], "truth_segments": [5, 5], **counts})
+    per_slice = pd.DataFrame(
+        {"slice": [0, 1], "fold": [0, 1], "truth_segments": [5, 5], "membrane_dice": [0.1, 0.8], **counts}
+    )
     warnings = result_warnings(per_slice, 0.5)
     # Fold 0: 0.5 % predicted membrane where the truth has 22 %; fold 1 is fine.
     assert warnings.fold.tolist() == [0] and "predicts 0.50 % of its held-out pixels as membrane" in warnings.message[0]
@@ -200,3 +202,24 @@ def test_score_names_come_without_the_evaluations_dependencies():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_slice_far_below_its_folds_median_and_missing_slices_are_warned_about():
+    per_slice = pd.DataFrame(
+        {
+            "slice": [0, 1, 2, 3, 4, 5],
+            "fold": [0, 0, 0, 1, 1, 1],
+            "truth_segments": [5] * 6,
+            "membrane_dice": [0.80, 0.78, 0.65, 0.81, 0.72, 0.79],
+            "cell_tp": [780] * 6,
+            "cell_fp": [10] * 6,
+            "cell_fn": [10] * 6,
+            "cell_tn": [200] * 6,
+        }
+    )
+    # Fold 0's median is 0.78: slice 2 lies 0.13 below; fold 1's 0.79: slice 4, 0.07, is not called out.
+    warnings = result_warnings(per_slice, 0.5, held_out=8)
+    assert warnings.slice.tolist()[1:] == [2]
+    assert "of 6 held-out slices, fewer than the 8" in warnings.message[0] and warnings.slice.isna()[0]
+    assert "slice 2: membrane Dice 0.650, 0.130 below its fold's median (0.780)" in warnings.message[1]
+    assert result_warnings(per_slice.drop(index=2), 0.5, held_out=5).empty

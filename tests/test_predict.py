@@ -86,10 +86,14 @@ def test_outputs_are_float32_tiffs_in_the_label_convention(tmp_path):
     assert [p.name for p in paths] == ["slice_001.tif", "slice_003.tif"]
     held = tifffile.imread(paths[0])
     assert held.dtype == np.float32 and held.shape == (33, 47) and 0 <= held.min() and held.max() <= 1
-    predict_volume([model, model], images, tmp_path / "volume.tif", recipe())
-    volume = tifffile.imread(tmp_path / "volume.tif")
-    assert volume.shape == (5, 33, 47) and volume.dtype == np.float32
-    assert np.allclose(volume[1], Predictor([model], recipe()).predict_slice(images[1]), atol=1e-6)
+    other = save_model(tmp_path / "other.pt", seed=1)
+    predict_volume([model, other], images, tmp_path / "volume.tif", tmp_path / "spread.tif", recipe())
+    volume, spread = tifffile.imread(tmp_path / "volume.tif"), tifffile.imread(tmp_path / "spread.tif")
+    assert volume.shape == spread.shape == (5, 33, 47) and volume.dtype == spread.dtype == np.float32
+    # The mean and the population sd of the two fold models' probabilities, pixel by pixel.
+    each = [Predictor([path], recipe()).predict_slice(images[1]) for path in (model, other)]
+    assert np.allclose(volume[1], (each[0] + each[1]) / 2, atol=1e-6)
+    assert np.allclose(spread[1], np.abs(each[0] - each[1]) / 2, atol=1e-6) and spread[1].max() > 0
 
 
 MEMORY_PROBE = """

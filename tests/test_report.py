@@ -37,8 +37,16 @@ def test_report_is_one_self_contained_file(isbi_run):
     assert "cellseg: smoke" in html and 'id="summary-table"' in html
     # Every image is embedded; nothing is fetched from anywhere.
     sources = re.findall(r'<img[^>]* src="([^"]{0,30})', html)
-    assert len(sources) >= 30 + 3 and all(s.startswith("data:image/") for s in sources)
+    assert len(sources) == 3 and all(s.startswith("data:image/") for s in sources)
     assert not re.search(r'(src|href)="(https?:|//)', html)
+    # The viewer's layers too: every held-out slice and 12 test sections, as WebP data URIs.
+    import json
+
+    viewer = json.loads(re.search(r'<script type="application/json" id="viewer-data">(.*?)</script>', html, re.S)[1])
+    assert [s["id"] for s in viewer] == ["held_out", "test"]
+    assert [s["index"] for s in viewer[0]["slices"]] == list(range(30)) and len(viewer[1]["slices"]) == 12
+    for item in viewer[0]["slices"] + viewer[1]["slices"]:
+        assert all(item[k].startswith("data:image/webp;base64,") for k in ("image", "probability", "masks"))
     for needle in ("git commit", "torch", "pixel sha256", "200da3d452d726e6", "experiment: smoke"):
         assert needle in html
     snakemake_version = metadata.version("snakemake")
@@ -82,7 +90,7 @@ def test_report_opens_in_headless_chromium(isbi_run, tmp_path):
         challenge = page.eval_on_selector_all("#challenge-table td", "cells => cells.map(c => c.textContent)")
         browser.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
-    assert len(widths) >= 33 and all(width > 0 for width in widths)
+    assert len(widths) == 3 and all(width > 0 for width in widths)
     metrics = pd.read_csv(work / "results/smoke/metrics/summary.tsv", sep="\t").metric.tolist()
     assert "v_rand_thinned" in metrics and "v_info_thinned" in metrics
     assert len(values) == 2 * len(metrics) and all(np.isfinite(float(v)) for v in values)
@@ -131,3 +139,171 @@ def test_importing_the_figures_leaves_a_notebooks_matplotlib_backend_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "svg"
+
+
+def browse(report: Path, steps, screenshots: Path | None = None, width: int = 1280):
+    """Open ``report`` in headless Chromium, run ``steps(page)`` and return its result
+    with what went wrong on the way: requests that left the page, console errors."""
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is not installed")
+    outside, errors = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri(), wait_until="load")
+        page.evaluate("window.cellsegViewer.ready()")
+        result = steps(page)
+        browser.close()
+    return result, outside, errors
+
+
+def viewer_shows(page) -> dict:
+    """The viewer's slice label, its membrane Dice cell and a digest of both canvases."""
+    page.evaluate("window.cellsegViewer.ready()")
+    return page.evaluate(
+        """() => {
+        const digest = id => {
+            const canvas = document.getElementById(id);
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let sum = 0;
+            for (let i = 0; i < data.length; i += 1) sum = (sum * 31 + data[i]) % 1000000007;
+            return sum;
+        };
+        const dice = document.querySelector('#viewer-scores td[data-score="membrane_dice"]');
+        return {label: document.getElementById("viewer-slice-label").textContent,
+                dice: dice ? dice.textContent : null, left: digest("viewer-left"), right: digest("viewer-right")};
+    }"""
+    )
+
+
+def centre_pixels(page) -> dict:
+    """The RGB at the centre of both panes and the section's own pixel at the view's centre."""
+    page.evaluate("window.cellsegViewer.ready()")
+    return page.evaluate(
+        """async () => {
+        const viewer = window.cellsegViewer, state = viewer.state;
+        const item = viewer.sets[state.set].slices[state.index];
+        const at = (id) => {
+            const canvas = document.getElementById(id);
+            const pixel = canvas.getContext("2d").getImageData(canvas.width / 2, canvas.height / 2, 1, 1);
+            return Array.from(pixel.data.slice(0, 3));
+        };
+        const image = new Image();
+        image.src = item.image;
+        await image.decode();
+        const canvas = document.createElement("canvas");
+        canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+        const context = canvas.getContext("2d");
+        context.drawImage(image, 0, 0);
+        const own = Array.from(context.getImageData(Math.floor(state.cx), Math.floor(state.cy), 1, 1).data.slice(0, 3));
+        return {left: at("viewer-left"), right: at("viewer-right"), own: own, zoom: state.zoom};
+    }"""
+    )
+
+
+def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
+    work, _ = isbi_run
+    report = work / "results/smoke/report.html"
+    per_slice = pd.read_csv(work / "results/smoke/metrics/per_slice.tsv", sep="\t").set_index("slice")
+
+    def steps(page):
+        seen = {"first": viewer_shows(page)}
+        page.locator("div.headline").screenshot(path=str(tmp_path / "headline.png"))
+        page.locator("#viewer").screenshot(path=str(tmp_path / "viewer.png"))
+        page.eval_on_selector("#viewer-slider", "e => { e.value = 5; e.dispatchEvent(new Event('input')); }")
+        seen["slider"] = viewer_shows(page)
+        page.locator("#viewer").focus()
+        page.keyboard.press("ArrowRight")
+        seen["right"] = viewer_shows(page)
+        page.keyboard.press("ArrowLeft")
+        seen["left"] = viewer_shows(page)
+        page.locator('#viewer-layers input[data-layer="probability"]').click()
+        seen["probability"] = viewer_shows(page)
+        ticked = page.locator("#viewer-layers input:checked")
+        while ticked.count():
+            ticked.first.click()
+        seen["no_layers"] = viewer_shows(page)
+        for _ in range(5):
+            page.locator("#viewer-zoom-in").click()
+        seen["zoomed"] = centre_pixels(page)
+        page.locator("#viewer-zoom-in").screenshot(path=str(tmp_path / "zoom-button.png"))
+        page.locator("#viewer").screenshot(path=str(tmp_path / "viewer-zoomed.png"))
+        page.select_option("#viewer-set", label="test volume (fold ensemble)")
+        seen["test"] = viewer_shows(page)
+        seen["test_layers"] = page.eval_on_selector_all("#viewer-layers input", "l => l.map(i => i.dataset.layer)")
+        seen["images"] = page.eval_on_selector_all("img", "l => l.map(i => i.complete ? i.naturalWidth : 0)")
+        seen["scroll"] = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        return seen
+
+    seen, outside, errors = browse(report, steps)
+    assert outside == [] and errors == []
+    assert seen["first"]["label"].startswith("slice 0, held out by fold 0 (1 of 30)")
+    for key, index in (("slider", 5), ("right", 6), ("left", 5)):
+        assert seen[key]["label"].startswith(f"slice {index}, held out by fold "), seen[key]
+        assert seen[key]["dice"] == f"{per_slice.loc[index, 'membrane_dice']:.4f}"
+    assert seen["slider"]["right"] != seen["first"]["right"]  # another slice drawn
+    assert seen["probability"]["right"] != seen["left"]["right"]  # a layer ticked changes the pixels
+    assert seen["probability"]["left"] == seen["left"]["left"]  # the plain image stays
+    assert seen["no_layers"]["right"] == seen["no_layers"]["left"]  # nothing over the image: the panes agree
+    zoomed = seen["zoomed"]
+    assert zoomed["zoom"] == 32 and zoomed["left"] == zoomed["right"] == zoomed["own"]
+    assert seen["test"]["label"].startswith("test-volume slice 0 (1 of 12)")  # 12 of its 30, spread
+    assert seen["test_layers"] == ["prediction", "probability", "uncertainty"]
+    assert len(seen["images"]) >= 3 and all(width > 0 for width in seen["images"])
+    assert seen["scroll"][0] <= seen["scroll"][1]  # no horizontal scrolling at 1280 px
+    for name in ("headline.png", "viewer.png", "viewer-zoomed.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_warnings_name_what_is_wrong_and_open_it_in_the_viewer(isbi_run, tmp_path):
+    work, _ = isbi_run
+    # The clean smoke run: no fold predicts one class, every training's loss falls. (Its
+    # 40-step models spread widely, so a slice may stand out of its fold; the ISBI
+    # default's slices do not: no warning at all on the budget study's runs.)
+    clean = pd.read_csv(work / "results/smoke/metrics/warnings.tsv", sep="\t")
+    assert clean.slice.notna().all() and clean.message.str.contains("below its fold's median").all()
+    assert "training loss did not fall" not in (work / "results/smoke/report.html").read_text()
+    broken = tmp_path / "work"
+    shutil.copytree(work, broken, symlinks=True)
+    run = broken / "results/smoke"
+    folds = pd.read_csv(run / "folds.tsv", sep="\t")
+    # Fold 1's model "predicts" membrane everywhere; one slice of fold 0 is inverted;
+    # fold 0's training loss is made flat.
+    import tifffile
+
+    for index in folds.slice[folds.fold == 1]:
+        path = run / f"predictions/held_out/fold1/slice_{index:03d}.tif"
+        tifffile.imwrite(path, np.zeros_like(tifffile.imread(path)))
+    inverted = int(folds.slice[folds.fold == 0].iloc[0])
+    path = run / f"predictions/held_out/fold0/slice_{inverted:03d}.tif"
+    tifffile.imwrite(path, 1 - tifffile.imread(path))
+    curve = pd.read_csv(run / "models/fold0_curve.tsv", sep="\t").assign(loss=0.5)
+    curve.to_csv(run / "models/fold0_curve.tsv", sep="\t", index=False)
+    # Snakemake dates a directory output by the folder, which rewriting files leaves alone.
+    result = snakemake(broken, "--configfile", "config/smoke.yaml", "--forcerun", "evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule train_unet:" not in result.stderr and "rule evaluate:" in result.stderr
+
+    def steps(page):
+        messages = page.eval_on_selector_all("#warnings li", "items => items.map(i => i.textContent)")
+        links = page.eval_on_selector_all("#warnings a[data-viewer-slice]", "l => l.map(a => a.dataset.viewerSlice)")
+        page.locator("#warnings").screenshot(path=str(tmp_path / "warnings.png"))
+        page.locator("#warnings a[data-viewer-slice]").first.click()
+        return messages, links, viewer_shows(page)
+
+    (messages, links, shown), outside, errors = browse(run / "report.html", steps)
+    assert outside == [] and errors == []
+    text = " ".join(messages)
+    assert "fold 1 predicts 0.00 % of its held-out pixels as cell" in text
+    assert f"slice {inverted}: membrane Dice" in text and "below its fold's median" in text
+    assert "fold 0's training loss did not fall" in text
+    assert links and shown["label"].startswith(f"slice {links[0]}, held out by fold ")

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # A fold whose predictions hold less than this fraction of the truth's share of a class
 # has (almost) stopped predicting that class.
 ONE_CLASS_FRACTION = 0.1
+# A slice whose membrane Dice lies below its fold's median by this much, or by three
+# median absolute deviations of the fold where its slices spread more, is called out.
+SLICE_WORSE_BY = 0.1
 
 
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -195,13 +198,29 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def result_warnings(per_slice: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def result_warnings(per_slice: pd.DataFrame, threshold: float, held_out: int | None = None) -> pd.DataFrame:
     """Results that are not what they seem, one row each (``fold``, ``slice``, empty for
-    a whole fold, and ``message``): slices whose truth has fewer than two cell segments
-    (their segment scores are undefined), and folds whose held-out predictions hold under
-    ``ONE_CLASS_FRACTION`` of the truth's share of a class (a model that predicts
-    (almost) one class: its cell Dice can look fine while it finds no membrane)."""
+    a whole fold or run, and ``message``): fewer scored slices than the ``held_out``
+    slices of the folds; slices whose truth has fewer than two cell segments (their
+    segment scores are undefined, so the means count fewer slices); slices whose
+    membrane Dice lies below their fold's median by ``SLICE_WORSE_BY`` or three median
+    absolute deviations of the fold, whichever is more (an outlier of its fold, not a
+    fold whose slices all spread widely); and folds whose
+    held-out predictions hold under ``ONE_CLASS_FRACTION`` of the truth's share of a
+    class (a model that predicts (almost) one class: its cell Dice can look fine while
+    it finds no membrane)."""
     rows = []
+    if held_out is not None and len(per_slice) < held_out:
+        rows.append(
+            {
+                "fold": pd.NA,
+                "slice": pd.NA,
+                "message": (
+                    f"the scores are of {len(per_slice)} held-out slices, fewer than the {held_out} that the folds "
+                    "hold out: the means leave the others out."
+                ),
+            }
+        )
     for record in per_slice.itertuples():
         if record.truth_segments < 2:
             rows.append(
@@ -217,6 +236,20 @@ def result_warnings(per_slice: pd.DataFrame, threshold: float) -> pd.DataFrame:
                 }
             )
     for fold, slices in per_slice.groupby("fold"):
+        median = slices.membrane_dice.median()
+        margin = max(SLICE_WORSE_BY, 3 * (slices.membrane_dice - median).abs().median())
+        for record in slices[slices.membrane_dice < median - margin].itertuples():
+            rows.append(
+                {
+                    "fold": fold,
+                    "slice": record.slice,
+                    "message": (
+                        f"slice {record.slice}: membrane Dice {record.membrane_dice:.3f}, "
+                        f"{median - record.membrane_dice:.3f} below its fold's median ({median:.3f}); "
+                        f"fold {fold}'s mean hides it."
+                    ),
+                }
+            )
         tp, fp, fn, tn = (int(slices[c].sum()) for c in COUNT_COLUMNS)
         total = tp + fp + fn + tn
         for name, truth, predicted in (("membrane", tn + fp, tn + fn), ("cell", tp + fn, tp + fp)):

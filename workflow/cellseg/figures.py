@@ -86,31 +86,6 @@ def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, 
     return figure
 
 
-def segmentation_panel(
-    image: np.ndarray, probability: np.ndarray, labels: np.ndarray, uncertainty: np.ndarray, title: str
-) -> Figure:
-    """A segmented section: the image, its cell probability, its cells (instance labels,
-    random colours) and the fold models' disagreement (standard deviation)."""
-    figure, axes = subplots(1, 4, figsize=(16, 4.6))
-    axes[0].imshow(image, cmap="gray", **display_range(image))
-    axes[0].set_title("EM image")
-    shown = axes[1].imshow(probability, cmap="magma", vmin=0, vmax=1)
-    axes[1].set_title("cell probability")
-    figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
-    colours = np.random.default_rng(0).random((int(labels.max()) + 1, 3)) * 0.7 + 0.3
-    colours[0] = 0
-    axes[2].imshow(colours[labels], interpolation="nearest")
-    axes[2].set_title(f"cells ({len(np.unique(labels[labels > 0]))})")
-    shown = axes[3].imshow(uncertainty, cmap="viridis", vmin=0, vmax=max(0.05, float(uncertainty.max())))
-    axes[3].set_title("fold disagreement (sd)")
-    figure.colorbar(shown, ax=axes[3], fraction=0.046, pad=0.02)
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.suptitle(title, fontsize=13)
-    return figure
-
-
 def training_curves(curves: dict[int, pd.DataFrame]) -> Figure:
     """Training loss and learning rate against the step, one line per fold."""
     figure, (loss_axis, rate_axis) = subplots(1, 2, figsize=(12, 4))

@@ -149,23 +149,56 @@ def predict_held_out(
     return paths
 
 
+def predict_ensemble(
+    folds: list[Predictor], images: np.ndarray, uncertainty: bool = False, what: str = "section"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fold ensemble's cell probability of every slice of ``images`` (N, H, W)
+    float32, normalised as the models were trained: the mean over ``folds`` (one
+    ``Predictor`` per fold model), float32 (N, H, W) in [0, 1]; with ``uncertainty`` also
+    the population standard deviation over them (0 with one model), else None. Logs each
+    ``what`` done with its rate and ETA."""
+    began = time.perf_counter()
+    probability = np.empty(images.shape, np.float32)
+    spread = np.empty(images.shape, np.float32) if uncertainty else None
+    for index in range(len(images)):
+        per_fold = np.stack([fold.predict_slice(np.asarray(images[index])) for fold in folds])
+        probability[index] = per_fold.mean(axis=0)
+        if uncertainty:
+            spread[index] = per_fold.std(axis=0)
+        rate = (time.perf_counter() - began) / (index + 1)
+        log.info(
+            "predicted %s %d of %d, %.2f s a %s, ETA %.0f s",
+            what,
+            index + 1,
+            len(images),
+            rate,
+            what,
+            rate * (len(images) - index - 1),
+        )
+    return probability, spread
+
+
 def predict_volume(
     model_paths: list[str | Path],
     images: np.ndarray,
     output: str | Path,
+    uncertainty_output: str | Path,
     predict_config: dict,
     input_record: dict | None = None,
 ) -> None:
-    """Write the ensemble's (mean of the models') probabilities of every slice as one
-    calibrated stack. ``input_record`` is the unpacked stack's record: its voxel size
-    calibrates the output, and its intensities are compared with the training stack's
-    (a warning when the model would see inputs unlike those it was trained on)."""
-    predictor = Predictor(model_paths, predict_config)
+    """Write the fold ensemble's probabilities of every slice (the mean over the fold
+    models) to ``output`` and their disagreement (the standard deviation over the fold
+    models) to ``uncertainty_output``, each one calibrated stack. ``input_record`` is the
+    unpacked stack's record: its voxel size calibrates the outputs, and its intensities
+    are compared with the training stack's (a warning when the models would see inputs
+    unlike those they were trained on)."""
+    folds = [Predictor([path], predict_config) for path in model_paths]
     input_record = input_record or {}
-    trained_on = predictor.inputs[0].get("normalisation") if predictor.inputs and predictor.inputs[0] else None
+    trained_on = (folds[0].inputs[0] or {}).get("normalisation")
     if trained_on and input_record.get("normalisation"):
         mismatch = intensity_mismatch(trained_on, input_record["normalisation"])
         if mismatch:
             log.warning("%s", mismatch)
-    probabilities = predictor.predict_slices(images, list(range(len(images))))
+    probabilities, spread = predict_ensemble(folds, images, uncertainty=True, what="slice")
     write_probability_tiff(output, probabilities, input_record.get("voxel_size"))
+    write_probability_tiff(uncertainty_output, spread, input_record.get("voxel_size"))

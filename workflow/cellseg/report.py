@@ -19,11 +19,103 @@ import pandas as pd
 import yaml
 
 from .provenance import installed_versions
-from .scores import MAIN_SCORES, PIXEL_COLUMNS, SEGMENT_COLUMNS, better
+from .scores import CHALLENGE_COLUMNS, MAIN_SCORES, SCORE_LABELS, SKIMAGE_COLUMNS, better
 from .stackio import describe_voxel_size
 from .stacks import apply_normalisation
+from .viewer import VIEWER_SECTIONS, spread_sections, volume_layers
 
 WORST_SLICES = 3
+# The segmentation report's viewer shows sections at most this many pixels a side (larger
+# ones at every n-th pixel), so that the page stays small.
+VIEWER_SIDE = 1024
+# The headline's scores, in the order a microscopist reads them.
+HEADLINE = ("membrane_dice", "v_rand_thinned", "v_info_thinned", "challenge_pixel_error", "misclassified_fraction")
+# Columns of the per-fold and per-slice tables, split in two so neither needs scrolling.
+COLUMN_GROUPS = (
+    {
+        "id": "membrane",
+        "title": "membrane and the challenge's scores",
+        "columns": [c for c in SCORE_LABELS if c.startswith("membrane")]
+        + CHALLENGE_COLUMNS
+        + ["misclassified_fraction"],
+    },
+    {
+        "id": "cell",
+        "title": "cell and scikit-image's scores",
+        "columns": [c for c in SCORE_LABELS if c.startswith("cell")] + SKIMAGE_COLUMNS,
+    },
+)
+# A training whose loss over its last tenth of steps is not this much below its first
+# tenth's did not learn.
+LOSS_FELL_BY = 0.05
+
+
+def headline_cards(summary: pd.DataFrame) -> list[dict]:
+    """The headline's scores: mean, interval, folds, plain name, description, range and
+    which way is better, from ``summary`` (``evaluate.summary_table``)."""
+    rows = summary.set_index("metric")
+    return [
+        {
+            "name": name,
+            "label": SCORE_LABELS[name][0],
+            "description": SCORE_LABELS[name][1],
+            "mean": rows.loc[name, "mean"],
+            "ci95_low": rows.loc[name, "ci95_low"],
+            "ci95_high": rows.loc[name, "ci95_high"],
+            "folds": int(rows.loc[name, "folds"]),
+            "range": "0 to 1",
+            "better": better(name),
+        }
+        for name in HEADLINE
+        if name in rows.index
+    ]
+
+
+def representative_slice(per_slice: pd.DataFrame) -> pd.Series:
+    """The held-out slice whose membrane Dice is the median's (the lower of two)."""
+    ordered = per_slice.sort_values(["membrane_dice", "slice"], ignore_index=True)
+    return ordered.iloc[(len(ordered) - 1) // 2]
+
+
+def training_warnings(curves: dict[int, pd.DataFrame]) -> list[dict]:
+    """Folds whose training loss did not fall: the mean loss of the curve's last tenth of
+    rows is not ``LOSS_FELL_BY`` below its first tenth's. One dict per fold (``fold``,
+    ``message``)."""
+    rows = []
+    for fold, curve in sorted(curves.items()):
+        tenth = max(1, len(curve) // 10)
+        first, last = curve.loss.iloc[:tenth].mean(), curve.loss.iloc[-tenth:].mean()
+        if not last < (1 - LOSS_FELL_BY) * first:
+            rows.append(
+                {
+                    "fold": fold,
+                    "message": (
+                        f"fold {fold}'s training loss did not fall: {first:.4f} over its first tenth of steps, "
+                        f"{last:.4f} over its last. Its model learnt little; check train.learning_rate, "
+                        "train.steps and the labels."
+                    ),
+                }
+            )
+    return rows
+
+
+def linked_warnings(
+    messages: list[str], result_rows: pd.DataFrame, training_rows: list[dict], per_slice: pd.DataFrame
+) -> list[dict]:
+    """Every warning as {message, set, slice}: ``messages`` (the data's) without a link,
+    the evaluation's rows (``evaluate.result_warnings``) and the training's
+    (``training_warnings``) linked to their slice, or to their fold's worst slice."""
+    worst = per_slice.sort_values("membrane_dice").groupby("fold").slice.first()
+    warnings = [{"message": m, "set": None, "slice": None} for m in dict.fromkeys(messages)]
+    for row in [*result_rows.to_dict("records"), *training_rows]:
+        slice_ = row.get("slice")
+        if slice_ is None or pd.isna(slice_):
+            fold = row.get("fold")
+            slice_ = worst.get(int(fold)) if fold is not None and not pd.isna(fold) else None
+        warnings.append(
+            {"message": row["message"], "set": "held_out", "slice": None if slice_ is None else int(slice_)}
+        )
+    return warnings
 
 
 def git_state(directory: str | Path) -> dict[str, str]:
@@ -96,6 +188,8 @@ def render_report(
     benchmark_paths: list[str | Path],
     benchmarks_root: str | Path,
     model_records: dict[int, str | Path],
+    curves: dict[int, pd.DataFrame],
+    viewer: list[dict],
     data_records: list[str | Path],
     training_record: str | Path,
     warnings: pd.DataFrame,
@@ -104,12 +198,15 @@ def render_report(
     """Render the report of one experiment to ``output`` (one self-contained HTML file).
 
     ``model_records`` are fold k's model metadata (``models/fold<k>.json``, written by
-    ``train.train_fold``), ``data_records`` the fetch records of its stacks, ``training_record`` the
-    unpacked labelled set's (normalisation, voxel size); ``warnings`` the evaluation's
-    (``evaluate.result_warnings``), shown at the top with the data's own warnings."""
+    ``train.train_fold``), ``curves`` its training curve, ``viewer`` the slice viewer's
+    sets (``viewer.run_sets``), ``data_records`` the fetch records of its stacks,
+    ``training_record`` the unpacked labelled set's (normalisation, voxel size);
+    ``warnings`` the evaluation's (``evaluate.result_warnings``), shown at the top with
+    the data's own and the training's (``training_warnings``), each linked to its slice
+    in the viewer."""
     figures_dir = Path(figures_dir)
     worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
-    slice_order = worst + [s for s in per_slice.slice if s not in worst]
+    representative = representative_slice(per_slice)
     models = [json.loads(Path(model_records[fold]).read_text()) for fold in sorted(model_records)]
     # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
     data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
@@ -121,21 +218,29 @@ def render_report(
         per_fold=per_fold.to_dict("records"),
         per_slice=per_slice.to_dict("records"),
         challenge=challenge_thresholds.to_dict("records"),
-        score_columns=PIXEL_COLUMNS + SEGMENT_COLUMNS,
+        headline=headline_cards(summary),
+        representative={
+            "slice": int(representative.slice),
+            "fold": int(representative.fold),
+            "dice": representative.membrane_dice,
+            "uri": data_uri(figures_dir / "slices" / f"slice_{int(representative.slice):03d}.jpg"),
+        },
+        viewer=viewer,
+        labels=SCORE_LABELS,
+        column_groups=COLUMN_GROUPS,
         worst=worst,
         figures={
             "metrics": data_uri(figures_dir / "metrics_by_fold.png"),
             "curves": data_uri(figures_dir / "training_curves.png"),
-            "test": data_uri(figures_dir / "test_volume.jpg") if (figures_dir / "test_volume.jpg").exists() else None,
-            "slices": [(s, data_uri(figures_dir / "slices" / f"slice_{s:03d}.jpg")) for s in slice_order],
         },
         benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
         models=models,
         data=data,
-        warnings=list(
-            dict.fromkeys(
-                [*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"], *warnings.message]
-            )
+        warnings=linked_warnings(
+            [*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"]],
+            warnings,
+            training_warnings(curves),
+            per_slice,
         ),
         input_record=input_record,
         describe_voxel_size=describe_voxel_size,
@@ -175,6 +280,7 @@ def render_study_report(
         experiments=experiments.to_dict("records"),
         comparisons=comparisons.to_dict("records"),
         scores=MAIN_SCORES,
+        labels=SCORE_LABELS,
         forest=data_uri(forest_path),
         cost=data_uri(cost_path),
         links=links,
@@ -184,15 +290,6 @@ def render_study_report(
         versions=installed_versions(),
     )
     output.write_text(html)
-
-
-def figure_uri(figure) -> str:
-    """A matplotlib figure as a JPEG data URI."""
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="jpg", dpi=70, pil_kwargs={"quality": 85})
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def render_segment_report(
@@ -209,26 +306,36 @@ def render_segment_report(
     scores: pd.DataFrame,
     segment_config: dict,
     workflow_dir: str | Path,
-    sections: int = 4,
+    sections: int = VIEWER_SECTIONS,
 ) -> None:
-    """The report of one segmented stack: a few sections (image, probability, cells,
-    fold disagreement) evenly spread, the per-section summary, and the provenance (the
-    models of ``plan`` and their cross-validated ``scores``, the normalisation, versions).
-    ``stack`` (N, H, W) raw and ``segmentation`` (``segment.read_outputs``: probability,
-    uncertainty, labels, N x H x W) may be lazy: only the sections shown are read. One
-    self-contained HTML file."""
-    from .figures import segmentation_panel
-
-    shown = sorted({int(i) for i in np.linspace(0, len(stack) - 1, min(sections, len(stack)))})
-    panels = []
-    for index in shown:
-        image = apply_normalisation(np.asarray(stack[index]), plan["normalisation"])
-        probability, labels, uncertainty = (
-            np.asarray(segmentation[k][index]) for k in ("probability", "labels", "uncertainty")
-        )
-        panels.append(
-            (index, figure_uri(segmentation_panel(image, probability, labels, uncertainty, f"section {index}")))
-        )
+    """The report of one segmented stack: the slice viewer over up to ``sections``
+    sections evenly spread (image, probability, cells, fold disagreement; sections
+    wider than ``VIEWER_SIDE`` px shown at every n-th pixel), the per-section summary,
+    and the provenance (the models of ``plan`` and their cross-validated ``scores``, the
+    normalisation, versions). ``stack`` (N, H, W) raw and ``segmentation``
+    (``segment.read_outputs``: probability, uncertainty, labels, N x H x W) may be lazy:
+    only the sections shown are read. One self-contained HTML file."""
+    shown = spread_sections(len(stack), sections)
+    stride = max(1, -(-max(stack.shape[1:]) // VIEWER_SIDE))
+    images = {index: apply_normalisation(np.asarray(stack[index]), plan["normalisation"]) for index in shown}
+    viewer = [
+        {
+            "id": "sections",
+            "name": f"sections of {name}",
+            "describe": "section {index}",
+            "layers": ["outlines", "prediction", "probability", "uncertainty"],
+            "default_on": ["outlines"],
+            "slices": volume_layers(
+                images,
+                segmentation["probability"],
+                segmentation["uncertainty"],
+                segment_config["threshold"],
+                shown,
+                segmentation["labels"],
+                stride,
+            ),
+        }
+    ]
     warnings = list(stack_record.get("warnings", []))
     empty = summary.section[summary.cells == 0].tolist()
     if empty:
@@ -244,7 +351,8 @@ def render_segment_report(
         generated=generated_at(),
         record=stack_record,
         describe_voxel_size=describe_voxel_size,
-        panels=panels,
+        viewer=viewer,
+        stride=stride,
         summary=summary.to_dict("records"),
         summary_columns=list(summary.columns),
         scores=[r for r in scores.to_dict("records") if r["metric"] in MAIN_SCORES],

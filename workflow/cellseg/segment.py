@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import dask
@@ -36,7 +35,7 @@ from skimage.segmentation import watershed
 
 from .errors import InputError
 from .metrics import predicted_cell
-from .predict import Predictor
+from .predict import Predictor, predict_ensemble
 from .stackio import MICROMETRES, stack_on_disk
 from .stacks import apply_normalisation, intensity_mismatch, intensity_record
 
@@ -111,22 +110,7 @@ class Segmenter:
         section = stack.ndim == 2
         stack = stack[None] if section else stack
         images = apply_normalisation(stack, intensities or self.intensities(stack, name))
-        began = time.perf_counter()
-        probability = np.empty(images.shape, np.float32)
-        spread = np.empty(images.shape, np.float32) if uncertainty else None
-        for index in range(len(images)):
-            per_fold = np.stack([fold.predict_slice(images[index]) for fold in self.folds])
-            probability[index] = per_fold.mean(axis=0)
-            if uncertainty:
-                spread[index] = per_fold.std(axis=0)
-            rate = (time.perf_counter() - began) / (index + 1)
-            log.info(
-                "segmented section %d of %d, %.2f s a section, ETA %.0f s",
-                index + 1,
-                len(images),
-                rate,
-                rate * (len(images) - index - 1),
-            )
+        probability, spread = predict_ensemble(self.folds, images, uncertainty)
         if section:
             probability = probability[0]
             spread = spread[0] if uncertainty else None

@@ -30,7 +30,9 @@ rule predict_test_volume:
         images=test_data("test_images.npy"),
         record=test_data("test_images.json"),
     output:
-        "results/{experiment}/predictions/test_volume.tif",
+        probability="results/{experiment}/predictions/test_volume.tif",
+        # The fold models' disagreement: their standard deviation.
+        uncertainty="results/{experiment}/predictions/test_volume_uncertainty.tif",
     log:
         "results/{experiment}/logs/predict_test_volume.log",
     benchmark:

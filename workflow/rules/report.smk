@@ -36,10 +36,48 @@ rule draw_figures:
         "../scripts/draw_figures.py"
 
 
+rule encode_viewer:
+    input:
+        unpack(
+            fold_inputs(
+                predictions="results/{experiment}/predictions/held_out/fold{fold}"
+            )
+        ),
+        images=training_data("train_images.npy"),
+        labels=training_data("train_labels.npy"),
+        per_slice="results/{experiment}/metrics/per_slice.tsv",
+        test_images=test_data("test_images.npy"),
+        test_volume=lambda w: (
+            [
+                f"results/{w.experiment}/predictions/test_volume.tif",
+                f"results/{w.experiment}/predictions/test_volume_uncertainty.tif",
+            ]
+            if has_test_stack(w.experiment)
+            else []
+        ),
+    output:
+        "results/{experiment}/report/viewer.json",
+    log:
+        "results/{experiment}/logs/encode_viewer.log",
+    conda:
+        "../envs/cellseg.yaml"
+    params:
+        threshold=lambda w: experiment_config(w)["eval"]["threshold"],
+    script:
+        "../scripts/encode_viewer.py"
+
+
 rule render_report:
     input:
-        unpack(fold_inputs(models="results/{experiment}/models/fold{fold}.json")),
+        unpack(
+            fold_inputs(
+                models="results/{experiment}/models/fold{fold}.json",
+                curves="results/{experiment}/models/fold{fold}_curve.tsv",
+            )
+        ),
         template=REPORT_TEMPLATE,
+        viewer_template=str(TEMPLATES / "viewer.html.j2"),
+        viewer="results/{experiment}/report/viewer.json",
         summary="results/{experiment}/metrics/summary.tsv",
         per_fold="results/{experiment}/metrics/per_fold.tsv",
         per_slice="results/{experiment}/metrics/per_slice.tsv",

@@ -108,6 +108,7 @@ rule segment_report:
     input:
         unpack(segmented_outputs),
         template=str(TEMPLATES / "segment_report.html.j2"),
+        viewer_template=str(TEMPLATES / "viewer.html.j2"),
         stack=lambda w: segment_fetched(w, "npy"),
         record=lambda w: segment_fetched(w, "json"),
         plan=f"{SEGMENTED}/plan.json",

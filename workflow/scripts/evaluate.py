@@ -4,7 +4,7 @@ challenge-threshold tables."""
 import numpy as np
 
 from cellseg.evaluate import evaluate_held_out, per_fold_table, result_warnings, summary_table
-from cellseg.folds import by_fold
+from cellseg.folds import by_fold, read_folds
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
@@ -19,4 +19,5 @@ with logged_step(snakemake.log[0]):
     per_fold_table(per_slice).to_csv(snakemake.output.per_fold, **options)
     summary_table(per_slice).to_csv(snakemake.output.summary, **options)
     challenge_thresholds.to_csv(snakemake.output.challenge_thresholds, **options)
-    result_warnings(per_slice, snakemake.params.threshold).to_csv(snakemake.output.warnings, **options)
+    held_out = len(read_folds(snakemake.input.folds))
+    result_warnings(per_slice, snakemake.params.threshold, held_out).to_csv(snakemake.output.warnings, **options)

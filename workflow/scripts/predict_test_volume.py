@@ -14,7 +14,8 @@ with logged_step(snakemake.log[0]):
     predict_volume(
         model_paths=list(snakemake.input.models),
         images=np.load(snakemake.input.images, mmap_mode="r"),
-        output=snakemake.output[0],
+        output=snakemake.output.probability,
+        uncertainty_output=snakemake.output.uncertainty,
         predict_config=snakemake.params.predict,
         input_record=json.loads(Path(snakemake.input.record).read_text()),
     )

@@ -1,5 +1,6 @@
 """Rule render_report: the experiment's self-contained report.html."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,8 @@ with logged_step(snakemake.log[0]):
         benchmark_paths=list(snakemake.input.benchmarks),
         benchmarks_root=f"results/{snakemake.wildcards.experiment}/benchmarks",
         model_records=by_fold(snakemake.input, "models"),
+        curves={fold: pd.read_csv(path, sep="\t") for fold, path in by_fold(snakemake.input, "curves").items()},
+        viewer=json.loads(Path(snakemake.input.viewer).read_text()),
         data_records=list(snakemake.input.data_records),
         training_record=snakemake.input.training_record,
         # The template lives at <checkout>/workflow/templates/: git state of that checkout.
