@@ -55,7 +55,7 @@ def test_second_run_has_nothing_to_do(isbi_run):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
-DOWNSTREAM_OF_PREDICTION = {"evaluate": 1, "draw_figures": 1, "render_report": 1, "all": 1}
+DOWNSTREAM_OF_PREDICTION = {"evaluate": 1, "draw_figures": 1, "encode_viewer": 1, "render_report": 1, "all": 1}
 
 
 @pytest.mark.parametrize(
