@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cellseg.figures import error_map
-from cellseg.report import git_state
+from cellseg.report import git_state, representative_slice
 from conftest import REPO, planned_jobs, require, snakemake
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,9 +28,34 @@ def test_error_map_codes_both_kinds_of_error():
     assert error_map(probability, labels, 0.5).tolist() == [[0, 2, 1, 3]]
 
 
+def test_the_representative_slice_is_the_closest_to_the_median_that_no_warning_names():
+    per_slice = pd.DataFrame({"slice": [0, 1, 2, 3], "fold": [0, 0, 1, 1], "membrane_dice": [0.50, 0.60, 0.70, 0.90]})
+    # Four slices: the median 0.65 lies between two; 0.60 and 0.70 tie, the lower number wins.
+    chosen, median = representative_slice(per_slice)
+    assert median == pytest.approx(0.65) and chosen.slice == 1
+    chosen, median = representative_slice(per_slice, {1})  # slice 1 is named by a warning
+    assert median == pytest.approx(0.65) and chosen.slice == 2
+    chosen, _ = representative_slice(per_slice, {0, 1, 2, 3})  # every slice named: the closest still
+    assert chosen.slice == 1
+
+
 def test_git_state_outside_a_checkout(tmp_path):
     assert git_state(tmp_path)["dirty"] == "unknown"
     assert len(git_state(REPO)["commit"]) == 40
+
+
+def test_a_users_config_beside_the_checkout_is_not_an_uncommitted_change(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "Snakefile").write_text("rule all:\n")
+    git("add", "Snakefile")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    (tmp_path / "my.yaml").write_text("segment: {}\n")  # untracked, as the README suggests
+    assert git_state(tmp_path)["dirty"] == "no"
+    (tmp_path / "Snakefile").write_text("rule all:\n    input: []\n")  # the workflow edited
+    assert git_state(tmp_path)["dirty"] == "yes"
 
 
 def test_report_is_one_self_contained_file(isbi_run):
@@ -210,6 +237,23 @@ def centre_pixels(page) -> dict:
     )
 
 
+def geometry(page) -> dict:
+    """The viewer's zoom and centre (section pixels), the right pane's box on the page and
+    its screen pixels per section pixel at zoom 1 (the section fitted to the canvas, the
+    canvas scaled to its content box, inside its border)."""
+    page.evaluate("window.cellsegViewer.ready()")
+    return page.evaluate(
+        """() => {
+        const viewer = window.cellsegViewer, state = viewer.state, canvas = document.getElementById("viewer-right");
+        const box = canvas.getBoundingClientRect(), item = viewer.sets[state.set].slices[state.index];
+        const fit = Math.min(canvas.width / item.width, canvas.height / item.height)
+            * canvas.clientWidth / canvas.width;
+        return {zoom: state.zoom, cx: state.cx, cy: state.cy, fit: fit,
+                box: {x: box.left, y: box.top, width: box.width, height: box.height}};
+    }"""
+    )
+
+
 def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
     work, _ = isbi_run
     report = work / "results/smoke/report.html"
@@ -226,6 +270,9 @@ def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
         seen["right"] = viewer_shows(page)
         page.keyboard.press("ArrowLeft")
         seen["left"] = viewer_shows(page)
+        page.locator("#viewer-opacity").focus()  # the opacity slider keeps its arrow keys
+        page.keyboard.press("ArrowLeft")
+        seen["opacity_key"] = {**viewer_shows(page), "opacity": page.evaluate("window.cellsegViewer.state.opacity")}
         page.locator('#viewer-layers input[data-layer="probability"]').click()
         seen["probability"] = viewer_shows(page)
         ticked = page.locator("#viewer-layers input:checked")
@@ -237,9 +284,27 @@ def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
         seen["zoomed"] = centre_pixels(page)
         page.locator("#viewer-zoom-in").screenshot(path=str(tmp_path / "zoom-button.png"))
         page.locator("#viewer").screenshot(path=str(tmp_path / "viewer-zoomed.png"))
+        # The wheel zooms about the cursor: the section point under it stays under it.
+        page.locator("#viewer-zoom-reset").click()
+        box = page.locator("#viewer-right").bounding_box()
+        # Whole pixels: a mouse event's clientX and clientY are whole.
+        cursor = (round(box["x"] + 0.8 * box["width"]), round(box["y"] + 0.25 * box["height"]))
+        page.mouse.move(*cursor)
+        seen["cursor"] = cursor
+        seen["wheel"] = [geometry(page)]
+        for _ in range(3):
+            page.mouse.wheel(0, -100)
+            page.wait_for_function(f"window.cellsegViewer.state.zoom > {seen['wheel'][-1]['zoom']}")
+            seen["wheel"].append(geometry(page))
+        # Dragged far off, the view's centre stops at the section's corner.
+        page.mouse.down()
+        page.mouse.move(cursor[0] + 5000, cursor[1] + 5000, steps=5)
+        page.mouse.up()
+        seen["dragged"] = geometry(page)
         page.select_option("#viewer-set", label="test volume (fold ensemble)")
         seen["test"] = viewer_shows(page)
         seen["test_layers"] = page.eval_on_selector_all("#viewer-layers input", "l => l.map(i => i.dataset.layer)")
+        seen["test_scores"] = page.text_content("#viewer-scores")
         seen["images"] = page.eval_on_selector_all("img", "l => l.map(i => i.complete ? i.naturalWidth : 0)")
         seen["scroll"] = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         return seen
@@ -254,12 +319,30 @@ def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
     assert seen["probability"]["right"] != seen["left"]["right"]  # a layer ticked changes the pixels
     assert seen["probability"]["left"] == seen["left"]["left"]  # the plain image stays
     assert seen["no_layers"]["right"] == seen["no_layers"]["left"]  # nothing over the image: the panes agree
+    assert seen["opacity_key"]["label"] == seen["left"]["label"] and seen["opacity_key"]["opacity"] == 0.59
+    (x, y) = seen["cursor"]
+    for view in seen["wheel"]:  # the section point under the cursor, from the view's geometry
+        per_screen = 1 / (view["zoom"] * view["fit"])  # section pixels per screen pixel
+        view["under"] = (
+            view["cx"] + (x - view["box"]["x"] - view["box"]["width"] / 2) * per_screen,
+            view["cy"] + (y - view["box"]["y"] - view["box"]["height"] / 2) * per_screen,
+        )
+    assert seen["wheel"][-1]["zoom"] == pytest.approx(1.25**3)
+    for view in seen["wheel"][1:]:
+        assert view["under"] == pytest.approx(seen["wheel"][0]["under"], abs=1e-6)
+    assert seen["wheel"][0]["under"][0] > seen["wheel"][0]["cx"]  # the cursor was right of the centre
+    assert (seen["dragged"]["cx"], seen["dragged"]["cy"]) == (0, 0)
     zoomed = seen["zoomed"]
     assert zoomed["zoom"] == 32 and zoomed["left"] == zoomed["right"] == zoomed["own"]
     assert seen["test"]["label"].startswith("test-volume slice 0 (1 of 12)")  # 12 of its 30, spread
     assert seen["test_layers"] == ["prediction", "probability", "uncertainty"]
+    assert seen["test_scores"] == "no ground truth here: no scores"
     assert len(seen["images"]) >= 3 and all(width > 0 for width in seen["images"])
     assert seen["scroll"][0] <= seen["scroll"][1]  # no horizontal scrolling at 1280 px
+    scroll, outside, errors = browse(
+        report, lambda page: page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"), width=800
+    )
+    assert scroll[0] <= scroll[1] and outside == [] and errors == []  # nor at 800 px: wide tables scroll alone
     for name in ("headline.png", "viewer.png", "viewer-zoomed.png"):
         assert (tmp_path / name).stat().st_size > 10_000
 
@@ -307,3 +390,23 @@ def test_warnings_name_what_is_wrong_and_open_it_in_the_viewer(isbi_run, tmp_pat
     assert f"slice {inverted}: membrane Dice" in text and "below its fold's median" in text
     assert "fold 0's training loss did not fall" in text
     assert links and shown["label"].startswith(f"slice {links[0]}, held out by fold ")
+
+
+def test_the_report_benchmark_times_a_real_chromium(isbi_run):
+    work, _ = isbi_run
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    report = work / "results/smoke/report.html"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts/bench_report.py"), str(report), "--runs", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(f"{report.stat().st_size / 1e6:.1f} MB; {os.cpu_count()} CPUs")
+    times = [[float(value) for value in re.findall(r"_s (\d+\.\d+)", line)] for line in lines[1:]]
+    assert len(times) == 3 and all(len(row) == 3 for row in times)  # two runs and the median
+    for load, first_slice, next_slice in times[:2]:
+        assert 0 < load <= first_slice <= next_slice  # each a later moment of the same run
+    for column, median in zip(zip(*times[:2], strict=True), times[2], strict=True):
+        assert min(column) - 0.01 <= median <= max(column) + 0.01  # of two runs, printed to 0.01 s

@@ -51,7 +51,12 @@ def test_stacks_are_labelled_per_section_and_summarised():
     labels = instance_labels(stack)
     summary = summary_table(labels, stack, np.zeros_like(stack), 0.5, {"x": 0.004, "y": 0.004, "unit": "micron"})
     assert summary.cells.tolist() == [16, 15]
-    assert summary.median_cell_area_micron2[0] == pytest.approx(summary.median_cell_area_px[0] * 0.004**2)
+    assert summary.median_cell_area_um2[0] == pytest.approx(summary.median_cell_area_px[0] * 0.004**2)
+    # A pixel size in nanometres is converted; without one the same columns, NaN.
+    in_nm = summary_table(labels, stack, np.zeros_like(stack), 0.5, {"x": 4, "y": 4, "unit": "nm"})
+    pd.testing.assert_frame_equal(in_nm, summary)
+    unknown = summary_table(labels, stack, np.zeros_like(stack), 0.5, None)
+    assert unknown.columns.tolist() == summary.columns.tolist() and unknown.median_cell_area_um2.isna().all()
     assert summary.membrane_fraction[0] == pytest.approx((stack[0] <= 0.5).mean())
 
 
@@ -172,11 +177,21 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
     viewer = json.loads(re.search(r'<script type="application/json" id="viewer-data">(.*?)</script>', report, re.S)[1])
     sections = viewer[0]["slices"]
     assert [s["index"] for s in sections] == [0, 1, 2] and viewer[0]["layers"][0] == "outlines"
-    masks = np.asarray(Image.open(io.BytesIO(base64.b64decode(sections[1]["masks"].split(",", 1)[1]))))
+
+    def decoded(uri):
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+    masks = decoded(sections[1]["masks"])
     assert np.array_equal(masks[..., 2] > 127, find_boundaries(labels.pixels[1], mode="inner"))
-    assert all(s["uncertainty"].startswith("data:image/webp;base64,") for s in sections)
+    # The fold disagreement in full colour (255) from an sd of 0.25 (lossy WebP: about).
+    spread = tifffile.imread(out / "uncertainty.tif")[1]
+    drawn = decoded(sections[1]["uncertainty"]).astype(float)[..., 0]  # decoded as RGB, grey
+    expected = np.clip(spread / 0.25, 0, 1) * 255
+    # WebP's loss is noise of a few levels; a scale off by 2 would halve the mean.
+    assert drawn.mean() == pytest.approx(expected.mean(), rel=0.05) and np.abs(drawn - expected).mean() < 8
+    assert "full colour from 0.25" in report
     assert (
-        "0.05 x 0.004 x 0.004 micron" in report
+        "z 0.05, y 0.004, x 0.004 micron" in report
         and "membrane Dice" in report
         and "3 job(s) of up to 1 sections" in report
     )
@@ -222,7 +237,7 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
         assert np.array_equal(results[size]["labels"], results[100]["labels"])
         pd.testing.assert_frame_equal(results[size]["summary"], results[100]["summary"])
     assert results[1]["summary"].section.tolist() == [0, 1, 2, 3, 4]
-    assert "median_cell_area_micron2" in results[1]["summary"]
+    assert results[1]["summary"].median_cell_area_um2.notna().all()
     with pytest.raises(InputError, match="slab_slices is 0"):
         plan_segmentation(stack, "stack", voxel, models, 0)
 

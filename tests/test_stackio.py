@@ -103,8 +103,12 @@ def test_an_imagej_hyperstack_reads_z_and_its_calibration_and_refuses_channels(t
         resolution=(1 / 0.004, 1 / 0.004),
         metadata={"axes": "ZCYX", "spacing": 0.05, "unit": "micron"},
     )
-    with pytest.raises(InputError, match=r"2 channels \(axis C of its axes ZCYX"):
+    with pytest.raises(InputError, match=r"2 channels \(axis C of its axes ZCYX") as refused:
         read_source(tmp_path / "fiji.tif")
+    # Both keys named: data.channel for the training stacks retrains, segment.channel does not.
+    assert "data.channel for the training" in str(refused.value) and "segment.channel for stacks to segment" in str(
+        refused.value
+    )
     stack = read_source(tmp_path / "fiji.tif", channel=1)
     assert np.array_equal(stack.pixels, hyperstack[:, 1])
     assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
@@ -200,8 +204,12 @@ def test_damaged_files_name_their_actual_cause(tmp_path):
     with pytest.raises(InputError, match=r"cut\.tif is truncated"):
         read_source(tmp_path / "cut.tif")
     (tmp_path / "notes.tif").write_text("not a tiff")
-    with pytest.raises(InputError, match=r"notes\.tif is not a TIFF file"):
+    with pytest.raises(InputError, match=r"notes\.tif is not a TIFF file.*OME-Zarr"):
         read_source(tmp_path / "notes.tif")
+    for name in ("zero.tif", "zero.png"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(InputError, match=rf"{name} is empty \(0 bytes\)"):
+            read_source(tmp_path / name)
 
 
 # -- folders, globs and paths -----------------------------------------------------------

@@ -292,7 +292,7 @@ def test_outputs_open_in_fiji_at_the_stacks_scale(own_run):
         assert tiff.series[0].axes == "YX" and tiff.imagej_metadata["unit"] == "micron"
         assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
     report = (work / "results/smoke/report.html").read_text()
-    assert "0.05 x 0.004 x 0.004 micron" in report and "? x 0.004 x 0.004 micron" in report
+    assert "z 0.05, y 0.004, x 0.004 micron" in report and "z ?, y 0.004, x 0.004 micron" in report
 
 
 def test_a_single_section_to_segment_goes_through_to_the_report(own_run, tmp_path):

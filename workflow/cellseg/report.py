@@ -22,9 +22,19 @@ from .provenance import installed_versions
 from .scores import CHALLENGE_COLUMNS, MAIN_SCORES, SCORE_LABELS, SKIMAGE_COLUMNS, better
 from .stackio import describe_voxel_size
 from .stacks import apply_normalisation
-from .viewer import VIEWER_SECTIONS, spread_sections, volume_layers
+from .viewer import UNCERTAINTY_FULL, VIEWER_SECTIONS, spread_sections, volume_layers
 
 WORST_SLICES = 3
+# The columns of a segmented stack's summary (``segment.summary_table``): a plain name
+# and the decimals shown.
+SEGMENT_SUMMARY_COLUMNS = {
+    "section": ("section", 0),
+    "cells": ("cells", 0),
+    "median_cell_area_px": ("median cell area (pixels)", 1),
+    "median_cell_area_um2": ("median cell area (µm²)", 4),
+    "membrane_fraction": ("membrane fraction", 3),
+    "mean_uncertainty": ("mean fold disagreement (sd)", 4),
+}
 # The segmentation report's viewer shows sections at most this many pixels a side (larger
 # ones at every n-th pixel), so that the page stays small.
 VIEWER_SIDE = 1024
@@ -71,10 +81,16 @@ def headline_cards(summary: pd.DataFrame) -> list[dict]:
     ]
 
 
-def representative_slice(per_slice: pd.DataFrame) -> pd.Series:
-    """The held-out slice whose membrane Dice is the median's (the lower of two)."""
-    ordered = per_slice.sort_values(["membrane_dice", "slice"], ignore_index=True)
-    return ordered.iloc[(len(ordered) - 1) // 2]
+def representative_slice(per_slice: pd.DataFrame, flagged: set[int] = frozenset()) -> tuple[pd.Series, float]:
+    """The held-out slice to show as typical, and the median membrane Dice of all the
+    held-out slices: the slice closest to that median (the lower slice number on a tie)
+    among those no warning names (``flagged``); among all where every slice is flagged."""
+    median = float(per_slice.membrane_dice.median())
+    candidates = per_slice[~per_slice.slice.isin(flagged)]
+    candidates = per_slice if candidates.empty else candidates
+    distance = (candidates.membrane_dice - median).abs()
+    chosen = candidates.assign(distance=distance).sort_values(["distance", "slice"]).iloc[0]
+    return chosen.drop("distance"), median
 
 
 def training_warnings(curves: dict[int, pd.DataFrame]) -> list[dict]:
@@ -119,13 +135,18 @@ def linked_warnings(
 
 
 def git_state(directory: str | Path) -> dict[str, str]:
-    """Commit of the workflow's checkout and whether its tree had uncommitted changes."""
+    """Commit of the workflow's checkout and whether a tracked file had uncommitted
+    changes; untracked files (a user's own config, results) do not count: the config is
+    recorded in full beside it."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": "yes" if git("status", "--porcelain") else "no"}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": "yes" if git("status", "--porcelain", "--untracked-files=no") else "no",
+        }
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown (not a git checkout)", "dirty": "unknown"}
 
@@ -152,7 +173,8 @@ def benchmark_table(paths: list[str | Path], root: str | Path) -> pd.DataFrame:
 
 
 def template(path: str | Path) -> jinja2.Template:
-    """The jinja2 template at ``path``; its ``num`` filter prints a number or n/a."""
+    """The jinja2 template at ``path``; its ``num`` filter prints a number or n/a, and the
+    viewer's colour scale (``UNCERTAINTY_FULL``) is known to every template."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(path).parent),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -163,6 +185,7 @@ def template(path: str | Path) -> jinja2.Template:
     environment.filters["num"] = lambda value, digits=4: (
         "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
     )
+    environment.globals["UNCERTAINTY_FULL"] = UNCERTAINTY_FULL
     return environment.get_template(Path(path).name)
 
 
@@ -206,7 +229,11 @@ def render_report(
     in the viewer."""
     figures_dir = Path(figures_dir)
     worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
-    representative = representative_slice(per_slice)
+    trained = training_warnings(curves)
+    # Not typical: a slice a warning names, or any slice of a fold a warning names.
+    flagged_folds = {*warnings.fold[warnings.slice.isna()].dropna().astype(int), *(w["fold"] for w in trained)}
+    flagged = {*warnings.slice.dropna().astype(int), *per_slice.slice[per_slice.fold.isin(flagged_folds)]}
+    representative, median_dice = representative_slice(per_slice, flagged)
     models = [json.loads(Path(model_records[fold]).read_text()) for fold in sorted(model_records)]
     # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
     data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
@@ -223,6 +250,7 @@ def render_report(
             "slice": int(representative.slice),
             "fold": int(representative.fold),
             "dice": representative.membrane_dice,
+            "median": median_dice,
             "uri": data_uri(figures_dir / "slices" / f"slice_{int(representative.slice):03d}.jpg"),
         },
         viewer=viewer,
@@ -239,7 +267,7 @@ def render_report(
         warnings=linked_warnings(
             [*(w for d in data for w in d.get("warnings", [])), *input_record["warnings"]],
             warnings,
-            training_warnings(curves),
+            trained,
             per_slice,
         ),
         input_record=input_record,
@@ -354,7 +382,7 @@ def render_segment_report(
         viewer=viewer,
         stride=stride,
         summary=summary.to_dict("records"),
-        summary_columns=list(summary.columns),
+        summary_columns=[(column, *SEGMENT_SUMMARY_COLUMNS[column]) for column in summary.columns],
         scores=[r for r in scores.to_dict("records") if r["metric"] in MAIN_SCORES],
         score_names=MAIN_SCORES,
         models=plan["models"],

@@ -74,6 +74,10 @@ def device_name(device: torch.device) -> str:
 
 def versions() -> dict[str, str]:
     """``provenance.installed_versions`` with torch's own version string (its build, such as
-    ``+cpu``, included) and the CUDA it was built with ("none" for a CPU build): what made a
-    model."""
-    return installed_versions() | {"torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none")}
+    ``+cpu``, included) and the CUDA version torch was built with ("none" for a CPU build;
+    a CUDA build says nothing of whether a GPU ran: the model's ``device`` says that): what
+    made a model."""
+    return installed_versions() | {
+        "torch": str(torch.__version__),
+        "torch built with CUDA": str(torch.version.cuda or "none"),
+    }

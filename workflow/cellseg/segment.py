@@ -165,20 +165,20 @@ def instance_labels(
 def summary_table(
     labels: np.ndarray, probability: np.ndarray, uncertainty: np.ndarray, threshold: float, voxel_size: dict | None
 ) -> pd.DataFrame:
-    """Per section: ``cells``, ``median_cell_area_px`` (and in square units where the
-    pixel size is known), ``membrane_fraction`` (probability <= threshold) and
-    ``mean_uncertainty``. Arrays (N, H, W)."""
+    """Per section: ``cells``, ``median_cell_area_px``, ``median_cell_area_um2`` (square
+    micrometres; NaN where ``voxel_size`` gives no pixel size), ``membrane_fraction``
+    (probability <= threshold) and ``mean_uncertainty``: the same columns for every stack.
+    Arrays (N, H, W); ``voxel_size`` as ``stackio`` reads it (any unit it knows)."""
     rows = []
-    pixel_area = None
-    if voxel_size and voxel_size.get("x") and voxel_size.get("y"):
-        pixel_area = voxel_size["x"] * voxel_size["y"]
+    pixel_area = float("nan")
+    if voxel_size and voxel_size.get("x") and voxel_size.get("y") and voxel_size.get("unit"):
+        pixel_area = voxel_size["x"] * voxel_size["y"] * MICROMETRES[voxel_size["unit"]] ** 2
     for index in range(len(labels)):
         areas = np.bincount(labels[index].ravel())[1:]
         areas = areas[areas > 0]
         median = float(np.median(areas)) if len(areas) else float("nan")
         row = {"section": index, "cells": len(areas), "median_cell_area_px": median}
-        if pixel_area is not None:
-            row[f"median_cell_area_{voxel_size['unit']}2"] = median * pixel_area
+        row["median_cell_area_um2"] = median * pixel_area
         row["membrane_fraction"] = float((probability[index] <= threshold).mean())
         row["mean_uncertainty"] = float(uncertainty[index].mean())
         rows.append(row)

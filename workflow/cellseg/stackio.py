@@ -107,7 +107,8 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
     """Read a stack from a TIFF file, a folder or a glob of single-section images.
 
     ``name`` is how messages call the source (the URL of a downloaded copy, say);
-    ``channel`` picks one channel of a multi-channel file (``data.channel``). Returns a
+    ``channel`` picks one channel of a multi-channel file (``data.channel``, or
+    ``segment.channel`` for stacks to segment). Returns a
     ``Stack`` of pixels (N, H, W), N >= 1: a numpy array, or with ``lazy`` a dask array
     whose sections are decoded when asked for (read them with ``sections``). Raises
     ``InputError`` naming the source and what is wrong for anything it cannot read as one
@@ -303,14 +304,16 @@ def _describe(header: tuple) -> str:
 def _read_file(path: Path, shown: str, channel: int | None, lazy: bool) -> Stack:
     """A TIFF or PNG file as (N, H, W) or, for a single section, (H, W): a dask array that
     keeps the file open with ``lazy``, else a numpy array."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{shown} is empty (0 bytes): an interrupted copy or download?")
     if path.suffix.lower() == ".png":
         return _read_png(path, shown, channel)
     try:
         tiff = tifffile.TiffFile(path)
     except tifffile.TiffFileError as error:
         raise InputError(
-            f"{shown} is not a TIFF file ({error}); cellseg reads TIFF stacks, and folders or "
-            "globs of TIFF or PNG sections."
+            f"{shown} is not a TIFF file ({error}); cellseg reads TIFF stacks, OME-Zarr images "
+            "(a folder such as volume.ome.zarr), and folders or globs of TIFF or PNG sections."
         ) from error
     except OSError as error:
         raise InputError(f"{shown} could not be opened ({error}).") from error
@@ -490,17 +493,19 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
                 )
                 raise InputError(
                     f"{shown} has {size} {what} (axis {letter} of its axes {axes}, shape "
-                    f"{pixels.shape}); cellseg segments one grey-scale channel. Set "
-                    "data.channel to the image channel to use (0 first), or convert the file "
-                    f"to one channel.{planar}"
+                    f"{pixels.shape}); cellseg segments one grey-scale channel. Set the channel "
+                    "to use (0 first): data.channel for the training and test stacks, "
+                    "segment.channel for stacks to segment (it leaves the models alone); or "
+                    f"convert the file to one channel.{planar}"
                 )
             if not 0 <= channel < size:
                 raise InputError(
-                    f"{shown} has {size} {what}; data.channel = {channel} is not one of them (0 to {size - 1})."
+                    f"{shown} has {size} {what}; channel {channel} (data.channel or segment.channel) is not one of "
+                    f"them (0 to {size - 1})."
                 )
             pixels = np.take(pixels, channel, axis=axes.index(letter))
             axes = axes.replace(letter, "")
-            notes.append(f"{shown}: channel {channel} of {size} {what} used (data.channel)")
+            notes.append(f"{shown}: channel {channel} of {size} {what} used (the channel setting)")
     dropped = [f"{a} (size 1)" for a, n in zip(axes, pixels.shape, strict=True) if n == 1 and a not in "YX"]
     if dropped:
         keep = [i for i, (a, n) in enumerate(zip(axes, pixels.shape, strict=True)) if n > 1 or a in "YX"]
@@ -514,7 +519,7 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
             f"{shown} has axes {axes} of shape {pixels.shape} ({sizes}); cellseg reads one "
             "axis of sections (Z, or T where there is no Z). Save one Z stack, or one time "
             "series, per file (with tifffile: metadata={'axes': 'ZYX'}, or 'ZCYX' with "
-            "data.channel for channels)."
+            "data.channel or segment.channel for channels)."
         )
     if "Y" not in axes or "X" not in axes:
         raise InputError(f"{shown} has axes {axes} of shape {pixels.shape}, without both Y and X.")
@@ -570,11 +575,12 @@ def _pixel_size(page) -> tuple[float | None, float | None]:
 
 
 def describe_voxel_size(voxel_size: dict) -> str:
-    """'z x y x x unit' for logs and reports, or 'unknown'."""
+    """'z 0.05, y 0.004, x 0.004 micron' (? where unknown) for logs and reports, or
+    'unknown'."""
     if not voxel_size or not voxel_size.get("unit"):
         return "unknown"
-    shown = " x ".join("?" if voxel_size.get(a) is None else f"{voxel_size[a]:g}" for a in "zyx")
-    return f"{shown} {voxel_size['unit']} (z x y x x)"
+    shown = ", ".join(f"{a} " + ("?" if voxel_size.get(a) is None else f"{voxel_size[a]:g}") for a in "zyx")
+    return f"{shown} {voxel_size['unit']}"
 
 
 def write_stack(
