@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from cellseg.config import load_schema, schema_defaults
 from cellseg.loss import border_weights, dice_bce_loss
+from cellseg.runtime import cpu_has_fast_bf16, resolve_precision
 from cellseg.train import CropSampler, train_fold
 from conftest import REPO
 
@@ -222,3 +225,15 @@ def test_random_states_survive_a_weights_only_checkpoint(tmp_path):
     restore_rng_states(torch.load(tmp_path / "ck.pt", weights_only=True)["rng"])
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2] == again[2]
+
+
+@pytest.mark.skipif(
+    not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="reads x86 Linux flags"
+)
+def test_auto_precision_picks_bf16_only_where_the_cpu_has_bf16_instructions():
+    # oneDNN says bf16 is supported on any AVX-512 CPU, but without AVX512_BF16 or AMX it
+    # emulates it and training ran at half the fp32 speed (docs/benchmarks.md).
+    flags = set(Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert cpu_has_fast_bf16() is native
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
