@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import tifffile
 
-REPO = Path(__file__).resolve().parents[1]
-# The benchmarks' library (scripts/benchtools.py) is measured by tests/test_benchmark.py and
-# copies the workflow for the Snakemake runs of both.
-sys.path.insert(0, str(REPO / "scripts"))
-from benchtools import copy_workflow as copy_workflow_from  # noqa: E402
+# The benchmarks' library (benchmarks/tools.py, installed with the package) is measured by
+# tests/test_benchmark.py and copies the workflow for the Snakemake runs of both.
+from benchmarks.tools import copy_workflow as copy_workflow_from
 
+REPO = Path(__file__).resolve().parents[1]
 ISBI_DIR = Path(os.environ.get("CELLSEG_ISBI_DIR", REPO.parent / "shared" / "isbi2012"))
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

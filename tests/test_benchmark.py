@@ -1,4 +1,4 @@
-"""Benchmark measurements (scripts/bench.py) on tiny sizes: they measure what they say."""
+"""Benchmark measurements (the benchmarks package) on tiny sizes: they measure what they say."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from benchtools import (
+from benchmarks.tools import (
     PHASES,
     inference_code,
     matmul_peak,
@@ -114,6 +114,16 @@ def test_inference_code_times_a_slice_in_the_precision_asked(tmp_path):
     assert math.isfinite(bf16["seconds_per_slice"]) and bf16["peak_rss_mb"] > 45
 
 
+def test_every_benchmark_module_imports_without_nnunet():
+    """nnU-Net is an optional peer: only its two step modules use it, and only when run."""
+    modules = sorted(f"benchmarks.{p.stem}" for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__")
+    code = f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+    code += "assert 'nnunetv2' not in sys.modules, 'nnunetv2 imported'"
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "benchmarks.nnunet_train" in modules and "benchmarks.tools" in modules
+
+
 def test_bench_script_refuses_an_unknown_section_or_peer():
     import subprocess
     import sys
@@ -123,26 +133,29 @@ def test_bench_script_refuses_an_unknown_section_or_peer():
         ("--peers", "seed,nnformer", "unknown peers ['nnformer']"),
     ):
         finished = subprocess.run(
-            [sys.executable, str(REPO / "scripts/bench.py"), option, value], capture_output=True, text=True
+            [sys.executable, "-m", "benchmarks.bench", option, value], capture_output=True, text=True
         )
         assert finished.returncode == 2 and message in finished.stderr
 
 
 def test_gpu_check_runs_every_stage_on_a_cpu_with_the_tiny_recipe(isbi_dir, tmp_path):
-    """scripts/gpu_check.py run --tiny: the script a lent GPU runs, end to end on the smoke
+    """benchmarks.gpu_check --tiny: the check a lent GPU runs, end to end on the smoke
     recipe in a copy of the workflow (its own ../shared), every stage reported."""
     (tmp_path / "shared").symlink_to(isbi_dir.parent, target_is_directory=True)
     work = copy_workflow(tmp_path / "work")
-    shutil.copytree(REPO / "scripts", work / "scripts")
+    shutil.copytree(REPO / "benchmarks", work / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "out"
+    # Run from the copy, `-m` finds the copy's benchmarks before the installed one: the check
+    # runs Snakemake in the checkout that holds it, the copy, never this one.
     finished = subprocess.run(
-        [sys.executable, "scripts/gpu_check.py", "--tiny", "--minutes", "15", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.gpu_check", "--tiny", "--minutes", "15", "--out", str(out)],
         cwd=work,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert (work / "results/smoke/metrics/summary.tsv").is_file()
     stages = json.loads((out / "stages.json").read_text())
     assert [row["dtype"] for row in stages["peaks"]] == ["fp32", "bf16"]
     assert stages["ceiling"][0]["steps_per_second"] > 0 and stages["loader"][0]["crops_per_second"] > 0

@@ -397,7 +397,7 @@ def test_the_report_benchmark_times_a_real_chromium(isbi_run):
     require(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
     report = work / "results/smoke/report.html"
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts/bench_report.py"), str(report), "--runs", "2"],
+        [sys.executable, "-m", "benchmarks.report", str(report), "--runs", "2"],
         capture_output=True,
         text=True,
     )

@@ -462,10 +462,14 @@ def test_snakemake_lint_reports_nothing():
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
-def test_ruff_passes_over_package_scripts_and_tests(command):
+def test_ruff_passes_over_package_benchmarks_scripts_and_tests(command):
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [ruff, *command, "workflow", "scripts", "tests"], cwd=REPO, capture_output=True, text=True, timeout=120
+        [ruff, *command, "workflow", "benchmarks", "scripts", "tests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """nnU-Net v2's 2-D configuration as a peer: trained on exactly cellseg's folds for a
 given wall time per fold, its held-out predictions scored by cellseg's evaluation.
 
-    .venv/bin/python scripts/nnunet_peer.py --work DIR --folds-tsv results/default/folds.tsv \\
+    .venv/bin/python -m benchmarks.nnunet_peer --work DIR --folds-tsv results/default/folds.tsv \\
         --minutes 5 [--folds 0,1,2,3,4]
 
 nnU-Net is an optional peer (``pip install nnunetv2``), not a dependency. What it does,
@@ -19,14 +18,17 @@ each step nnU-Net's own code:
 4. Equal wall time: one short calibration run (nnU-Net's trainer, 10 iterations) gives
    its seconds per iteration here; each fold then trains ``nnUNetTrainer`` for
    ``epochs x 10`` iterations (its poly learning-rate schedule over the whole run) with
-   ``epochs`` filling ``--minutes``, 2 validation iterations an epoch.
+   ``epochs`` filling ``--minutes``, 2 validation iterations an epoch
+   (``benchmarks.nnunet_train``, in a fresh interpreter).
 5. Prediction with ``nnUNetPredictor`` (its defaults: Gaussian sliding window, mirroring)
    of each held-out slice, the class-1 probability written as cellseg's
-   ``slice_NNN.tif``, scored by ``cellseg.evaluate.evaluate_held_out``.
+   ``slice_NNN.tif`` (``benchmarks.nnunet_predict``, in a fresh interpreter), scored by
+   ``cellseg.evaluate.evaluate_held_out``.
 
 Writes ``DIR/nnunet_peer.tsv`` (one row per fold: iterations, minutes, scores, scored as
-``scripts/bench.py`` scores every peer) and ``DIR/plan.json`` (nnU-Net's 2-D plan and its
-iterations per second). ``bench.py --sections peers --peers default,nnunet`` calls it.
+``benchmarks.bench`` scores every peer) and ``DIR/plan.json`` (nnU-Net's 2-D plan and its
+iterations per second). ``python -m benchmarks.bench --sections peers --peers default,nnunet``
+calls it.
 """
 
 from __future__ import annotations
@@ -43,44 +45,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.tools import ISBI, isbi_stacks, score_fold
+from cellseg.stackio import read_source
+from cellseg.stacks import binary_labels
+
 DATASET_ID, DATASET = 501, "Dataset501_ISBI2012"
 ITERATIONS_PER_EPOCH, VALIDATION_ITERATIONS = 10, 2
 
-# Runs in a fresh interpreter with nnU-Net's paths in its environment (nnunetv2.paths
-# reads them at import): train one fold for a number of epochs and report the time.
-TRAIN_CODE = """
-import json, sys, time, torch
-from nnunetv2.run.run_training import get_trainer_from_args
-fold, epochs = int(sys.argv[1]), int(sys.argv[2])
-trainer = get_trainer_from_args("{dataset}", "2d", fold, "nnUNetTrainer", "nnUNetPlans", device=torch.device("cpu"))
-trainer.num_iterations_per_epoch = {iterations}
-trainer.num_val_iterations_per_epoch = {validation}
-trainer.num_epochs = epochs
-began = time.perf_counter()
-trainer.run_training()
-logged = getattr(trainer.logger, "local_logger", trainer.logger).my_fantastic_logging  # 2.8: MetaLogger
-train_seconds = sum(e - s for s, e in zip(logged["epoch_start_timestamps"], logged["epoch_end_timestamps"]))
-print(json.dumps({{"wall_seconds": time.perf_counter() - began, "epoch_seconds": train_seconds,
-                  "iterations": epochs * {iterations}, "output_folder": trainer.output_folder}}))
-"""
-
-PREDICT_CODE = """
-import json, sys, numpy as np, tifffile, torch
-from PIL import Image
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-model_folder, fold, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-images = json.loads(sys.argv[4])
-predictor = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False, verbose=False)
-predictor.initialize_from_trained_model_folder(model_folder, use_folds=(fold,), checkpoint_name="checkpoint_final.pth")
-for index, path in images.items():
-    image = np.asarray(Image.open(path), np.float32)[None, None]  # (channel, z, y, x) as NaturalImage2DIO reads it
-    _, probabilities = predictor.predict_single_npy_array(image, {{"spacing": [999.0, 1.0, 1.0]}}, None, None, True)
-    tifffile.imwrite(f"{{out}}/slice_{{int(index):03d}}.tif", probabilities[1, 0].astype(np.float32))
-"""
-
 
 def environment(work: Path) -> dict[str, str]:
+    """This process's environment with nnU-Net's folders, which ``nnunetv2.paths`` reads
+    when it is imported: hence each nnU-Net step in a fresh interpreter."""
     return {
         **os.environ,
         "nnUNet_raw": str(work / "raw"),
@@ -90,11 +65,12 @@ def environment(work: Path) -> dict[str, str]:
     }
 
 
-def python(code: str, *args: str, work: Path, log: Path) -> dict:
-    """Run ``code`` in a fresh interpreter; its last line of output is JSON (or nothing)."""
+def python(module: str, *args: str, work: Path, log: Path) -> dict:
+    """Run ``python -m module args`` in nnU-Net's environment; its last line of output is
+    JSON (or nothing)."""
     with open(log, "a") as out:
         finished = subprocess.run(
-            [sys.executable, "-c", code, *args], env=environment(work), stdout=subprocess.PIPE, stderr=out, text=True
+            [sys.executable, "-m", module, *args], env=environment(work), stdout=subprocess.PIPE, stderr=out, text=True
         )
         out.write(finished.stdout)
     if finished.returncode != 0:
@@ -157,14 +133,10 @@ def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: li
     """Steps 1 to 5 but the scoring: one dict per fold with ``fold``, ``iterations``,
     ``train_minutes``, ``predict_seconds`` and ``predictions`` (the folder of its held-out
     ``slice_NNN.tif`` cell probabilities)."""
-    from cellseg.stackio import read_source
-    from cellseg.stacks import binary_labels
-
     work.mkdir(parents=True, exist_ok=True)
     log = work / "nnunet.log"
-    isbi = REPO.parent / "shared/isbi2012"
-    images = read_source(isbi / "train-volume.tif").pixels
-    labels = binary_labels(read_source(isbi / "train-labels.tif").pixels, isbi / "train-labels.tif")
+    images = read_source(ISBI / "train-volume.tif").pixels
+    labels = binary_labels(read_source(ISBI / "train-labels.tif").pixels, ISBI / "train-labels.tif")
     folds = pd.read_csv(folds_tsv, sep="\t")
     raw = write_raw_dataset(work, images, labels)
     began = time.perf_counter()
@@ -188,8 +160,12 @@ def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: li
         )
     preprocess_seconds = time.perf_counter() - began
     write_splits(work, folds)
-    train = TRAIN_CODE.format(dataset=DATASET_ID, iterations=ITERATIONS_PER_EPOCH, validation=VALIDATION_ITERATIONS)
-    calibration = python(train, str(fold_list[0]), "1", work=work, log=log)
+
+    def train(fold: int, epochs: int) -> dict:
+        arguments = (str(DATASET_ID), str(fold), str(epochs), str(ITERATIONS_PER_EPOCH), str(VALIDATION_ITERATIONS))
+        return python("benchmarks.nnunet_train", *arguments, work=work, log=log)
+
+    calibration = train(fold_list[0], 1)
     epochs = max(1, int(minutes * 60 / calibration["epoch_seconds"]))
     plan = {
         **plan_summary(work),
@@ -202,14 +178,14 @@ def train_and_predict(work: Path, folds_tsv: Path, minutes: float, fold_list: li
     print(f"nnU-Net plan {plan}; {epochs} epochs of {ITERATIONS_PER_EPOCH} iterations fill {minutes} min", flush=True)
     rows = []
     for fold in fold_list:
-        trained = python(train, str(fold), str(epochs), work=work, log=log)
+        trained = train(fold, epochs)
         out = work / "held_out" / f"fold{fold}"
         out.mkdir(parents=True, exist_ok=True)
         held_out = folds.slice[folds.fold == fold].tolist()
         paths = {str(s): str(raw / "imagesTr" / f"isbi_{s:03d}_0000.png") for s in held_out}
         predict_began = time.perf_counter()
         python(
-            PREDICT_CODE.format(),
+            "benchmarks.nnunet_predict",
             str(Path(trained["output_folder"]).parent),
             str(fold),
             str(out),
@@ -242,8 +218,6 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, required=True, help="training wall time per fold")
     parser.add_argument("--folds", default="0,1,2,3,4")
     args = parser.parse_args()
-    from bench import isbi_stacks, score_fold
-
     rows = train_and_predict(args.work, args.folds_tsv, args.minutes, [int(f) for f in args.folds.split(",")])
     folds = pd.read_csv(args.folds_tsv, sep="\t")
     labels = isbi_stacks()[1]

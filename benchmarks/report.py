@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """How large a report is and how fast headless Chromium makes it usable.
 
-    .venv/bin/python scripts/bench_report.py results/default/report.html [--runs 5]
+    .venv/bin/python -m benchmarks.report results/default/report.html [--runs 5]
 
 Each run opens the report in a fresh headless Chromium (/usr/bin/chromium) and times,
 from the navigation's start: the page's load event, the viewer's first slice drawn

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """The GPU recipe on a real card, in one call of a few minutes: what it costs and buys.
 
-    scripts/gpu_check.sh prepare            # here: wheels and data into .gpu/ (ignored)
-    scripts/gpu_check.sh run [--minutes 8]  # there: on the card, with .gpu carried
+    benchmarks/gpu_check.sh prepare            # here: wheels and data into .gpu/ (ignored)
+    benchmarks/gpu_check.sh run [--minutes 8]  # there: on the card, with .gpu carried
 
 ``run`` takes the stages below in order, each only if the time left allows, and writes
 ``summary.md`` (the figures), ``stages.json`` and ``results.tar.gz`` (the experiment's
@@ -21,8 +20,10 @@ metrics, logs, benchmarks, curves and report) to ``--out``:
   pipeline  the whole ``snakemake`` run (5 folds, test volume, report) in the time left:
             wall time, per-fold scores and the summary
 
-Try it on a CPU with ``run --tiny`` (the smoke recipe, a few seconds a stage). Nothing
-here asserts a time: it measures and reports.
+Try it on a CPU with ``run --tiny`` (the smoke recipe, a few seconds a stage), or without
+the shell script: ``.venv/bin/python -m benchmarks.gpu_check --tiny``. Snakemake runs in
+the checkout that holds this ``benchmarks/``. Nothing here asserts a time: it measures and
+reports.
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from bench import REPO, SCHEMA, isbi_stacks, peaks
 
-from benchtools import step_flops, synchronize, time_training
+from benchmarks.tools import REPO, SCHEMA, isbi_stacks, peaks, step_flops, synchronize, time_training
 from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
 from cellseg.evaluate import evaluate_held_out, per_fold_table

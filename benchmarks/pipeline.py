@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Run the whole pipeline for a configuration on this machine, time it, and score it.
 
-    .venv/bin/python scripts/bench_pipeline.py [--configfile FILE ...] [--cores 2] [--fresh-clone]
+    .venv/bin/python -m benchmarks.pipeline [--configfile FILE ...] [--cores 2] [--fresh-clone]
 
 Snakemake runs the default target (up to report.html) in a fresh copy of the workflow
 beside a link to ../shared, so fetching and unpacking count too. With --fresh-clone it
@@ -30,9 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchtools import copy_workflow
-
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.tools import PEER_SCORES, REPO, copy_workflow
 
 
 def main() -> None:
@@ -114,19 +111,9 @@ def main() -> None:
         "Per fold:",
         "",
         "```",
-        per_fold[
-            [
-                "fold",
-                "membrane_dice",
-                "cell_dice",
-                "misclassified_fraction",
-                "challenge_pixel_error",
-                "v_rand_thinned",
-                "v_info_thinned",
-                "wall_seconds",
-                "crops_per_second",
-            ]
-        ].to_string(index=False, float_format="%.4f"),
+        per_fold[["fold", *PEER_SCORES, "wall_seconds", "crops_per_second"]].to_string(
+            index=False, float_format="%.4f"
+        ),
         "```",
         "",
         "Seconds per job:",

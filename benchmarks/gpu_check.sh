@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU recipe on a lent card (scripts/gpu_check.py says what it measures).
-#   scripts/gpu_check.sh prepare   here, with the registry: .gpu/ gets the wheels the card's
-#                                  image lacks (Python 3.12) and a copy of the ISBI stacks
-#   scripts/gpu_check.sh run ...   there, offline, with .gpu carried: installs the wheels
-#                                  into /tmp/site, puts the stacks at ../shared/isbi2012,
-#                                  then runs scripts/gpu_check.py run ...
+# The GPU recipe on a lent card (benchmarks/gpu_check.py says what it measures).
+#   benchmarks/gpu_check.sh prepare   here, with the registry: .gpu/ gets the wheels the card's
+#                                     image lacks (Python 3.12) and a copy of the ISBI stacks
+#   benchmarks/gpu_check.sh run ...   there, offline, with .gpu carried: installs the wheels
+#                                     into /tmp/site, puts the stacks at ../shared/isbi2012,
+#                                     then runs python -m benchmarks.gpu_check ... from the
+#                                     checkout (which puts benchmarks/ on the path)
 # The card's image (../.library/device/KINDS.md) has torch, numpy, scipy, scikit-image,
 # pandas, matplotlib, jinja2 and pyyaml; Snakemake, dask, zarr, ome-zarr and jsonschema
 # travel as wheels. pulp (Snakemake's ILP scheduler, 16 MB) stays behind: the check runs
@@ -12,7 +13,7 @@
 # compressed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: scripts/gpu_check.sh prepare|run [gpu_check.py options]}
+what=${1:?usage: benchmarks/gpu_check.sh prepare|run [gpu_check.py options]}
 shift
 
 if [ "$what" = prepare ]; then
@@ -54,7 +55,7 @@ PY
     exit 0
 fi
 
-[ "$what" = run ] || { echo "scripts/gpu_check.sh: unknown command $what" >&2; exit 2; }
+[ "$what" = run ] || { echo "benchmarks/gpu_check.sh: unknown command $what" >&2; exit 2; }
 python=python3
 if [ -x .venv/bin/python ]; then
     python=.venv/bin/python
@@ -66,4 +67,4 @@ if [ ! -e ../shared/isbi2012 ] && [ -d .gpu/isbi2012 ]; then
     mkdir -p ../shared && ln -s "$PWD/.gpu/isbi2012" ../shared/isbi2012
 fi
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec "$python" scripts/gpu_check.py "$@"
+exec "$python" -m benchmarks.gpu_check "$@"

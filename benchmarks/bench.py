@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Benchmarks of this machine, side by side in one run: what the pipeline costs and buys.
 
-    .venv/bin/python scripts/bench.py [--sections peaks,training,...] [--peer-minutes 10]
+    .venv/bin/python -m benchmarks.bench [--sections peaks,training,...] [--peer-minutes 10]
         [--peer-folds 0,1,2,3,4] [--peers seed,monai,default]
 
 Sections (all by default):
@@ -19,7 +18,7 @@ Sections (all by default):
              precision `predict.precision: auto` picks here; seconds and peak memory of
              tiled prediction for 512 to 4096 px slices in that precision
   peers      the seed recipe, MONAI's BasicUNet, nnU-Net v2's 2-D configuration (optional,
-             scripts/nnunet_peer.py) and the default trained for the same wall
+             benchmarks/nnunet_peer.py) and the default trained for the same wall
              time on each of --peer-folds (fold 0 by default), scored on that fold's
              held-out slices
   pipeline   `snakemake -n` time for the default config and for a study of 10 experiments
@@ -57,26 +56,28 @@ import pandas as pd
 import tifffile
 import torch
 
-from benchtools import (
+from benchmarks.nnunet_peer import train_and_predict
+from benchmarks.tools import (
+    ISBI,
+    REPO,
+    SCHEMA,
     copy_workflow,
     inference_code,
-    matmul_peak,
+    isbi_stacks,
     measure_in_subprocess,
+    peaks,
+    score_fold,
     step_flops,
     time_convolutions,
     time_training,
 )
 from cellseg.config import load_config, merged
-from cellseg.evaluate import evaluate_held_out, per_fold_table
 from cellseg.folds import assign_folds
 from cellseg.predict import Predictor
 from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
 from cellseg.stackio import read_source
-from cellseg.stacks import binary_labels, normalise_images
 from cellseg.train import train_fold
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 SECTIONS = (
     "peaks",
     "training",
@@ -88,7 +89,6 @@ SECTIONS = (
     "segment",
     "segment_memory",
 )
-ISBI = REPO.parent / "shared/isbi2012"
 
 
 # The seed recipe as written; MONAI's BasicUNet (its defaults) trained by our loop with the
@@ -97,7 +97,7 @@ PEERS = {
     "seed": lambda: config_of("seed.yaml"),
     "monai": lambda: config_of({"model": {"architecture": "monai_basicunet"}}),
     "default": lambda: config_of(),
-    # nnU-Net v2's own 2-D configuration, its own training (scripts/nnunet_peer.py).
+    # nnU-Net v2's own 2-D configuration, its own training (benchmarks/nnunet_peer.py).
     "nnunet": None,
 }
 
@@ -110,25 +110,6 @@ def config_of(*overrides: str | dict) -> dict:
             override = load_config([REPO / "config/config.yaml", REPO / "config" / override], SCHEMA)
         config = merged(config, override)
     return config
-
-
-def isbi_stacks() -> tuple[np.ndarray, np.ndarray]:
-    """The ISBI training images (float32, normalised as the pipeline does by default) and
-    labels (1 = cell)."""
-    images, labels = ISBI / "train-volume.tif", ISBI / "train-labels.tif"
-    return normalise_images(read_source(images).pixels, images)[0], binary_labels(read_source(labels).pixels, labels)
-
-
-def peaks(device: torch.device) -> pd.DataFrame:
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    if device.type == "cuda":
-        dtypes["fp16"] = torch.float16
-    # A GPU's matrix units fill only with large products (8192 cubed: about 790 TFLOP/s
-    # bf16 on an H100 or H200).
-    max_size = 8192 if device.type == "cuda" else 4096
-    return pd.DataFrame(
-        [{"dtype": name, "gflops": matmul_peak(dtype, device, max_size)} for name, dtype in dtypes.items()]
-    )
 
 
 def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: float) -> pd.DataFrame:
@@ -260,33 +241,12 @@ def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-PEER_SCORES = (
-    "membrane_dice",
-    "cell_dice",
-    "misclassified_fraction",
-    "challenge_pixel_error",
-    "v_rand_thinned",
-    "v_info_thinned",
-)
-
-
-def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> dict[str, float]:
-    """The pipeline's scores (``evaluate.evaluate_held_out``) of one fold's held-out
-    slices from the ``slice_NNN.tif`` cell probabilities in ``predictions`` against
-    ``labels`` (N, H, W, 1 = cell), the fold scored alone: the challenge's thresholds are
-    chosen on its slices, the same way for every peer."""
-    folds = predictions.parent / f"{predictions.name}_folds.tsv"
-    pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
-    per_slice, _ = evaluate_held_out(folds, {0: predictions}, labels, 0.5)
-    return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
-
-
 def peers(
     work: Path, images, labels, minutes: float, device: torch.device, folds: list[int], names: list[str]
 ) -> pd.DataFrame:
     """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
     slices; the number of steps comes from the peer's own step time, measured first.
-    nnU-Net (``nnunet``, scripts/nnunet_peer.py) calibrates its own iterations."""
+    nnU-Net (``nnunet``, benchmarks/nnunet_peer.py) calibrates its own iterations."""
     candidates = {name: PEERS[name]() for name in names if PEERS[name] is not None}
     default = config_of()
     fold_of = assign_folds(len(images), default["cv"]["folds"], default["cv"]["scheme"], default["seed"])
@@ -352,8 +312,6 @@ def nnunet_rows(work: Path, fold_of: np.ndarray, minutes: float, folds: list[int
     if importlib.util.find_spec("nnunetv2") is None:
         print("peer nnunet skipped: nnU-Net is not installed (pip install nnunetv2)", flush=True)
         return [{"peer": "nnunet", "fold": fold, "note": "not installed (pip install nnunetv2)"} for fold in folds]
-    from nnunet_peer import train_and_predict
-
     folds_tsv = work / "folds.tsv"
     pd.DataFrame({"slice": range(len(fold_of)), "fold": fold_of}).to_csv(folds_tsv, sep="\t", index=False)
     rows = []

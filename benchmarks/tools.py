@@ -1,6 +1,7 @@
-"""Measurements behind ``scripts/bench.py`` and ``scripts/gpu_check.py`` (beside the
+"""Measurements behind ``benchmarks.bench`` and ``benchmarks.gpu_check`` (beside the
 pipeline, not in its package): the machine's peaks, what a training step
-costs and where its time goes, inference time and memory.
+costs and where its time goes, inference time and memory; and what the benchmarks
+share: the checkout's paths, the ISBI stacks and how a peer's fold is scored.
 
 Every figure is measured on the machine the function runs on; nothing here asserts a
 time. FLOPs are counted by ``torch.utils.flop_counter`` (convolutions and matrix
@@ -17,14 +18,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from cellseg.evaluate import evaluate_held_out, per_fold_table
 from cellseg.model import build_model
 from cellseg.runtime import autocast
+from cellseg.stackio import read_source
+from cellseg.stacks import binary_labels, normalise_images
 from cellseg.train import CropSampler, batch_stream, make_optimizer, training_step
 
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+ISBI = REPO.parent / "shared/isbi2012"
 PHASES = ("data", "forward", "backward", "optimizer")
 WORKFLOW_FOLDERS = ("workflow", "config", "profiles")
 
@@ -39,6 +47,34 @@ def copy_workflow(checkout: Path, destination: Path) -> Path:
             checkout / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
     return destination
+
+
+def isbi_stacks() -> tuple[np.ndarray, np.ndarray]:
+    """The ISBI training images (float32, normalised as the pipeline does by default) and
+    labels (1 = cell)."""
+    images, labels = ISBI / "train-volume.tif", ISBI / "train-labels.tif"
+    return normalise_images(read_source(images).pixels, images)[0], binary_labels(read_source(labels).pixels, labels)
+
+
+PEER_SCORES = (
+    "membrane_dice",
+    "cell_dice",
+    "misclassified_fraction",
+    "challenge_pixel_error",
+    "v_rand_thinned",
+    "v_info_thinned",
+)
+
+
+def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> dict[str, float]:
+    """The pipeline's scores (``evaluate.evaluate_held_out``) of one fold's held-out
+    slices from the ``slice_NNN.tif`` cell probabilities in ``predictions`` against
+    ``labels`` (N, H, W, 1 = cell), the fold scored alone: the challenge's thresholds are
+    chosen on its slices, the same way for every peer."""
+    folds = predictions.parent / f"{predictions.name}_folds.tsv"
+    pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
+    per_slice, _ = evaluate_held_out(folds, {0: predictions}, labels, 0.5)
+    return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
 
 
 def synchronize(device: torch.device) -> None:
@@ -72,6 +108,19 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, max_size: int = 4096, 
         elapsed = time.perf_counter() - began
         best, spent = min(best, elapsed), spent + elapsed
     return 2 * size**3 / best / 1e9
+
+
+def peaks(device: torch.device) -> pd.DataFrame:
+    """``matmul_peak`` in fp32 and bf16 (and fp16 on a GPU): the machine's ceilings."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    # A GPU's matrix units fill only with large products (8192 cubed: about 790 TFLOP/s
+    # bf16 on an H100 or H200).
+    max_size = 8192 if device.type == "cuda" else 4096
+    return pd.DataFrame(
+        [{"dtype": name, "gflops": matmul_peak(dtype, device, max_size)} for name, dtype in dtypes.items()]
+    )
 
 
 def step_flops(config: dict, device: torch.device) -> float:
