@@ -61,6 +61,8 @@ from benchmarks.tools import (
     ISBI,
     REPO,
     SCHEMA,
+    Budget,
+    StepVariant,
     copy_workflow,
     inference_code,
     isbi_stacks,
@@ -73,10 +75,12 @@ from benchmarks.tools import (
 )
 from cellseg.config import load_config, merged
 from cellseg.folds import assign_folds
-from cellseg.predict import Predictor
+from cellseg.inference import FoldEnsemble
+from cellseg.layout import slice_file
+from cellseg.records import UNCALIBRATED, InferenceSettings
 from cellseg.runtime import cpu_has_fast_bf16, device_name, resolve_device, resolve_precision, set_threads
 from cellseg.stackio import read_source
-from cellseg.train import train_fold
+from cellseg.train import TrainingData, train_fold
 
 SECTIONS = (
     "peaks",
@@ -112,7 +116,7 @@ def config_of(*overrides: str | dict) -> dict:
     return config
 
 
-def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: float) -> pd.DataFrame:
+def training(device: torch.device, data: TrainingData, bf16_peak: float, fp32_peak: float) -> pd.DataFrame:
     rows = []
     slices = list(range(6, 30))
     variants = [("fp32", True, False), ("fp32", False, False), ("bf16", True, False), ("bf16", False, False)]
@@ -144,14 +148,10 @@ def training(device: torch.device, images, labels, bf16_peak: float, fp32_peak: 
             began = time.perf_counter()
             timing = time_training(
                 config,
-                images,
-                labels,
+                data,
                 slices,
-                device,
-                precision,
-                channels_last,
-                compiled,
-                warmup=1 if precision == "bf16" and emulated_bf16 else 2,
+                StepVariant(device, precision, channels_last, compiled),
+                Budget(warmup=1 if precision == "bf16" and emulated_bf16 else 2),
             )
             achieved = flops / timing["step_seconds"] / 1e9
             # Each variant's figures as soon as they are measured: a run cut short (a lent
@@ -208,17 +208,19 @@ def convolutions(device: torch.device, bf16_peak: float) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def trained_default(work: Path, images, labels) -> Path:
+def trained_default(work: Path, data: TrainingData) -> Path:
     """A default-config model (a few steps: speed does not depend on the weights)."""
     config = config_of({"train": {"steps": 2}})
     path = work / "speed_model.pt"
-    train_fold(images, labels, list(range(6, 30)), config, 0, path, work / "curve.tsv", work / "ck.pt")
+    train_fold(
+        data, list(range(6, 30)), config, 0, {"model": path, "curve": work / "curve.tsv", "checkpoint": work / "ck.pt"}
+    )
     return path
 
 
-def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
+def inference(work: Path, data: TrainingData, device: torch.device) -> pd.DataFrame:
     """Prediction in fp32 and in what ``predict.precision: auto`` picks here."""
-    model = str(trained_default(work, images, labels))
+    model = str(trained_default(work, data))
     pipelines = resolve_precision(config_of()["predict"]["precision"], device)
     rows = []
     for precision in dict.fromkeys(("fp32", pipelines)):
@@ -242,14 +244,14 @@ def inference(work: Path, images, labels, device: torch.device) -> pd.DataFrame:
 
 
 def peers(
-    work: Path, images, labels, minutes: float, device: torch.device, folds: list[int], names: list[str]
+    work: Path, data: TrainingData, minutes: float, device: torch.device, folds: list[int], names: list[str]
 ) -> pd.DataFrame:
     """Each peer trained on each fold for ``minutes`` and scored on the fold's held-out
     slices; the number of steps comes from the peer's own step time, measured first.
     nnU-Net (``nnunet``, benchmarks/nnunet_peer.py) calibrates its own iterations."""
     candidates = {name: PEERS[name]() for name in names if PEERS[name] is not None}
     default = config_of()
-    fold_of = assign_folds(len(images), default["cv"]["folds"], default["cv"]["scheme"], default["seed"])
+    fold_of = assign_folds(len(data.images), default["cv"]["folds"], default["cv"]["scheme"], default["seed"])
     rows = []
     for fold in folds:
         held_out = [int(i) for i in np.flatnonzero(fold_of == fold)]
@@ -259,45 +261,37 @@ def peers(
             precision = resolve_precision(train["precision"], device)
             timing = time_training(
                 config,
-                images,
-                labels,
+                data,
                 train_slices,
-                device,
-                precision,
-                train["channels_last"],
-                warmup=2,
-                min_seconds=20,
+                StepVariant(device, precision, train["channels_last"]),
+                Budget(min_seconds=20),
             )
             steps = max(1, int(minutes * 60 / timing["step_seconds"]))
             config = merged(config, {"train": {"steps": steps}, "resources": {"checkpoint_every": steps + 1}})
             print(f"peer {name}, fold {fold}: {steps} steps for {minutes} min", flush=True)
             folder = work / f"peer{len(rows)}"
             (folder / "held_out").mkdir(parents=True)
-            metadata = train_fold(
-                images,
-                labels,
-                train_slices,
-                config,
-                fold,
-                folder / "model.pt",
-                folder / "curve.tsv",
-                folder / "checkpoint.pt",
-            )
-            predictor = Predictor([folder / "model.pt"], config["predict"])
-            for index, probability in zip(held_out, predictor.predict_slices(images, held_out), strict=True):
-                tifffile.imwrite(folder / "held_out" / f"slice_{index:03d}.tif", probability)
+            paths = {
+                "model": folder / "model.pt",
+                "curve": folder / "curve.tsv",
+                "checkpoint": folder / "checkpoint.pt",
+            }
+            metadata = train_fold(data, train_slices, config, fold, paths)
+            probabilities, _ = FoldEnsemble([paths["model"]], config["predict"]).predict(data.images[held_out])
+            for index, probability in zip(held_out, probabilities, strict=True):
+                tifffile.imwrite(folder / "held_out" / slice_file(index), probability)
             rows.append(
                 {
                     "peer": name,
                     "fold": fold,
                     "steps": steps,
-                    "train_minutes": metadata["wall_seconds"] / 60,
-                    "crops_per_second": metadata["crops_per_second"],
-                    **score_fold(held_out, folder / "held_out", labels),
+                    "train_minutes": metadata.wall_seconds / 60,
+                    "crops_per_second": metadata.crops_per_second,
+                    **score_fold(held_out, folder / "held_out", data.labels),
                 }
             )
     if "nnunet" in names:
-        rows += nnunet_rows(work, fold_of, minutes, folds, labels)
+        rows += nnunet_rows(work, fold_of, minutes, folds, data.labels)
     table = pd.DataFrame(rows)
     if len(folds) > 1:
         means = table.groupby("peer", sort=False).mean(numeric_only=True).drop(columns="fold").reset_index()
@@ -388,7 +382,8 @@ def pipeline(work: Path) -> pd.DataFrame:
     )
 
 
-def scaling(work: Path, images, labels) -> pd.DataFrame:
+def scaling(work: Path, data: TrainingData) -> pd.DataFrame:
+    images, labels = data.images, data.labels
     rows = []
     for count in (30, 60, 120):
         repeats = count // 30
@@ -428,14 +423,13 @@ def segment(work: Path) -> pd.DataFrame:
     rows = []
     # Speed: the default recipe's five fold models (two steps each: speed does not depend
     # on the weights), predicting as the default predict section says.
-    images, labels = isbi_stacks()
-    model = trained_default(work, images, labels)
+    model = trained_default(work, isbi_stacks())
     models = [shutil.copy(model, work / f"fold{k}.pt") for k in range(5)]
     predict = config_of()["predict"]
     for size, count in ((512, 8), (2048, 2)):
         np.save(work / "speed.npy", np.stack(list(em_sections(count, size))))
         stack = np.load(work / "speed.npy", mmap_mode="r")
-        plan = plan_segmentation(stack, "speed", {}, models, count)
+        plan = plan_segmentation(stack, "speed", UNCALIBRATED, models, count)
         settings = config_of()["segment"]
         seconds = []
         for _ in range(3):
@@ -444,8 +438,7 @@ def segment(work: Path) -> pd.DataFrame:
                 stack,
                 plan,
                 0,
-                models,
-                predict,
+                InferenceSettings.from_config(predict),
                 settings,
                 {
                     k: work / f"slab.{k}.{'tsv' if k == 'summary' else 'npy'}"
@@ -535,7 +528,7 @@ def main() -> None:
     out = REPO / "results/bench" / f"{platform.node()}-{datetime.datetime.now():%Y%m%d-%H%M}"
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="cellseg-bench-"))
-    images, labels = isbi_stacks()
+    data = isbi_stacks()
     lines = [
         f"# Benchmarks, {datetime.datetime.now():%Y-%m-%d %H:%M}",
         "",
@@ -550,16 +543,15 @@ def main() -> None:
             results["peaks"] = peaks(device)
         by_dtype = results["peaks"].set_index("dtype").gflops if "peaks" in results else None
         if section == "training":
-            results[section] = training(device, images, labels, by_dtype["bf16"], by_dtype["fp32"])
+            results[section] = training(device, data, by_dtype["bf16"], by_dtype["fp32"])
         elif section == "convolutions":
             results[section] = convolutions(device, by_dtype["bf16"])
         elif section == "inference":
-            results[section] = inference(work, images, labels, device)
+            results[section] = inference(work, data, device)
         elif section == "peers":
             results[section] = peers(
                 work,
-                images,
-                labels,
+                data,
                 args.peer_minutes,
                 device,
                 [int(f) for f in args.peer_folds.split(",")],
@@ -568,7 +560,7 @@ def main() -> None:
         elif section == "pipeline":
             results[section] = pipeline(work)
         elif section == "scaling":
-            results[section] = scaling(work, images, labels)
+            results[section] = scaling(work, data)
         elif section == "segment":
             results[section] = segment(work)
         elif section == "segment_memory":

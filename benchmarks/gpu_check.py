@@ -42,12 +42,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.tools import REPO, SCHEMA, isbi_stacks, peaks, step_flops, synchronize, time_training
+from benchmarks.tools import (
+    REPO,
+    SCHEMA,
+    Budget,
+    StepVariant,
+    isbi_stacks,
+    peaks,
+    step_flops,
+    synchronize,
+    time_training,
+)
 from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
 from cellseg.evaluate import evaluate_held_out, per_fold_table
+from cellseg.layout import HELD_OUT, MODEL_NAME
 from cellseg.loss import dice_bce_loss
 from cellseg.model import build_model
+from cellseg.records import FoldModel
 from cellseg.runtime import autocast, device_name, resolve_device, resolve_precision, versions
 from cellseg.train import make_optimizer
 
@@ -65,16 +77,12 @@ class Clock:
 
 
 def ceiling(
-    config: dict,
-    device: torch.device,
-    precision: str,
-    variants: list[tuple[int, bool]],
-    clock: Clock,
-    seconds: float,
-    bf16_peak: float,
+    config: dict, how: StepVariant, variants: list[tuple[int, bool]], clock: Clock, seconds: float, bf16_peak: float
 ) -> list[dict]:
-    """Training steps on one random batch resident on the device: the rate a step reaches
-    when data loading costs nothing. ``variants``: (batch size, torch.compile or not)."""
+    """Training steps on one random batch resident on the device (``how``'s device and
+    precision, channels-last): the rate a step reaches when data loading costs nothing.
+    ``variants``: (batch size, torch.compile or not)."""
+    device, precision = how.device, how.precision
     rows = []
     side = config["train"]["crop_size"]
     for batch, compile_model in variants:
@@ -137,7 +145,7 @@ def loader(
     config: dict, device: torch.device, precision: str, workers: list[int], clock: Clock, seconds: float
 ) -> list[dict]:
     """The real training step, batches made by ``workers`` processes."""
-    images, labels = isbi_stacks()
+    data = isbi_stacks()
     rows = []
     for count in workers:
         if clock.left() < 60:
@@ -145,14 +153,10 @@ def loader(
         run_config = {**config, "resources": {**config["resources"], "data_workers": count}}
         timing = time_training(
             run_config,
-            images,
-            labels,
+            data,
             list(range(6, 30)),
-            device,
-            precision,
-            config["train"]["channels_last"],
-            min_seconds=seconds,
-            max_steps=400,
+            StepVariant(device, precision, config["train"]["channels_last"]),
+            Budget(min_seconds=seconds, max_steps=400),
         )
         rows.append({"data_workers": count, **timing})
         print(
@@ -202,23 +206,26 @@ def snakemake(configfiles: list[str], targets: list[str], cores: int, seconds: f
 def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_tflops: float) -> dict:
     """Training rate of fold 0 from its model file, and its held-out scores."""
     fold = 0
-    metadata = torch.load(results / f"models/fold{fold}.pt", map_location="cpu", weights_only=True)
-    steps, batch = metadata["steps"], metadata["config"]["train"]["batch_size"]
-    steps_per_second = metadata["crops_per_second"] / batch
+    record = FoldModel.from_json(json.loads((results / MODEL_NAME.format(fold=fold)).with_suffix(".json").read_text()))
+    steps, batch = record.steps, record.config["train"]["batch_size"]
+    steps_per_second = record.crops_per_second / batch
     tflops = flops_per_step * steps_per_second / 1e12
     labels = np.load(REPO / f"resources/unpacked/{unpacked_id(config['data'], 'train')}/train_labels.npy")
     per_slice, _ = evaluate_held_out(
-        results / "folds.tsv", {fold: results / f"predictions/held_out/fold{fold}"}, labels, config["eval"]["threshold"]
+        results / "folds.tsv",
+        {fold: REPO / HELD_OUT.format(experiment=config["experiment"], fold=fold)},
+        labels,
+        config["eval"]["threshold"],
     )
     scores = per_fold_table(per_slice).iloc[0].to_dict()
     return {
         "fold": fold,
-        "device": metadata["device"],
-        "precision": metadata["precision"],
+        "device": record.device,
+        "precision": record.precision,
         "steps": steps,
-        "train_seconds": metadata["wall_seconds"],
+        "train_seconds": record.wall_seconds,
         "steps_per_second": steps_per_second,
-        "crops_per_second": metadata["crops_per_second"],
+        "crops_per_second": record.crops_per_second,
         "tflops": tflops,
         "pct_of_bf16_peak": 100 * tflops / bf16_peak_tflops if bf16_peak_tflops else float("nan"),
         **{k: v for k, v in scores.items() if k != "fold"},
@@ -298,7 +305,7 @@ def run(args: argparse.Namespace) -> None:
     seconds = 1 if args.tiny else 5
     if "ceiling" in wanted:
         variants = [(2, False)] if args.tiny else [(16, False), (64, False), (16, True)]
-        stages["ceiling"] = ceiling(config, device, precision, variants, clock, seconds, bf16_peak)
+        stages["ceiling"] = ceiling(config, StepVariant(device, precision, True), variants, clock, seconds, bf16_peak)
         report("Ceiling: training steps on one batch resident on the card", pd.DataFrame(stages["ceiling"]))
     if "loader" in wanted:
         stages["loader"] = loader(config, device, precision, [0] if args.tiny else [4, 12], clock, seconds)

@@ -19,6 +19,8 @@ import tifffile
 import torch
 from PIL import Image
 
+from cellseg.layout import slice_file
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +39,7 @@ def main() -> None:
     for index, path in args.images.items():
         image = np.asarray(Image.open(path), np.float32)[None, None]  # (channel, z, y, x) as NaturalImage2DIO reads it
         _, probabilities = predictor.predict_single_npy_array(image, {"spacing": [999.0, 1.0, 1.0]}, None, None, True)
-        tifffile.imwrite(args.out / f"slice_{int(index):03d}.tif", probabilities[1, 0].astype(np.float32))
+        tifffile.imwrite(args.out / slice_file(int(index)), probabilities[1, 0].astype(np.float32))
 
 
 if __name__ == "__main__":

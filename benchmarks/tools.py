@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,15 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from cellseg.config import defaults
 from cellseg.evaluate import evaluate_held_out, per_fold_table
 from cellseg.model import build_model
+from cellseg.records import TrainingInput
 from cellseg.runtime import autocast
+from cellseg.scores import MAIN_SCORES
 from cellseg.stackio import read_source
 from cellseg.stacks import binary_labels, normalise_images
-from cellseg.train import CropSampler, batch_stream, make_optimizer, training_step
+from cellseg.train import CropSampler, Trainee, TrainingData, batch_stream, make_optimizer, training_step
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -49,21 +53,43 @@ def copy_workflow(checkout: Path, destination: Path) -> Path:
     return destination
 
 
-def isbi_stacks() -> tuple[np.ndarray, np.ndarray]:
-    """The ISBI training images (float32, normalised as the pipeline does by default) and
-    labels (1 = cell)."""
+def isbi_stacks() -> TrainingData:
+    """The ISBI training images (float32, normalised as the pipeline does by default),
+    labels (1 = cell) and the images' normalisation."""
     images, labels = ISBI / "train-volume.tif", ISBI / "train-labels.tif"
-    return normalise_images(read_source(images).pixels, images)[0], binary_labels(read_source(labels).pixels, labels)
+    data = defaults("data")
+    normalised, record = normalise_images(
+        read_source(images).pixels, images, data["normalization"], data["percentiles"]
+    )
+    return TrainingData(normalised, binary_labels(read_source(labels).pixels, labels), TrainingInput(record))
 
 
-PEER_SCORES = (
-    "membrane_dice",
-    "cell_dice",
-    "misclassified_fraction",
-    "challenge_pixel_error",
-    "v_rand_thinned",
-    "v_info_thinned",
-)
+@dataclass(frozen=True)
+class StepVariant:
+    """How a training step runs: on ``device`` in ``precision``, channels-last or not,
+    compiled by torch.compile or not."""
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+    compiled: bool = False
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a step is timed: ``warmup`` steps first, then steps until ``min_seconds``
+    have passed (at least one, at most ``max_steps``)."""
+
+    warmup: int = 2
+    min_seconds: float = 10.0
+    max_steps: int = 20
+
+
+DEFAULT_BUDGET = Budget()
+
+
+# The columns a peer's fold is reported with: the registry's main scores.
+PEER_SCORES = tuple(MAIN_SCORES)
 
 
 def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> dict[str, float]:
@@ -198,42 +224,35 @@ def time_convolutions(
 
 
 def time_training(
-    config: dict,
-    images: np.ndarray,
-    labels: np.ndarray,
-    train_slices: list[int],
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    compiled: bool = False,
-    warmup: int = 2,
-    min_seconds: float = 10.0,
-    max_steps: int = 20,
+    config: dict, data: TrainingData, train_slices: list[int], variant: StepVariant, budget: Budget = DEFAULT_BUDGET
 ) -> dict[str, float]:
     """Throughput of the real training step (sampler, augmentation, model, loss,
-    optimizer) in one precision and memory format, with batches made as
+    optimizer) on ``train_slices`` of ``data`` as ``variant`` runs it, with batches made as
     ``resources.data_workers`` says (with workers, the data phase is the wait for a batch).
 
-    After ``warmup`` steps, steps run under torch.profiler until ``min_seconds`` have
-    passed (at least one step, at most ``max_steps``). Returns crops/s, seconds per step,
+    After ``budget.warmup`` steps, steps run under torch.profiler until
+    ``budget.min_seconds`` have passed (at least one step, at most ``budget.max_steps``).
+    Returns crops/s, seconds per step,
     the warm-up's seconds (compilation included) and the seconds per step in each phase
     of ``train.training_step`` (its record_function regions; on a GPU these are the
     host's seconds, and the wait for the device falls where the loss is read, in the
     optimizer phase).
     """
+    device, precision = variant.device, variant.precision
+    warmup, min_seconds, max_steps = budget.warmup, budget.min_seconds, budget.max_steps
     torch.manual_seed(0)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
     model = build_model(config["model"]).to(device=device, memory_format=memory_format)
     optimizer = make_optimizer(model.parameters(), config["train"])
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    sampler = CropSampler(images, labels, train_slices, config, config["seed"], 0)
-    network = torch.compile(model) if compiled else model
+    sampler = CropSampler(data.images, data.labels, train_slices, config, config["seed"], 0)
+    network = torch.compile(model) if variant.compiled else model
+    # No schedule: the step's cost does not depend on the learning rate.
+    trainee = Trainee(network, optimizer, None, scaler, device, precision, memory_format)
     batches = batch_stream(sampler, range(warmup + max_steps), config["resources"]["data_workers"])
 
     def run() -> None:
-        training_step(
-            network, optimizer, scaler, batches, device, precision, memory_format, config["train"]["loss"], (0.5, 0.2)
-        )
+        training_step(trainee, batches, config["train"]["loss"], (0.5, 0.2))
 
     began = time.perf_counter()
     for _ in range(warmup):
@@ -292,13 +311,13 @@ def inference_code(model_path: str, size: int, tta: int, tile: int, precision: s
     return f"""
 import time, numpy as np, torch
 torch.set_num_threads({torch.get_num_threads()})
-from cellseg.predict import Predictor
-predictor = Predictor([{model_path!r}], dict(tta={tta}, tile_size={tile}, tile_overlap=0.25, device="auto",
-                                            precision={precision!r}, channels_last=True))
-image = np.random.default_rng(0).random(({size}, {size}), dtype=np.float32)
-predictor.predict_slice(image[:64, :64])
+from cellseg.inference import FoldEnsemble
+ensemble = FoldEnsemble([{model_path!r}], dict(tta={tta}, tile_size={tile}, tile_overlap=0.25, device="auto",
+                                              precision={precision!r}, channels_last=True))
+image = np.random.default_rng(0).random((1, {size}, {size}), dtype=np.float32)
+ensemble.predict(image[:, :64, :64])
 began = time.perf_counter()
 for _ in range({repeats}):
-    predictor.predict_slice(image)
+    ensemble.predict(image)
 result = {{"seconds_per_slice": (time.perf_counter() - began) / {repeats}}}
 """

@@ -15,6 +15,8 @@ import torch
 
 from benchmarks.tools import (
     PHASES,
+    Budget,
+    StepVariant,
     inference_code,
     matmul_peak,
     measure_in_subprocess,
@@ -23,6 +25,8 @@ from benchmarks.tools import (
     time_training,
 )
 from cellseg.config import load_config, merged
+from cellseg.records import TrainingInput
+from cellseg.train import TrainingData
 from conftest import REPO, copy_workflow
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -74,15 +78,10 @@ def test_training_timing_splits_a_step_into_its_phases():
     labels = (rng.random((4, 48, 48)) > 0.3).astype(np.uint8)
     timing = time_training(
         tiny_config(),
-        images,
-        labels,
+        TrainingData(images, labels, TrainingInput()),
         [0, 1, 2],
-        torch.device("cpu"),
-        "fp32",
-        True,
-        warmup=1,
-        min_seconds=0.2,
-        max_steps=5,
+        StepVariant(torch.device("cpu"), "fp32", True),
+        Budget(warmup=1, min_seconds=0.2, max_steps=5),
     )
     # Crops a second is the batch (2 crops) over the seconds a step takes.
     assert 1 <= timing["steps"] <= 5 and math.isclose(timing["crops_per_second"] * timing["step_seconds"], 2)
@@ -105,11 +104,16 @@ def test_inference_code_times_a_slice_in_the_precision_asked(tmp_path):
     model = str(save_model(tmp_path / "m.pt"))
     # 8-fold TTA runs the network 8 times where 1 runs it once: the time a slice takes
     # grows with it (by 8 for the network; less for the tiling around it).
-    one, eight = (
-        measure_in_subprocess(inference_code(model, 192, tta, 64, "fp32", repeats=3))["seconds_per_slice"]
-        for tta in (1, 8)
-    )
-    assert 3 < eight / one < 12, (one, eight)
+    # Alternated and the fastest of three of each, so that a burst of load on a shared
+    # machine (seen: a ratio of 1.2 while a package installed) does not decide the ratio.
+    timings = {1: [], 8: []}
+    for _ in range(3):
+        for tta in timings:
+            timings[tta].append(
+                measure_in_subprocess(inference_code(model, 192, tta, 64, "fp32", repeats=3))["seconds_per_slice"]
+            )
+    one, eight = min(timings[1]), min(timings[8])
+    assert 3 < eight / one < 12, timings
     bf16 = measure_in_subprocess(inference_code(model, 96, 2, 64, "bf16"))
     assert math.isfinite(bf16["seconds_per_slice"]) and bf16["peak_rss_mb"] > 45
 

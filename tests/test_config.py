@@ -43,6 +43,12 @@ def test_config_yaml_shows_schema_defaults_only(schema):
     assert {"experiment", "seed", "data", "model", "train"} <= set(shown)
     assert shown["data"]["train_images"] == defaults["data"]["train_images"]
 
+    def leaves(section: dict) -> int:
+        return sum(leaves(v) if isinstance(v, dict) and v else 1 for v in section.values())
+
+    # Not a copy of every default: the schema holds those (over 100 keys).
+    assert leaves(shown) <= 15 < leaves(defaults)
+
 
 @pytest.mark.parametrize("name", ["smoke", "seed", "gpu"])
 def test_shipped_configs_are_valid(name):
@@ -162,3 +168,10 @@ def test_config_readme_is_generated_from_the_schema(schema):
     # Rewrite it with: python scripts/config_reference.py
     assert (REPO / "config" / "README.md").read_text() == reference_markdown(schema)
     assert all(f"| `{key}` |" in reference_markdown(schema) for key, _ in leaf_schemas(schema))
+
+
+def test_the_score_table_of_the_docs_is_the_registrys():
+    from cellseg import scores
+
+    # Rewrite it with: python scripts/config_reference.py
+    assert scores.reference_markdown() in (REPO / "docs" / "metrics.md").read_text()

@@ -15,6 +15,14 @@ from cellseg.stacks import pixel_sha256
 from conftest import closed_port_url, make_stacks, write_stack
 
 
+def fetch(sources, destination, kind, sha256, options, **network):
+    """``fetch_stack`` of the spec these name, as ``datasets.fetch_spec`` makes it: the
+    data section's reading options at the schema's defaults unless ``options`` says."""
+    reading = {"normalization": "percentile", "percentiles": [1.0, 99.8], **options}
+    spec = {"sources": sources, "kind": kind, "sha256": sha256, "options": reading}
+    return fetch_stack(spec, destination, network.pop("record", None), network["timeout"], network["retries"])
+
+
 @pytest.fixture()
 def served_hash(stack_server, tmp_path):
     images, _ = make_stacks(tmp_path)  # same seed as the served files
@@ -30,7 +38,7 @@ def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash
     url = f"{stack_server.url}/files/images.tif"
     destination = tmp_path / "out" / "train_images.npy"
     record = tmp_path / "out" / "train_images.json"
-    provenance = fetch_stack([url], destination, "images", {url: served_hash}, {}, timeout=5, retries=0, record=record)
+    provenance = fetch([url], destination, "images", {url: served_hash}, {}, timeout=5, retries=0, record=record)
     unknown = {"z": None, "y": None, "x": None, "unit": None}
     assert provenance == {
         "source": url,
@@ -56,7 +64,7 @@ def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_ser
         closed_port_url(),
         f"{stack_server.url}/files/labels.tif",
     ]
-    provenance = fetch_stack(sources, tmp_path / "labels.tif", "labels", {}, {}, timeout=5, retries=1)
+    provenance = fetch(sources, tmp_path / "labels.tif", "labels", {}, {}, timeout=5, retries=1)
     assert provenance["source"] == sources[-1] and not provenance["verified"]
     assert stack_server.hits["/files/nothing.tif"] == 1  # a 404 is not retried
     assert "no expected hash" in caplog.text
@@ -64,7 +72,7 @@ def test_sources_are_tried_in_order_past_missing_files_and_http_errors(stack_ser
 
 def test_a_dropped_connection_is_retried(stack_server, served_hash, tmp_path):
     url = f"{stack_server.url}/flaky/images.tif"
-    fetch_stack([url], tmp_path / "i.tif", "images", {url: served_hash}, {}, timeout=5, retries=2)
+    fetch([url], tmp_path / "i.tif", "images", {url: served_hash}, {}, timeout=5, retries=2)
     assert stack_server.hits["/flaky/images.tif"] == 2
 
 
@@ -77,7 +85,7 @@ def test_every_source_failing_names_each_and_leaves_no_file(stack_server, tmp_pa
     ]
     destination = tmp_path / "i.tif"
     with pytest.raises(InputError) as raised:
-        fetch_stack(sources, destination, "images", {}, {}, timeout=0.5, retries=1)
+        fetch(sources, destination, "images", {}, {}, timeout=0.5, retries=1)
     message = str(raised.value)
     assert "No source of the images stack" in message
     assert "Connection refused" in message and "HTTP 404" in message
@@ -92,7 +100,7 @@ def test_a_hash_mismatch_shows_both_hashes_and_keeps_the_old_file(stack_server, 
     destination.write_bytes(b"an earlier result")
     wrong = "0" * 64
     with pytest.raises(InputError) as raised:
-        fetch_stack([url], destination, "images", {url: wrong}, {}, timeout=5, retries=0)
+        fetch([url], destination, "images", {url: wrong}, {}, timeout=5, retries=0)
     assert f"expected sha256 {wrong}, found {served_hash}" in str(raised.value)
     assert destination.read_bytes() == b"an earlier result" and leftovers(tmp_path) == []
 
@@ -100,7 +108,7 @@ def test_a_hash_mismatch_shows_both_hashes_and_keeps_the_old_file(stack_server, 
 def test_a_malformed_local_stack_is_refused_naming_its_source(tmp_path):
     images, _ = make_stacks(tmp_path)
     with pytest.raises(InputError, match=f"{images} holds label values"):
-        fetch_stack([str(images)], tmp_path / "fetched.tif", "labels", {}, {}, timeout=5, retries=0)
+        fetch([str(images)], tmp_path / "fetched.tif", "labels", {}, {}, timeout=5, retries=0)
     assert not (tmp_path / "fetched.tif").exists() and leftovers(tmp_path) == []
 
 
@@ -108,17 +116,15 @@ def test_boundary_labels_need_the_declared_convention(tmp_path, caplog):
     membrane = np.random.default_rng(0).random((4, 20, 20)) < 0.2
     path = write_stack(tmp_path / "boundaries.tif", (membrane * 255).astype(np.uint8))
     with pytest.raises(InputError, match=r"data\.label_cell_value: 0"):
-        fetch_stack([str(path)], tmp_path / "l.npy", "labels", {}, {}, timeout=5, retries=0)
-    provenance = fetch_stack(
-        [str(path)], tmp_path / "l.npy", "labels", {}, {"label_cell_value": 0}, timeout=5, retries=0
-    )
+        fetch([str(path)], tmp_path / "l.npy", "labels", {}, {}, timeout=5, retries=0)
+    provenance = fetch([str(path)], tmp_path / "l.npy", "labels", {}, {"label_cell_value": 0}, timeout=5, retries=0)
     assert provenance["shape"] == [4, 20, 20]
 
 
 def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
     images, _ = make_stacks(tmp_path)
     configured = {"z": 50, "y": 4, "x": None, "unit": "nm"}
-    provenance = fetch_stack(
+    provenance = fetch(
         [str(images)], tmp_path / "i.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0
     )
     assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": None, "unit": "micron"})
@@ -130,7 +136,7 @@ def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
         resolution=(1 / 0.008, 1 / 0.008),
         metadata={"axes": "ZYX", "spacing": 0.05, "unit": "micron"},
     )
-    provenance = fetch_stack(
+    provenance = fetch(
         [str(calibrated)], tmp_path / "c.npy", "images", {}, {"voxel_size": configured}, timeout=5, retries=0
     )
     assert provenance["voxel_size"] == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.008, "unit": "micron"})
@@ -140,12 +146,12 @@ def test_a_configured_voxel_size_fills_and_replaces_the_files(tmp_path, caplog):
 def test_an_unreadable_first_source_falls_through_to_the_next(tmp_path):
     images, _ = make_stacks(tmp_path)
     (tmp_path / "share.html").write_text("<html>Sign in to download</html>")
-    provenance = fetch_stack(
+    provenance = fetch(
         [str(tmp_path / "share.html"), str(images)], tmp_path / "i.npy", "images", {}, {}, timeout=5, retries=0
     )
     assert provenance["source"] == str(images)
     with pytest.raises(InputError) as raised:
-        fetch_stack(
+        fetch(
             [str(tmp_path / "share.html"), str(tmp_path / "absent.tif")],
             tmp_path / "j.npy",
             "images",

@@ -12,7 +12,7 @@ def test_counts_and_scores_of_a_small_case():
     truth = np.array([[1, 1, 0], [1, 0, 0]])
     probability = np.array([[0.9, 0.2, 0.7], [0.6, 0.1, 0.5]])  # 0.5 is not > 0.5
     assert confusion_counts(probability > 0.5, truth == 1) == {"tp": 2, "fp": 1, "fn": 1, "tn": 2}
-    scores = pixel_scores(probability, truth)
+    scores = pixel_scores(probability, truth, 0.5)
     assert scores["cell_dice"] == pytest.approx(4 / 6) and scores["cell_iou"] == pytest.approx(2 / 4)
     assert scores["cell_precision"] == pytest.approx(2 / 3) and scores["cell_recall"] == pytest.approx(2 / 3)
     assert scores["membrane_dice"] == pytest.approx(4 / 6) and scores["membrane_precision"] == pytest.approx(2 / 3)
@@ -21,17 +21,17 @@ def test_counts_and_scores_of_a_small_case():
 
 def test_perfect_all_wrong_and_one_class_slices_have_defined_scores():
     truth = np.array([[1, 0], [0, 1]])
-    perfect = pixel_scores(truth.astype(float), truth)
+    perfect = pixel_scores(truth.astype(float), truth, 0.5)
     assert (
         all(perfect[k] == 1.0 for k in perfect if k != "misclassified_fraction")
         and perfect["misclassified_fraction"] == 0
     )
-    wrong = pixel_scores(1.0 - truth, truth)
+    wrong = pixel_scores(1.0 - truth, truth, 0.5)
     assert all(wrong[k] == 0.0 for k in wrong if k != "misclassified_fraction") and wrong["misclassified_fraction"] == 1
     all_cell = np.ones((2, 2), int)
-    right = pixel_scores(np.ones((2, 2)), all_cell)
+    right = pixel_scores(np.ones((2, 2)), all_cell, 0.5)
     assert right["membrane_dice"] == 1.0 and right["membrane_precision"] == 1.0 and right["cell_dice"] == 1.0
-    missed = pixel_scores(np.zeros((2, 2)), all_cell)
+    missed = pixel_scores(np.zeros((2, 2)), all_cell, 0.5)
     assert missed["cell_dice"] == 0.0 and missed["cell_precision"] == 0.0 and missed["membrane_recall"] == 0.0
     assert not any(np.isnan(v) for s in (perfect, wrong, right, missed) for v in s.values())
 

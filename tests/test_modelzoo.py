@@ -12,14 +12,14 @@ import torch
 import yaml
 
 from cellseg.errors import InputError
+from cellseg.inference import FoldEnsemble
 from cellseg.model import Ensemble, UNet
 from cellseg.modelzoo import (
     check_sharing_config,
-    ensemble_from_files,
+    package_ensemble,
     torchscript,
     validate_package,
 )
-from cellseg.segment import Segmenter
 from conftest import snakemake
 
 bioimageio_core = pytest.importorskip("bioimageio.core")
@@ -77,19 +77,19 @@ def test_the_description_says_what_the_run_was(package):
 
 
 @pytest.mark.parametrize("weight_format", ["torchscript", "pytorch_state_dict"])
-def test_the_package_predicts_the_test_slice_as_the_segmenter_does(package, isbi_dir, weight_format):
+def test_the_package_predicts_the_test_slice_as_the_pipeline_does(package, isbi_dir, weight_format):
     work, path = package
     section = tifffile.imread(isbi_dir / "test-volume.tif", key=0)
     model = bioimageio_core.load_model_description(path)
     pipeline = bioimageio_core.create_prediction_pipeline(model, weight_format=weight_format)
-    segmenter = Segmenter.from_run(work / "results/smoke")
-    whole = {**segmenter.config["predict"], "tile_size": 512, "precision": "fp32", "channels_last": False}
-    segmenter = Segmenter.from_run(work / "results/smoke", whole)
+    ensemble = FoldEnsemble.from_run(work / "results/smoke")
+    whole = {**ensemble.records[0].config["predict"], "tile_size": 512, "precision": "fp32", "channels_last": False}
+    ensemble = FoldEnsemble.from_run(work / "results/smoke", whole)
     # The ISBI test slice, and an odd-sized crop the UNet pads to a multiple of 2**depth itself.
     for raw in (section, section[:301, 7:210]):
         sample = bioimageio_core.predict(model=pipeline, inputs=raw[None, None].astype(np.float32))
         shared = next(iter(sample.members.values())).data.values[0, 0]
-        own = segmenter.predict(raw)
+        own = ensemble.predict_raw(raw)
         assert shared.shape == own.shape == raw.shape
         assert np.abs(shared - own).mean() < 1e-3
 
@@ -129,7 +129,7 @@ def test_what_the_spec_rejects_is_refused_naming_the_key(key, value):
 
 def test_no_models_are_refused():
     with pytest.raises(InputError, match="No trained models"):
-        ensemble_from_files([], tta=1)
+        package_ensemble([], tta=1, side=256)
 
 
 @pytest.mark.parametrize(

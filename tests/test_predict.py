@@ -1,4 +1,4 @@
-"""Prediction: dihedral TTA, tiles that cover and blend, bounded memory, file formats."""
+"""Prediction: dihedral TTA, tiles that cover and blend, one ensemble, bounded memory, file formats."""
 
 from __future__ import annotations
 
@@ -10,28 +10,51 @@ import pytest
 import tifffile
 import torch
 
+from cellseg.inference import FoldEnsemble, fold_spread, predict_tiled, tile_starts
 from cellseg.model import UNet, dihedral, undo_dihedral
-from cellseg.predict import Predictor, predict_held_out, predict_volume, tile_starts
+from cellseg.predict import predict_held_out, predict_volume
+from cellseg.records import UNCALIBRATED, FoldModel, InferenceSettings, TrainingInput
+
+
+def recipe(**overrides) -> InferenceSettings:
+    return InferenceSettings(
+        **{
+            "tta": 1,
+            "tile_size": 512,
+            "tile_overlap": 0.25,
+            "device": "cpu",
+            "precision": "fp32",
+            "channels_last": True,
+            **overrides,
+        }
+    )
 
 
 def save_model(path, seed=0, depth=2, channels=4):
+    """A model file as training writes one: weights and a ``FoldModel`` record."""
     torch.manual_seed(seed)
     model = UNet(depth, channels, "batch").eval()
-    spec = {"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch"}
-    torch.save({"state_dict": model.state_dict(), "model": spec, "normalisation": {"mean": 0.5, "std": 0.25}}, path)
+    record = FoldModel(
+        model={"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch"},
+        standardisation={"mean": 0.5, "std": 0.25},
+        input=TrainingInput(),
+        config={"predict": recipe().to_json()},
+        seed=seed,
+        fold=0,
+        train_slices=[],
+        versions={},
+        device="cpu",
+        precision="fp32",
+        steps=0,
+        wall_seconds=0.0,
+        crops_per_second=0.0,
+    )
+    torch.save({"state_dict": model.state_dict(), **record.to_json()}, path)
     return path
 
 
-def recipe(**overrides):
-    return {
-        "tta": 1,
-        "tile_size": 512,
-        "tile_overlap": 0.25,
-        "device": "cpu",
-        "precision": "fp32",
-        "channels_last": True,
-        **overrides,
-    }
+def predict_slice(models, settings, image):
+    return FoldEnsemble(models, settings).predict(image[None])[0][0]
 
 
 @pytest.mark.parametrize("index", range(8))
@@ -44,12 +67,11 @@ def test_each_dihedral_transform_is_undone(index):
 def test_full_tta_makes_the_prediction_equivariant(tmp_path):
     model = save_model(tmp_path / "m.pt")
     image = np.random.default_rng(0).random((40, 40), dtype=np.float32)
-    predictor = Predictor([model], recipe(tta=8))
-    plain = predictor.predict_slice(image)
-    assert np.allclose(predictor.predict_slice(image[:, ::-1]), plain[:, ::-1], atol=1e-5)
-    assert np.allclose(predictor.predict_slice(image.T), plain.T, atol=1e-5)
-    single = Predictor([model], recipe(tta=1)).predict_slice(image)
-    assert not np.allclose(single[:, ::-1], Predictor([model], recipe(tta=1)).predict_slice(image[:, ::-1]), atol=1e-5)
+    plain = predict_slice([model], recipe(tta=8), image)
+    assert np.allclose(predict_slice([model], recipe(tta=8), image[:, ::-1]), plain[:, ::-1], atol=1e-5)
+    assert np.allclose(predict_slice([model], recipe(tta=8), image.T), plain.T, atol=1e-5)
+    single = predict_slice([model], recipe(tta=1), image)
+    assert not np.allclose(single[:, ::-1], predict_slice([model], recipe(tta=1), image[:, ::-1]), atol=1e-5)
 
 
 @pytest.mark.parametrize("length, tile", [(512, 512), (513, 128), (1000, 256), (100, 256), (4096, 512)])
@@ -64,8 +86,8 @@ def test_tiles_cover_every_pixel(length, tile):
 def test_tiled_prediction_agrees_with_whole_slice_prediction(tmp_path):
     model = save_model(tmp_path / "m.pt")
     image = np.random.default_rng(1).random((200, 150), dtype=np.float32)
-    whole = Predictor([model], recipe(tile_size=512)).predict_slice(image)
-    tiled = Predictor([model], recipe(tile_size=64, tile_overlap=0.5)).predict_slice(image)
+    whole = predict_slice([model], recipe(tile_size=512), image)
+    tiled = predict_slice([model], recipe(tile_size=64, tile_overlap=0.5), image)
     assert whole.shape == tiled.shape == (200, 150)
     # A depth-2 UNet sees ~20 px around a pixel: tile interiors agree, edges blend.
     assert np.abs(whole - tiled).mean() < 0.02
@@ -74,37 +96,68 @@ def test_tiled_prediction_agrees_with_whole_slice_prediction(tmp_path):
 def test_ensemble_is_the_mean_of_its_models(tmp_path):
     a, b = save_model(tmp_path / "a.pt", seed=0), save_model(tmp_path / "b.pt", seed=1)
     image = np.random.default_rng(2).random((32, 48), dtype=np.float32)
-    both = Predictor([a, b], recipe()).predict_slice(image)
-    mean = (Predictor([a], recipe()).predict_slice(image) + Predictor([b], recipe()).predict_slice(image)) / 2
+    both = predict_slice([a, b], recipe(), image)
+    mean = (predict_slice([a], recipe(), image) + predict_slice([b], recipe(), image)) / 2
     assert np.allclose(both, mean, atol=1e-6)
+
+
+def test_the_pipeline_runs_the_network_the_package_ships(tmp_path):
+    # One path: FoldEnsemble's maps are model.Ensemble's forward, the module exported.
+    paths = [save_model(tmp_path / f"{k}.pt", seed=k) for k in range(3)]
+    image = np.random.default_rng(4).random((48, 40), dtype=np.float32)
+    ensemble = FoldEnsemble(paths, recipe(tta=4, channels_last=False))
+    probability, spread = ensemble.predict(image[None], uncertainty=True)
+    with torch.inference_mode():
+        shipped = ensemble.network(torch.from_numpy(image)[None, None])[0, 0].numpy()
+        per_fold = ensemble.network.per_fold(torch.from_numpy(image)[None, None])[:, 0, 0].numpy()
+    assert np.array_equal(probability[0], shipped)
+    # The folds' mean and disagreement are numpy's own, to the bit.
+    assert np.array_equal(probability[0], per_fold.mean(axis=0))
+    assert np.array_equal(spread[0], per_fold.std(axis=0))
+    assert np.array_equal(fold_spread(torch.from_numpy(per_fold)), per_fold.std(axis=0))
+
+
+def test_tiles_blend_an_output_of_several_channels_channel_by_channel():
+    image = torch.from_numpy(np.random.default_rng(5).random((70, 90), dtype=np.float32))
+
+    def channels(tile):  # a nonlinear map of the tile, so that each channel blends its own values
+        return torch.stack([tile, tile**2, torch.sin(3 * tile)])
+
+    blended = predict_tiled(channels, image, 32, 0.5)
+    assert blended.shape == (3, 70, 90)
+    for index in range(3):
+        alone = predict_tiled(lambda tile, i=index: channels(tile)[i], image, 32, 0.5)
+        assert torch.allclose(blended[index], alone)
+    assert torch.allclose(blended[1], image**2, atol=1e-6)  # a pixelwise map blends to itself
 
 
 def test_outputs_are_float32_tiffs_in_the_label_convention(tmp_path):
     model = save_model(tmp_path / "m.pt")
     images = np.random.default_rng(3).random((5, 33, 47), dtype=np.float32)
-    paths = predict_held_out(model, images, [1, 3], tmp_path / "held", recipe(tta=2))
+    paths = predict_held_out(model, images, [1, 3], tmp_path / "held", recipe(tta=2), UNCALIBRATED)
     assert [p.name for p in paths] == ["slice_001.tif", "slice_003.tif"]
     held = tifffile.imread(paths[0])
     assert held.dtype == np.float32 and held.shape == (33, 47) and 0 <= held.min() and held.max() <= 1
     other = save_model(tmp_path / "other.pt", seed=1)
-    predict_volume([model, other], images, tmp_path / "volume.tif", tmp_path / "spread.tif", recipe())
+    outputs = {"probability": tmp_path / "volume.tif", "uncertainty": tmp_path / "spread.tif"}
+    predict_volume([model, other], images, outputs, recipe(), {})
     volume, spread = tifffile.imread(tmp_path / "volume.tif"), tifffile.imread(tmp_path / "spread.tif")
     assert volume.shape == spread.shape == (5, 33, 47) and volume.dtype == spread.dtype == np.float32
     # The mean and the population sd of the two fold models' probabilities, pixel by pixel.
-    each = [Predictor([path], recipe()).predict_slice(images[1]) for path in (model, other)]
+    each = [predict_slice([path], recipe(), images[1]) for path in (model, other)]
     assert np.allclose(volume[1], (each[0] + each[1]) / 2, atol=1e-6)
     assert np.allclose(spread[1], np.abs(each[0] - each[1]) / 2, atol=1e-6) and spread[1].max() > 0
 
 
 MEMORY_PROBE = """
 import resource, sys, numpy as np, torch
-from cellseg.predict import Predictor
+from cellseg.inference import FoldEnsemble
 torch.set_num_threads(2)
-image = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+image = np.random.default_rng(0).random((1, 4096, 4096), dtype=np.float32)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-probability = Predictor([sys.argv[1]], dict(tta=1, tile_size=512, tile_overlap=0.25, device="cpu",
-                        precision="fp32", channels_last=True)).predict_slice(image)
-assert probability.shape == (4096, 4096)
+probability, _ = FoldEnsemble([sys.argv[1]], dict(tta=1, tile_size=512, tile_overlap=0.25, device="cpu",
+                              precision="fp32", channels_last=True)).predict(image)
+assert probability.shape == (1, 4096, 4096)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 """
 

@@ -1,4 +1,4 @@
-"""Segmenting new stacks with trained fold models: the Segmenter, instance labels, the rule."""
+"""Segmenting new stacks with trained fold models: the fold ensemble, instance labels, the rule."""
 
 from __future__ import annotations
 
@@ -11,10 +11,24 @@ import tifffile
 import yaml
 
 from cellseg.errors import InputError
-from cellseg.segment import Segmenter, instance_labels, summary_table
-from cellseg.stackio import read_source
+from cellseg.inference import FoldEnsemble
+from cellseg.records import UNCALIBRATED, Intensities, SegmentationPlan, VoxelSize
+from cellseg.segment import instance_labels, summary_table
+from cellseg.stackio import read_segmentation, read_source, write_ome_zarr, write_tiff_stacks
 from conftest import planned_jobs, snakemake
 from test_predict import recipe
+
+SETTINGS = {"threshold": 0.5, "seed_threshold": 0.9, "min_size_px": 20}
+
+
+def test_the_schemas_segment_defaults_label_a_probability_map():
+    assert np.array_equal(instance_labels(grid_of_cells()), instance_labels(grid_of_cells(), SETTINGS))
+
+
+def one_slab_plan(shape: tuple[int, int, int], voxel_size: VoxelSize) -> SegmentationPlan:
+    """The plan of a stack of ``shape`` segmented as one slab (its normalisation unused)."""
+    normalisation = Intensities("percentile", (1.0, 99.8), 0.0, 1.0, 0.5, 0.2, 0.0, 1.0, "float32", shape[0])
+    return SegmentationPlan("one.tif", shape, "float32", voxel_size, [], normalisation, shape[0], [(0, shape[0])])
 
 
 def grid_of_cells(cells_per_side=4, cell=20, wall=3, seed=0):
@@ -32,7 +46,7 @@ def grid_of_cells(cells_per_side=4, cell=20, wall=3, seed=0):
 def test_a_grid_of_cells_is_counted_and_specks_are_dropped():
     probability = grid_of_cells()
     probability[1, 1] = 0.99  # a one-pixel speck inside a wall
-    labels = instance_labels(probability, threshold=0.5, seed_threshold=0.9, min_size=20)
+    labels = instance_labels(probability, SETTINGS)
     assert labels.dtype == np.uint32 and labels.max() == 16
     areas = np.bincount(labels.ravel())[1:]
     assert (areas >= 380).all() and labels[1, 1] == 0  # each cell about 20 x 20
@@ -41,7 +55,7 @@ def test_a_grid_of_cells_is_counted_and_specks_are_dropped():
 def test_touching_cells_split_along_their_weakest_line():
     probability = grid_of_cells(cells_per_side=2)
     probability[3:23, 23:26] = 0.6  # the wall between the top two cells, faint but above the threshold
-    labels = instance_labels(probability, threshold=0.5, seed_threshold=0.9, min_size=20)
+    labels = instance_labels(probability, SETTINGS)
     assert labels.max() == 4 and labels[10, 10] != labels[10, 40]
 
 
@@ -49,38 +63,43 @@ def test_stacks_are_labelled_per_section_and_summarised():
     stack = np.stack([grid_of_cells(seed=0), grid_of_cells(seed=1)])
     stack[1, 3:23, 3:23] = 0.05  # one cell fewer
     labels = instance_labels(stack)
-    summary = summary_table(labels, stack, np.zeros_like(stack), 0.5, {"x": 0.004, "y": 0.004, "unit": "micron"})
+    summary = summary_table(labels, stack, np.zeros_like(stack), 0.5, VoxelSize(y=0.004, x=0.004))
     assert summary.cells.tolist() == [16, 15]
     assert summary.median_cell_area_um2[0] == pytest.approx(summary.median_cell_area_px[0] * 0.004**2)
     # A pixel size in nanometres is converted; without one the same columns, NaN.
-    in_nm = summary_table(labels, stack, np.zeros_like(stack), 0.5, {"x": 4, "y": 4, "unit": "nm"})
+    in_nm = summary_table(labels, stack, np.zeros_like(stack), 0.5, VoxelSize.in_unit(None, 4, 4, "nm"))
     pd.testing.assert_frame_equal(in_nm, summary)
-    unknown = summary_table(labels, stack, np.zeros_like(stack), 0.5, None)
+    unknown = summary_table(labels, stack, np.zeros_like(stack), 0.5, UNCALIBRATED)
     assert unknown.columns.tolist() == summary.columns.tolist() and unknown.median_cell_area_um2.isna().all()
     assert summary.membrane_fraction[0] == pytest.approx((stack[0] <= 0.5).mean())
 
 
 def test_bad_thresholds_are_refused():
     with pytest.raises(InputError, match="seed_threshold"):
-        instance_labels(grid_of_cells(), threshold=0.9, seed_threshold=0.5)
+        instance_labels(grid_of_cells(), {**SETTINGS, "threshold": 0.9, "seed_threshold": 0.5})
 
 
-def test_the_segmenter_predicts_the_test_volume_as_the_pipeline_does(isbi_run, isbi_dir):
+def test_the_fold_ensemble_predicts_the_test_volume_as_the_pipeline_does(isbi_run, isbi_dir):
     work, _ = isbi_run
-    segmenter = Segmenter.from_run(work / "results/smoke")
+    ensemble = FoldEnsemble.from_run(work / "results/smoke")
     raw = read_source(isbi_dir / "test-volume.tif").pixels  # uint8, as on disk
-    probability, uncertainty = segmenter.predict(raw, uncertainty=True)
+    probability, uncertainty = ensemble.predict_raw(raw, uncertainty=True)
     pipeline = tifffile.imread(work / "results/smoke/predictions/test_volume.tif")
-    assert probability.shape == raw.shape and np.abs(probability - pipeline).max() < 1e-5
-    assert uncertainty.shape == raw.shape and uncertainty.min() >= 0 and uncertainty.max() > 0
-    single = Segmenter([work / "results/smoke/models/fold0.pt"])
-    section, spread = single.predict(raw[3], uncertainty=True)
+    spread = tifffile.imread(work / "results/smoke/predictions/test_volume_uncertainty.tif")
+    # One inference path: the raw stack normalised by its own statistics is what the
+    # pipeline unpacked and predicted, to the bit.
+    assert probability.shape == raw.shape and np.array_equal(probability, pipeline)
+    assert np.array_equal(uncertainty, spread) and uncertainty.min() >= 0 and uncertainty.max() > 0
+    single = FoldEnsemble([work / "results/smoke/models/fold0.pt"])
+    section, spread = single.predict_raw(raw[3], uncertainty=True)
     assert section.shape == (512, 512) and not spread.any()
 
 
 def test_no_models_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="holds no trained models"):
-        Segmenter.from_run(tmp_path)
+        FoldEnsemble.from_run(tmp_path)
+    with pytest.raises(InputError, match="No trained model at"):
+        FoldEnsemble([tmp_path / "fold0.pt"])
 
 
 def test_adding_a_stack_to_segment_plans_only_its_jobs(isbi_run, tmp_path):
@@ -151,7 +170,7 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
     with tifffile.TiffFile(out / "probability.tif") as tiff:
         assert tiff.series[0].shape == (3, 96, 128) and tiff.imagej_metadata["spacing"] == pytest.approx(0.05)
     labels = read_source(out / "labels.tif")
-    assert labels.pixels.dtype == np.uint32 and labels.voxel_size["z"] == pytest.approx(0.05)
+    assert labels.pixels.dtype == np.uint32 and labels.voxel_size.z == pytest.approx(0.05)
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     assert summary.section.tolist() == [0, 1, 2]
     assert summary.cells.tolist() == [len(np.unique(s[s > 0])) for s in labels.pixels]
@@ -199,7 +218,7 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
 
 
 def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_path):
-    from cellseg.segment import plan_segmentation, read_outputs, segment_slab, write_ome_zarr, write_tiff
+    from cellseg.segment import plan_segmentation, segment_slab
 
     work, _ = isbi_run
     np.save(tmp_path / "stack.npy", read_source(isbi_dir / "test-volume.tif").pixels[:5, :128, :160])
@@ -207,26 +226,30 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
     models = sorted((work / "results/smoke/models").glob("fold*.pt"))
     predict = recipe(channels_last=False)
     settings = {"threshold": 0.5, "seed_threshold": 0.6, "min_size_px": 20}
-    voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
+    voxel = VoxelSize(0.05, 0.004, 0.004)
     results = {}
     for size in (1, 2, 100):
         plan = plan_segmentation(stack, "stack", voxel, models, size)
-        assert plan["slabs"] == [[s, min(s + size, 5)] for s in range(0, 5, size)]
+        assert plan.slabs == [(s, min(s + size, 5)) for s in range(0, 5, size)]
+        plan.save(tmp_path / "plan.json")
+        assert SegmentationPlan.load(tmp_path / "plan.json") == plan  # the record round-trips through JSON
         slabs = {k: [] for k in ("probability", "uncertainty", "labels", "summary")}
-        for index in range(len(plan["slabs"])):
+        for index in range(len(plan.slabs)):
             outputs = {k: tmp_path / f"{size}_{index}_{k}.{'tsv' if k == 'summary' else 'npy'}" for k in slabs}
-            segment_slab(stack, plan, index, models, predict, settings, outputs)
+            segment_slab(stack, plan, index, predict, settings, outputs)
             for key, path in outputs.items():
                 slabs[key].append(path)
-        write_tiff(plan, slabs, {k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")})
+        write_tiff_stacks(
+            plan, slabs, {k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")}
+        )
         write_ome_zarr(plan, slabs, tmp_path / f"{size}.ome.zarr")
-        tiff = read_outputs({k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")})
-        zarr = read_outputs({"zarr": tmp_path / f"{size}.ome.zarr"})
+        tiff = read_segmentation({k: tmp_path / f"{size}_{k}.tif" for k in ("probability", "uncertainty", "labels")})
+        zarr = read_segmentation({"zarr": tmp_path / f"{size}.ome.zarr"})
         for key in ("probability", "uncertainty", "labels"):
             assert np.array_equal(np.asarray(tiff[key]), np.asarray(zarr[key]))
         results[size] = {k: np.asarray(v) for k, v in tiff.items()}
         results[size]["summary"] = pd.concat([pd.read_csv(p, sep="\t") for p in slabs["summary"]], ignore_index=True)
-    whole, spread = Segmenter(models, predict).predict(stack, uncertainty=True)
+    whole, spread = FoldEnsemble(models, predict).predict_raw(stack, uncertainty=True)
     assert (
         np.abs(results[100]["probability"] - whole).max() <= 1e-6
         and np.abs(results[100]["uncertainty"] - spread).max() <= 1e-6
@@ -244,17 +267,16 @@ def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_pat
 
 def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_path, capsys):
     from cellseg.logs import logged_step
-    from cellseg.segment import write_tiff
 
     slabs = {}
     for key, dtype in (("probability", np.float32), ("uncertainty", np.float32), ("labels", np.uint32)):
         np.save(tmp_path / f"{key}.npy", np.zeros((2, 8, 8), dtype))
         slabs[key] = [tmp_path / f"{key}.npy"]
-    plan = {"shape": [2, 8, 8], "slabs": [[0, 2]], "voxel_size": {}}
+    plan = one_slab_plan((2, 8, 8), UNCALIBRATED)
     (tmp_path / "results").write_text("a file where the output folder should be")
     earlier = (tmp_path / "probability.npy").read_bytes()
     with pytest.raises(SystemExit) as exited, logged_step(tmp_path / "step.log"):
-        write_tiff(plan, slabs, {k: tmp_path / "results" / f"{k}.tif" for k in slabs})
+        write_tiff_stacks(plan, slabs, {k: tmp_path / "results" / f"{k}.tif" for k in slabs})
     assert exited.value.code == 1
     message = capsys.readouterr().err
     assert (
@@ -267,8 +289,8 @@ def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_
 def test_the_python_api_refuses_what_it_cannot_read():
     with pytest.raises(InputError, match=r"in \[0, 1\]; this one has shape \(2, 2\) and values 0 to 255"):
         instance_labels(np.array([[0, 255], [255, 255]], np.float32))
-    with pytest.raises(InputError, match="min_size is 0"):
-        instance_labels(grid_of_cells(), min_size=0)
+    with pytest.raises(InputError, match="min_size_px is 0"):
+        instance_labels(grid_of_cells(), {**SETTINGS, "min_size_px": 0})
     with pytest.raises(InputError, match=r"\(N, H, W\) or \(H, W\)"):
         instance_labels(grid_of_cells()[None, None])
 
@@ -276,24 +298,17 @@ def test_the_python_api_refuses_what_it_cannot_read():
 def test_a_one_section_stack_and_an_unknown_section_spacing_are_written_right(tmp_path):
     import zarr
 
-    from cellseg.segment import read_outputs, write_ome_zarr, write_tiff
-
     rng = np.random.default_rng(1)
     slabs, written = {}, {}
     for key, dtype in (("probability", np.float32), ("uncertainty", np.float32), ("labels", np.uint32)):
         written[key] = (rng.random((1, 8, 9)) * (9 if key == "labels" else 1)).astype(dtype)
         np.save(tmp_path / f"{key}.npy", written[key])
         slabs[key] = [tmp_path / f"{key}.npy"]
-    plan = {
-        "shape": [1, 8, 9],
-        "slabs": [[0, 1]],
-        "source": "one.tif",
-        "voxel_size": {"z": None, "y": 0.004, "x": 0.004, "unit": "micron"},
-    }  # no ImageJ spacing
-    write_tiff(plan, slabs, {k: tmp_path / f"{k}.tif" for k in slabs})
+    plan = one_slab_plan((1, 8, 9), VoxelSize(None, 0.004, 0.004))  # no ImageJ spacing
+    write_tiff_stacks(plan, slabs, {k: tmp_path / f"{k}.tif" for k in slabs})
     write_ome_zarr(plan, slabs, tmp_path / "one.ome.zarr")
     for outputs in ({k: tmp_path / f"{k}.tif" for k in slabs}, {"zarr": tmp_path / "one.ome.zarr"}):
-        for key, array in read_outputs(outputs).items():
+        for key, array in read_segmentation(outputs).items():
             assert np.array_equal(np.asarray(array).reshape(1, 8, 9), written[key]), (outputs, key)
     scale = zarr.open_group(str(tmp_path / "one.ome.zarr"), mode="r").attrs["ome"]["multiscales"][0]["datasets"][0]
     # The unknown spacing is the pixel size (isotropic), not 1 micrometre.

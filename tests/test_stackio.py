@@ -9,6 +9,7 @@ import tifffile
 from PIL import Image
 
 from cellseg.errors import InputError
+from cellseg.records import VoxelSize
 from cellseg.stackio import read_source, write_stack
 from cellseg.stacks import binary_labels
 
@@ -111,7 +112,7 @@ def test_an_imagej_hyperstack_reads_z_and_its_calibration_and_refuses_channels(t
     )
     stack = read_source(tmp_path / "fiji.tif", channel=1)
     assert np.array_equal(stack.pixels, hyperstack[:, 1])
-    assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+    assert stack.voxel_size.to_json() == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
 
 
 def test_an_imagej_time_series_without_z_uses_t_and_z_with_t_is_refused(tmp_path):
@@ -140,16 +141,16 @@ def test_an_ome_tiff_reads_its_axes_and_physical_size_in_nanometres(tmp_path):
     )
     stack = read_source(tmp_path / "ome.tif", channel=0)
     assert np.array_equal(stack.pixels, volume[:, 0])
-    assert stack.voxel_size == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
+    assert stack.voxel_size.to_json() == pytest.approx({"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"})
 
 
 def test_tiff_resolution_in_centimetres_is_a_pixel_size_and_72_dpi_is_not(tmp_path):
     tifffile.imwrite(tmp_path / "cm.tif", VOLUME, resolution=(25000, 25000), resolutionunit="CENTIMETER")
-    assert read_source(tmp_path / "cm.tif").voxel_size == pytest.approx(
+    assert read_source(tmp_path / "cm.tif").voxel_size.to_json() == pytest.approx(
         {"z": None, "y": 0.4, "x": 0.4, "unit": "micron"}
     )
     tifffile.imwrite(tmp_path / "dpi.tif", VOLUME, resolution=(72, 72), resolutionunit="INCH")
-    assert read_source(tmp_path / "dpi.tif").voxel_size["unit"] is None
+    assert not read_source(tmp_path / "dpi.tif").voxel_size.known_any
 
 
 def test_sections_on_the_last_axis_are_read_with_a_warning(tmp_path):
@@ -262,14 +263,14 @@ def test_home_and_environment_variables_in_a_source_are_expanded(tmp_path, monke
 def test_outputs_are_calibrated_imagej_hyperstacks(tmp_path):
     probability = RNG.random((3, 16, 20)).astype(np.float32)
     voxel = {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
-    write_stack(tmp_path / "p.tif", probability, voxel, display_range=(0.0, 1.0))
+    write_stack(tmp_path / "p.tif", probability, VoxelSize.from_json(voxel), display_range=(0.0, 1.0))
     with tifffile.TiffFile(tmp_path / "p.tif") as tiff:
         metadata = tiff.imagej_metadata
         assert tiff.series[0].axes == "ZYX" and np.array_equal(tiff.asarray(), probability)
         assert metadata["unit"] == "micron" and metadata["spacing"] == 0.05
         assert (metadata["min"], metadata["max"]) == (0, 1)
         assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
-    assert read_source(tmp_path / "p.tif").voxel_size == pytest.approx(voxel)
+    assert read_source(tmp_path / "p.tif").voxel_size.to_json() == pytest.approx(voxel)
 
 
 # -- found by trying it as a user -------------------------------------------------------
@@ -354,7 +355,7 @@ def test_angstrom_calibration_is_converted(tmp_path):
             "PhysicalSizeZUnit": "Å",
         },
     )
-    assert read_source(tmp_path / "a.ome.tif").voxel_size == pytest.approx(
+    assert read_source(tmp_path / "a.ome.tif").voxel_size.to_json() == pytest.approx(
         {"z": 0.05, "y": 0.004, "x": 0.004, "unit": "micron"}
     )
 
@@ -440,7 +441,7 @@ def test_an_ome_zarr_image_is_read_lazily_at_its_scale_and_channel(tmp_path):
     with pytest.raises(InputError, match=r"has 2 channels \(axis C of its axes CZYX"):
         read_source(tmp_path / "volume.ome.zarr")
     stack = read_source(tmp_path / "volume.ome.zarr", channel=1, lazy=True)
-    assert stack.voxel_size == {
+    assert stack.voxel_size.to_json() == {
         "z": pytest.approx(0.05),
         "y": pytest.approx(0.004),
         "x": pytest.approx(0.004),

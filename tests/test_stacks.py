@@ -10,13 +10,16 @@ import pytest
 
 from cellseg.errors import InputError
 from cellseg.stackio import read_source
-from cellseg.stacks import binary_labels, intensity_mismatch, normalise_images, pixel_sha256, unpack
+from cellseg.stacks import binary_labels, normalise_images, pixel_sha256, unpack
 
 ISBI_SHA256 = {
     "train-volume.tif": "200da3d452d726e6c9ca1ce04b869d4edb727320d23b516d01cce707dc8c4760",
     "train-labels.tif": "a7cb64000a1a7e542682927e19c91339f58f9f178e0bcce4e207371116f0ca36",
     "test-volume.tif": "1b58fa7ec1d0ff9d39a855622db3ff66a97863036339b0d04be51b2f5a99b0e9",
 }
+
+# The schema's default percentiles of the percentile normalisation.
+PERCENTILES = (1.0, 99.8)
 
 
 @pytest.mark.parametrize("name", sorted(ISBI_SHA256))
@@ -46,22 +49,16 @@ def test_unpack_isbi_training_stack(isbi_dir, tmp_path):
     labels_npy, labels_json = fetched(tmp_path, "labels", raw_labels)
     out = {name: tmp_path / name for name in ("i.npy", "l.npy", "slices.tsv", "record.json")}
     manifest = unpack(
-        images_npy,
-        labels_npy,
-        out["i.npy"],
-        out["l.npy"],
-        out["slices.tsv"],
-        out["record.json"],
+        {"images": images_npy, "images_record": images_json, "labels": labels_npy, "labels_record": labels_json},
+        {"images": out["i.npy"], "labels": out["l.npy"], "manifest": out["slices.tsv"], "record": out["record.json"]},
         {"normalization": "percentile", "percentiles": [1, 99.8], "label_cell_value": None},
-        images_json,
-        labels_json,
     )
     images, labels = np.load(out["i.npy"]), np.load(out["l.npy"])
     low, high = np.percentile(raw, (1, 99.8))
     assert images.dtype == np.float32 and images.shape == (30, 512, 512)
     assert np.allclose(images, (raw - low) / (high - low), atol=1e-6)
     assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1}
-    # The README: 255 = cell interior, about 78 % of the training pixels.
+    # ../shared/isbi2012/README.md: 255 = cell interior, about 78 % of the training pixels.
     assert np.array_equal(labels == 1, raw_labels == 255)
     assert 0.75 < labels.mean() < 0.81
     pd.testing.assert_frame_equal(pd.read_csv(out["slices.tsv"], sep="\t"), manifest, rtol=1e-5)
@@ -75,14 +72,9 @@ def test_unpack_isbi_training_stack(isbi_dir, tmp_path):
 def test_unpack_without_labels(tmp_path):
     images_npy, images_json = fetched(tmp_path, "images", np.arange(2 * 9 * 9, dtype=np.uint16).reshape(2, 9, 9))
     manifest = unpack(
-        images_npy,
-        None,
-        tmp_path / "t.npy",
-        None,
-        tmp_path / "t.tsv",
-        tmp_path / "t.json",
+        {"images": images_npy, "images_record": images_json},
+        {"images": tmp_path / "t.npy", "manifest": tmp_path / "t.tsv", "record": tmp_path / "t.json"},
         {"normalization": "mean_std", "percentiles": [1, 99.8]},
-        images_json,
     )
     images = np.load(tmp_path / "t.npy")
     assert abs(images.mean()) < 1e-6 and abs(images.std() - 1) < 1e-5
@@ -93,7 +85,7 @@ def test_unpack_without_labels(tmp_path):
 def test_the_same_sample_stored_as_uint8_uint16_or_float_normalises_the_same(method):
     sample = np.random.default_rng(0).integers(43, 199, (3, 40, 50)).astype(np.uint8)
     results = [
-        normalise_images(stored, "s.tif", method)[0]
+        normalise_images(stored, "s.tif", method, PERCENTILES)[0]
         for stored in (sample, sample.astype(np.uint16), (sample / 255).astype(np.float32), sample.astype(np.int16))
     ]
     for other in results[1:]:
@@ -103,8 +95,8 @@ def test_the_same_sample_stored_as_uint8_uint16_or_float_normalises_the_same(met
 def test_dtype_range_keeps_the_old_scaling_and_shows_why_it_is_not_the_default():
     sample = np.full((1, 2, 2), 100, np.uint8)
     sample[0, 0, 0] = 200
-    as8 = normalise_images(sample, "s.tif", "dtype_range")[0]
-    as16 = normalise_images(sample.astype(np.uint16), "s.tif", "dtype_range")[0]
+    as8 = normalise_images(sample, "s.tif", "dtype_range", PERCENTILES)[0]
+    as16 = normalise_images(sample.astype(np.uint16), "s.tif", "dtype_range", PERCENTILES)[0]
     assert as8.max() == pytest.approx(200 / 255) and as16.max() == pytest.approx(200 / 65535)
 
 
@@ -144,16 +136,22 @@ def test_a_declared_cell_value_must_be_one_of_the_two_values():
 )
 def test_bad_stacks_are_refused_naming_the_file(array, kind, message):
     with pytest.raises(InputError) as raised:
-        (binary_labels if kind == "labels" else normalise_images)(array, "/data/bad.tif")
+        if kind == "labels":
+            binary_labels(array, "/data/bad.tif")
+        else:
+            normalise_images(array, "/data/bad.tif", "percentile", PERCENTILES)
     assert message in str(raised.value) and "/data/bad.tif" in str(raised.value)
 
 
 def test_a_stack_far_outside_the_training_range_is_warned_about():
     sample = np.random.default_rng(0).integers(43, 199, (2, 30, 30)).astype(np.uint8)
-    trained = normalise_images(sample, "train.tif", "dtype_range")[1]
-    dark = normalise_images(sample.astype(np.uint16), "test.tif", "dtype_range")[1]
-    assert "far outside the training stack's intensities" in intensity_mismatch(trained, dark)
-    assert intensity_mismatch(trained, normalise_images(sample, "test.tif", "dtype_range")[1]) is None
+    trained = normalise_images(sample, "train.tif", "dtype_range", PERCENTILES)[1]
+    dark = normalise_images(sample.astype(np.uint16), "test.tif", "dtype_range", PERCENTILES)[1]
+    assert "far outside the training stack's intensities" in trained.mismatch(dark)
+    assert trained.mismatch(normalise_images(sample, "test.tif", "dtype_range", PERCENTILES)[1]) is None
     # Percentile normalisation maps both to the same range: nothing to warn about.
-    trained = normalise_images(sample, "train.tif")[1]
-    assert intensity_mismatch(trained, normalise_images(sample.astype(np.uint16) * 200, "test.tif")[1]) is None
+    trained = normalise_images(sample, "train.tif", "percentile", PERCENTILES)[1]
+    assert (
+        trained.mismatch(normalise_images(sample.astype(np.uint16) * 200, "test.tif", "percentile", PERCENTILES)[1])
+        is None
+    )

@@ -12,8 +12,9 @@ import torch
 
 from cellseg.config import load_schema, schema_defaults
 from cellseg.loss import border_weights, dice_bce_loss
+from cellseg.records import FoldModel, TrainingInput
 from cellseg.runtime import cpu_has_fast_bf16, resolve_precision
-from cellseg.train import CropSampler, train_fold
+from cellseg.train import CropSampler, TrainingData, train_fold
 from conftest import REPO
 
 
@@ -35,8 +36,12 @@ def stacks():
 
 def run(stacks, folder, config, slices=(0, 1, 2, 3)):
     images, labels = stacks
-    metadata = train_fold(images, labels, list(slices), config, 0, folder / "m.pt", folder / "c.tsv", folder / "ck.pt")
+    metadata = train_fold(TrainingData(images, labels, TrainingInput()), list(slices), config, 0, paths(folder))
     return torch.load(folder / "m.pt", weights_only=True)["state_dict"], metadata
+
+
+def paths(folder: Path) -> dict[str, Path]:
+    return {"model": folder / "m.pt", "curve": folder / "c.tsv", "checkpoint": folder / "ck.pt"}
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -121,12 +126,15 @@ def test_two_cpu_runs_with_one_seed_give_identical_weights(stacks, tmp_path):
     other["seed"] = 1
     (tmp_path / "c").mkdir()
     assert not same_weights(first, run(stacks, tmp_path / "c", other)[0])
-    assert metadata["seed"] == 0 and metadata["versions"]["torch"] == torch.__version__
+    assert metadata.seed == 0 and metadata.versions["torch"] == torch.__version__
     assert not (tmp_path / "a" / "ck.pt").exists()  # removed once the model is written
     # The metadata beside the weights, as JSON, is the model file's, for readers without torch.
     beside = json.loads((tmp_path / "a" / "m.json").read_text())
     stored = torch.load(tmp_path / "a" / "m.pt", weights_only=True)
-    assert beside == {k: v for k, v in stored.items() if k != "state_dict"} == json.loads(json.dumps(metadata))
+    assert (
+        beside == {k: v for k, v in stored.items() if k != "state_dict"} == json.loads(json.dumps(metadata.to_json()))
+    )
+    assert FoldModel.from_json(beside) == metadata  # the record round-trips through JSON
     assert beside["train_slices"] == [0, 1, 2, 3] and beside["steps"] == 12 and beside["wall_seconds"] > 0
 
 
@@ -160,14 +168,7 @@ def test_resuming_from_a_checkpoint_ends_with_identical_weights(stacks, tmp_path
     try:
         with pytest.raises(Killed):
             train_fold(
-                images,
-                labels,
-                [0, 1, 2, 3],
-                config,
-                0,
-                tmp_path / "parts/m.pt",
-                tmp_path / "parts/c.tsv",
-                tmp_path / "parts/ck.pt",
+                TrainingData(images, labels, TrainingInput()), [0, 1, 2, 3], config, 0, paths(tmp_path / "parts")
             )
     finally:
         train_module.save_atomically = original

@@ -214,21 +214,18 @@ def test_experiments_on_other_data_sit_side_by_side(isbi_run, tmp_path):
 def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, isbi_dir):
     """The issue's case: a 16-bit export of 8-bit data. Per-stack normalisation gives the
     model the same input whatever the dtype; scaling by the dtype's range does not."""
-    from cellseg.predict import Predictor
+    from cellseg.inference import FoldEnsemble
     from cellseg.stackio import read_source
     from cellseg.stacks import normalise_images
 
     work, _ = isbi_run
     raw = read_source(isbi_dir / "test-volume.tif").pixels[:2]
     stored = {"uint8": raw, "uint16": raw.astype(np.uint16), "float32": raw.astype(np.float32) / 255}
-    predictor = Predictor(
-        [work / "results/smoke/models/fold0.pt"],
-        recipe(channels_last=False),
-    )
+    ensemble = FoldEnsemble([work / "results/smoke/models/fold0.pt"], recipe(channels_last=False))
 
     def probabilities(method):
         return {
-            name: predictor.predict_slices(normalise_images(stack, name, method)[0], [0, 1])
+            name: ensemble.predict(normalise_images(stack, name, method, PERCENTILES)[0])[0]
             for name, stack in stored.items()
         }
 
@@ -236,6 +233,10 @@ def test_the_same_sample_as_uint8_uint16_or_float_predicts_the_same(isbi_run, is
     assert max(np.abs(same[name] - same["uint8"]).max() for name in stored) < 1e-3
     scaled = probabilities("dtype_range")
     assert np.abs(scaled["uint16"] - scaled["uint8"]).mean() > 0.05
+
+
+# The schema's default percentiles of the percentile normalisation.
+PERCENTILES = (1.0, 99.8)
 
 
 # -- own stacks: only the sources in the user's file -----------------------------------

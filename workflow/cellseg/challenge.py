@@ -32,7 +32,7 @@ one (from F = 0). It is not the fraction of misclassified pixels at 0.5
 (``metrics.scores_from_counts``'s ``misclassified_fraction``), which Fiji's ``getMetricValue``
 computes and the challenge did not rank by.
 
-Defined values where Fiji would divide by zero (documented in the README): a slice
+Defined values where Fiji would divide by zero (documented in docs/metrics.md): a slice
 with no ground-truth cell pixel scores 1 for both (nothing to split or merge); V_Info's
 precision (recall) is 1 when the proposal's (truth's) entropy is 0, i.e. when it is a
 single segment; its F-score is 0 when precision and recall are both 0.

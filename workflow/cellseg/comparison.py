@@ -88,10 +88,12 @@ def experiment_row(name: str, per_slice_runs: list[pd.DataFrame], training_secon
     return row
 
 
-def difference_row(
-    experiment: str, reference: str, kind: str, score: str, differences: pd.Series, samples: int, seed: int
-) -> dict:
-    low, high = bootstrap_interval(differences.to_numpy(), samples, seed)
+def difference_row(pair: tuple[str, str, str], score: str, differences: pd.Series, bootstrap: tuple[int, int]) -> dict:
+    """One row of the differences table: ``pair`` (experiment, reference, kind), the
+    per-slice ``differences`` of ``score``, their mean with its bootstrap interval
+    (``bootstrap``: samples, seed) and Wilcoxon p-value."""
+    experiment, reference, kind = pair
+    low, high = bootstrap_interval(differences.to_numpy(), *bootstrap)
     return {
         "experiment": experiment,
         "reference": reference,
@@ -129,20 +131,17 @@ def compare_experiments(
         if not scores.index.equals(reference_scores.index):
             raise ValueError(f"experiments '{name}' and '{reference}' were not scored on the same slices")
         rows += [
-            difference_row(name, reference, "change", score, scores[score] - reference_scores[score], samples, seed)
+            difference_row((name, reference, "change"), score, scores[score] - reference_scores[score], (samples, seed))
             for score in STUDY_SCORES
         ]
     if len(per_slice[reference]) > 1:
         first, second = (run.set_index("slice") for run in per_slice[reference][:2])
         rows += [
             difference_row(
-                f"{reference} repeat 1",
-                f"{reference} repeat 0",
-                SEED_NOISE,
+                (f"{reference} repeat 1", f"{reference} repeat 0", SEED_NOISE),
                 score,
                 second[score] - first[score],
-                samples,
-                seed,
+                (samples, seed),
             )
             for score in STUDY_SCORES
         ]

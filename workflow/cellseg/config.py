@@ -16,11 +16,20 @@ import yaml
 
 from .errors import InputError
 
+# The one description of every key, beside the package in the checkout.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
 
 def load_schema(path: str | Path) -> dict:
     """Read a YAML (or JSON) schema file."""
     with open(path) as handle:
         return yaml.safe_load(handle)
+
+
+def defaults(section: str) -> dict:
+    """The schema's defaults of one config section (``segment``, ``data``, ...), for
+    callers from Python that pass no config: the schema stays their one source."""
+    return schema_defaults(load_schema(SCHEMA_PATH))[section]
 
 
 def schema_defaults(schema: dict) -> dict:

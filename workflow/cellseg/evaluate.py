@@ -30,15 +30,9 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 
 from .challenge import cell_components, challenge_pixel_error, threshold_sweep
 from .folds import held_out_slices, read_folds
+from .layout import slice_file
 from .metrics import confusion_counts, predicted_cell, scores_from_counts
-from .scores import (
-    CHALLENGE_SCORES,
-    COUNT_COLUMNS,
-    PIXEL_COLUMNS,
-    SEGMENT_COLUMNS,
-    SKIMAGE_COLUMNS,
-    UNBOUNDED_ABOVE,
-)
+from .scores import BY_NAME, CHALLENGE_SCORES, COUNT_COLUMNS, SCORE_COLUMNS, SEGMENT_COLUMNS, SKIMAGE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +77,7 @@ def evaluate_held_out(
     """per_slice table of every held-out slice (``slice``, ``fold`` and every score) and
     the challenge's threshold table (``challenge_table``).
 
-    ``prediction_dirs[k]`` holds fold k's ``slice_NNN.tif`` probability maps; the folds
+    ``prediction_dirs[k]`` holds fold k's probability maps (``layout.slice_file``); the folds
     given are scored (all of them in the pipeline, one in a benchmark). Raises
     ``ValueError`` for a fold that ``folds_path`` does not have.
     """
@@ -94,7 +88,7 @@ def evaluate_held_out(
     rows, sweeps = [], []
     for fold, directory in sorted(prediction_dirs.items()):
         for index in held_out_slices(table, fold):
-            path = Path(directory) / f"slice_{index:03d}.tif"
+            path = Path(directory) / slice_file(index)
             probability = tifffile.imread(path)
             if probability.shape != labels[index].shape:
                 raise ValueError(f"{path} has shape {probability.shape}, its labels {labels[index].shape}")
@@ -152,7 +146,7 @@ def challenge_table(sweep: pd.DataFrame) -> pd.DataFrame:
 
 def per_fold_table(per_slice: pd.DataFrame) -> pd.DataFrame:
     """Mean of each score over each fold's slices, with the number of slices."""
-    scores = per_slice.groupby("fold")[PIXEL_COLUMNS + SEGMENT_COLUMNS].mean()
+    scores = per_slice.groupby("fold")[SCORE_COLUMNS].mean()
     scores.insert(0, "slices", per_slice.groupby("fold").size())
     return scores.reset_index()
 
@@ -177,7 +171,7 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
     folds = per_fold_table(per_slice)
     pooled = pooled_scores(per_slice)
     rows = []
-    for column in PIXEL_COLUMNS + SEGMENT_COLUMNS:
+    for column in SCORE_COLUMNS:
         values = folds[column].to_numpy(dtype=float)
         values = values[np.isfinite(values)]  # a fold of only degenerate slices has none
         count = len(values)
@@ -190,7 +184,7 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
                 "mean": mean,
                 "sd": sd,
                 "ci95_low": max(mean - half, 0.0),
-                "ci95_high": mean + half if column in UNBOUNDED_ABOVE else min(mean + half, 1.0),
+                "ci95_high": mean + half if BY_NAME[column].upper is None else min(mean + half, BY_NAME[column].upper),
                 "pooled": pooled[column],
                 "folds": count,
             }

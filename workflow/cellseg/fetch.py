@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .stackio import MICROMETRES, Stack, describe_voxel_size, exists, expand, read_source, sections
+from .records import VoxelSize
+from .stackio import Stack, exists, expand, read_source, sections
 from .stacks import check_stack, pixel_sha256, release
 
 log = logging.getLogger(__name__)
@@ -70,30 +71,18 @@ def download_with_retries(url: str, destination: Path, timeout: float, retries: 
     return error_text
 
 
-def calibrated(found: dict, configured: dict | None, source: str) -> dict:
-    """The voxel size to record, in micrometres: the file's (``found``, as ``stackio``
-    reads it), each axis replaced by ``data.voxel_size`` (``configured``) where that is
-    set; a replaced value that differs from the file's is logged."""
+def calibrated(found: VoxelSize, configured: dict | None, source: str) -> VoxelSize:
+    """The voxel size to record: the file's (``found``), each axis replaced by
+    ``data.voxel_size`` (``configured``, in its ``unit``) where that is set; a replaced
+    value that differs from the file's is logged."""
     configured = configured or {}
-    result = {axis: in_micrometres(found.get(axis), found.get("unit")) for axis in "zyx"}
-    for axis in "zyx":
-        if configured.get(axis) is None:
-            continue
-        ours = in_micrometres(configured[axis], configured.get("unit", "micron"))
-        if result[axis] is not None and not np.isclose(ours, result[axis], rtol=1e-3):
-            log.warning(
-                "%s: data.voxel_size.%s (%g micron) replaces the file's %g micron", source, axis, ours, result[axis]
-            )
-        result[axis] = ours
-    unit = "micron" if any(v is not None for v in result.values()) else None
-    return {**result, "unit": unit}
-
-
-def in_micrometres(value: float | None, unit: str | None) -> float | None:
-    """``value`` in ``unit`` (one of stackio.MICROMETRES) as micrometres; None if unknown."""
-    if value is None or unit is None:
-        return None
-    return float(value) * MICROMETRES[unit]
+    ours = VoxelSize.in_unit(
+        configured.get("z"), configured.get("y"), configured.get("x"), configured.get("unit", "micron")
+    )
+    for axis, mine, theirs in zip("zyx", found.axes, ours.axes, strict=True):
+        if mine is not None and theirs is not None and not np.isclose(theirs, mine, rtol=1e-3):
+            log.warning("%s: data.voxel_size.%s (%g micron) replaces the file's %g micron", source, axis, theirs, mine)
+    return found.replaced(ours)
 
 
 def _save_verified(
@@ -145,17 +134,12 @@ def _temporary(destination: Path, suffix: str) -> Path:
     return Path(temporary)
 
 
-def fetch_stack(
-    sources: list[str],
-    destination: str | Path,
-    kind: str,
-    expected_sha256: dict[str, str],
-    options: dict,
-    timeout: float = 60,
-    retries: int = 3,
-    record: str | Path | None = None,
-) -> dict:
+def fetch_stack(spec: dict, destination: str | Path, record: str | Path | None, timeout: float, retries: int) -> dict:
     """Read the first usable source of a stack and save it to ``destination`` (.npy).
+
+    ``spec`` (``datasets.fetch_spec``): the ``sources`` to try in order, the stack's
+    ``kind``, the ``sha256`` expected of each source and the data ``options``; URLs are
+    read with ``timeout`` seconds and ``retries`` further tries.
 
     A source is a local file, folder or glob (``stackio.read_source`` says which kinds of
     file it reads) or an http(s) URL of a TIFF. ``kind`` is 'images' or 'labels' and
@@ -166,12 +150,13 @@ def fetch_stack(
     (N, H, W) in the source's dtype, copied a slab at a time (``SLAB_BYTES``) from a lazy
     read, so that a stack larger than memory is fetched in bounded memory. Returns (and
     writes to ``record`` as JSON, when given) the provenance: ``source``, ``sha256`` of the
-    pixels, ``verified``, ``shape``, ``dtype``, ``voxel_size`` (z, y, x, unit) and the ``notes`` and ``warnings`` of
-    reading it. A source that cannot be read, is malformed or whose hash differs is
+    pixels, ``verified``, ``shape``, ``dtype``, ``voxel_size`` (``records.VoxelSize``) and
+    the ``notes`` and ``warnings`` of reading it. A source that cannot be read, is malformed or whose hash differs is
     skipped for the next, as one that cannot be reached is. Raises ``InputError`` when no
     source works (a single source's own refusal as it is); ``destination`` is written
     only on success.
     """
+    sources, kind, expected_sha256, options = spec["sources"], spec["kind"], spec["sha256"], spec["options"]
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures, refusals = [], []
@@ -207,7 +192,7 @@ def fetch_stack(
                 stack.pixels.dtype,
                 found,
                 check,
-                describe_voxel_size(voxel_size),
+                voxel_size.describe(),
             )
             provenance = {
                 "source": source,
@@ -215,7 +200,7 @@ def fetch_stack(
                 "verified": expected is not None,
                 "shape": list(stack.pixels.shape),
                 "dtype": str(stack.pixels.dtype),
-                "voxel_size": voxel_size,
+                "voxel_size": voxel_size.to_json(),
                 "notes": stack.notes,
                 "warnings": stack.warnings,
             }

@@ -16,7 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from .layout import slice_file
 from .metrics import predicted_cell
+from .records import HeldOut, Volume
 from .scores import MAIN_SCORES, better
 
 # Colours of the error map: cell right, membrane right, false membrane, missed membrane.
@@ -143,30 +145,28 @@ def save(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+# Sections of the test volume drawn in test_volume.jpg.
+TEST_EXAMPLES = 3
+
+
 def draw_run_figures(
     output_dir: str | Path,
-    images: np.ndarray,
-    labels: np.ndarray,
-    per_slice: pd.DataFrame,
-    prediction_dirs: dict[int, str | Path],
+    held_out: HeldOut,
     curve_paths: dict[int, str | Path],
     threshold: float,
-    test_images: np.ndarray | None = None,
-    test_probabilities: np.ndarray | None = None,
-    test_examples: int = 3,
+    test: Volume | None = None,
 ) -> list[Path]:
     """Every figure of a run under ``output_dir``; returns the paths written.
 
     ``slices/slice_NNN.jpg`` per held-out slice, ``training_curves.png``,
-    ``metrics_by_fold.png`` and, with a test volume, ``test_volume.jpg``. Fold k's
-    predictions are in ``prediction_dirs[k]``, its training curve in ``curve_paths[k]``.
+    ``metrics_by_fold.png`` and, with a ``test`` volume, ``test_volume.jpg`` (``TEST_EXAMPLES``
+    of its sections). Fold k's training curve is ``curve_paths[k]``.
     """
-    import tifffile
-
     output_dir = Path(output_dir)
+    images, labels, per_slice = held_out.images, held_out.labels, held_out.per_slice
     written = []
     for row in per_slice.itertuples():
-        probability = tifffile.imread(Path(prediction_dirs[row.fold]) / f"slice_{row.slice:03d}.tif")
+        probability = held_out.probability(row.slice, row.fold)
         title = (
             f"slice {row.slice} (held out by fold {row.fold}): membrane Dice {row.membrane_dice:.3f}, "
             f"misclassified fraction {row.misclassified_fraction:.3f}"
@@ -174,16 +174,16 @@ def draw_run_figures(
         figure = slice_panel(
             np.asarray(images[row.slice]), np.asarray(labels[row.slice]), probability, threshold, title
         )
-        written.append(save(figure, output_dir / "slices" / f"slice_{row.slice:03d}.jpg", dpi=80))
+        written.append(save(figure, output_dir / "slices" / slice_file(row.slice, "jpg"), dpi=80))
     curves = {fold: pd.read_csv(path, sep="\t") for fold, path in curve_paths.items()}
     written.append(save(training_curves(curves), output_dir / "training_curves.png"))
     written.append(save(metric_distributions(per_slice), output_dir / "metrics_by_fold.png"))
-    if test_images is not None and test_probabilities is not None:
-        count = len(test_images)
+    if test is not None:
+        count = len(test.images)
         examples = sorted(
-            {round(i * (count - 1) / max(test_examples - 1, 1)) for i in range(min(test_examples, count))}
+            {round(i * (count - 1) / max(TEST_EXAMPLES - 1, 1)) for i in range(min(TEST_EXAMPLES, count))}
         )
-        figure = test_volume_examples(test_images, test_probabilities, examples)
+        figure = test_volume_examples(test.images, test.probability, examples)
         written.append(save(figure, output_dir / "test_volume.jpg", dpi=80))
     return written
 

@@ -61,7 +61,7 @@ def scores_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     return scores
 
 
-def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Scores of one slice (``scores_from_counts``) for ``probability`` (H, W) of the
     cell class and ``labels`` (H, W) with 1 = cell."""
     return scores_from_counts(**confusion_counts(predicted_cell(probability, threshold), labels == 1))

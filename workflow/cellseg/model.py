@@ -158,37 +158,76 @@ def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
 
 
 class Ensemble(nn.Module):
-    """A run's fold models as one network, as prediction combines them: each UNet
-    standardises its input with its own training mean and sd, its cell probability is
-    averaged over ``tta`` flips and transposes, and the ensemble's is the mean over folds.
+    """A run's fold models as one network, the one way cellseg predicts: each UNet
+    standardises its input with its own training mean and sd, its output is averaged
+    over ``tta`` flips and transposes (each undone on the output), and the ensemble's is
+    the mean over folds.
 
     Args:
-        folds: one mapping a fold, ``depth``, ``base_channels``, ``norm`` (the UNet's) and
-            ``mean``, ``std`` (its standardisation), as a model file records them.
+        folds: one mapping per fold, with ``depth``, ``base_channels``, ``norm`` (the
+            UNet's) and ``mean``, ``std`` (its standardisation), as a model file records
+            them.
         tta: test-time augmentation, 1 to 8 variants (``dihedral``).
+        channels_last: run the UNets on channels-last activations (faster convolutions);
+            the result is the same.
+        nets: the fold networks, when they are not cellseg's UNet (a peer such as
+            MONAI's BasicUNet); then ``folds`` needs only ``mean`` and ``std``.
 
     ``forward`` takes images (B, 1, H, W) float32 normalised as the training stack was
-    (``stacks.apply_normalisation``) and returns the cell probability (B, 1, H, W) float32
-    in [0, 1]. Self-contained (torch only) and TorchScript-compatible in eval mode once
-    its batch norms are plain ``nn.BatchNorm2d``: the bioimage.io package ships this file.
+    (``records.Intensities.apply``) and returns the cell probability (B, 1, H, W) float32
+    in [0, 1]; ``per_fold`` returns each fold's (F, B, 1, H, W), whose spread is the
+    folds' disagreement. An output of other channels (or of other geometry, such as
+    affinities, whose offsets turn with the image) changes ``_undo`` and the head alone.
+    Self-contained (torch only) and TorchScript-compatible in eval mode once its batch
+    norms are plain ``nn.BatchNorm2d``: the bioimage.io package ships this file.
     """
 
-    def __init__(self, folds: list[dict], tta: int) -> None:
+    def __init__(
+        self, folds: list[dict], tta: int, channels_last: bool = False, nets: list[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         if not folds or not 1 <= tta <= 8:
             raise ValueError(f"an ensemble needs a fold and tta 1 to 8, not {len(folds)} folds and tta {tta}")
-        self.nets = nn.ModuleList(UNet(f["depth"], f["base_channels"], f["norm"]) for f in folds)
-        self.register_buffer("means", torch.tensor([float(f["mean"]) for f in folds]))
-        self.register_buffer("stds", torch.tensor([float(f["std"]) for f in folds]))
+        if nets is None:
+            nets = [UNet(f["depth"], f["base_channels"], f["norm"]) for f in folds]
+        self.nets = nn.ModuleList(nets)
+        # Python floats, not float32 buffers: the standardisation is computed exactly as
+        # the weights were trained and evaluated with.
+        self.means = [float(f["mean"]) for f in folds]
+        self.stds = [float(f["std"]) for f in folds]
         self.tta = tta
+        self.channels_last = channels_last
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros_like(x)
+    def _undo(self, y: torch.Tensor, variant: int) -> torch.Tensor:
+        """An output of the ``variant``-th flip or transpose, brought back to the input's frame."""
+        return undo_dihedral(y, variant)
+
+    def per_fold(self, x: torch.Tensor) -> torch.Tensor:
+        """Each fold's probability, (F, B, 1, H, W) float32: the mean over its ``tta`` variants."""
+        outputs = []
         for index, net in enumerate(self.nets):
             standard = (x - self.means[index]) / self.stds[index]
+            total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
             for variant in range(self.tta):
-                total = total + undo_dihedral(torch.sigmoid(net(dihedral(standard, variant))), variant)
-        return total / (len(self.nets) * self.tta)
+                flipped = dihedral(standard, variant)
+                if self.channels_last:
+                    flipped = flipped.contiguous(memory_format=torch.channels_last)
+                else:
+                    flipped = flipped.contiguous()
+                total += self._undo(torch.sigmoid(net(flipped).float()), variant)
+            outputs.append(total / self.tta)
+        return torch.stack(outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fold_mean(self.per_fold(x))
+
+
+def fold_mean(per_fold: torch.Tensor) -> torch.Tensor:
+    """The mean over the first axis, summed in order as numpy sums it."""
+    total = per_fold[0].clone()
+    for index in range(1, per_fold.shape[0]):
+        total += per_fold[index]
+    return total / per_fold.shape[0]
 
 
 def count_parameters(model: nn.Module) -> int:

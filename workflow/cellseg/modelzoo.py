@@ -8,10 +8,11 @@ cover and a documentation page. ``export_package`` writes one for the fold ensem
   package's preprocessing is the pipeline's per-stack normalisation in the spec's own
   terms, computed per section (``scale_range`` with the recorded percentiles,
   ``zero_mean_unit_variance`` or a fixed ``scale_linear``), so it equals cellseg's own
-  prediction of a section alone (``Segmenter.predict`` of a 2-D array);
+  prediction of a section alone (``FoldEnsemble.predict_raw`` of a 2-D array);
 - each fold's standardisation (its training mean and sd), the test-time augmentation and
   the mean over folds, which the spec cannot express, are inside the network
-  (``model.Ensemble``): TorchScript in fp32 (what deepImageJ and QuPath run) and a
+  (``model.Ensemble``, which every cellseg prediction runs): TorchScript in fp32 (what
+  deepImageJ and QuPath run) and a
   ``pytorch_state_dict`` with ``model.py`` as its architecture (what bioimageio.core and
   ilastik load);
 - the output is the cell-interior probability in [0, 1] (1 = cell interior, 0 = membrane).
@@ -37,11 +38,12 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 
-from . import model as model_module
 from .errors import InputError
 from .folds import read_folds
+from .inference import FoldEnsemble
+from .model import BatchNorm2d, Ensemble
+from .records import InferenceSettings, Intensities, TrainingInput
 from .scores import MAIN_SCORES, better
-from .segment import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ UNET_PAPER = (
     "Segmentation. MICCAI 2015, LNCS 9351, 234-241.",
     "10.1007/978-3-319-24574-4_28",
 )
-SPEC_UNITS = {"nm": "nanometer", "micron": "micrometer", "mm": "millimeter"}
 DEFAULT_AUTHOR = "cellseg user"
 TEST_SIDE = 256
 
@@ -99,37 +100,36 @@ def check_sharing_config(sharing: dict) -> None:
         )
 
 
-def ensemble_from_files(model_paths: list[Path], tta: int) -> tuple[model_module.Ensemble, list[dict]]:
-    """The fold models as one ``model.Ensemble`` in eval mode (CPU, fp32), and the fold
-    descriptions it was built from (its ``folds`` argument). Raises ``InputError`` for
-    no models, a peer architecture, or folds normalised differently."""
+def package_ensemble(model_paths: list[Path], tta: int, side: int) -> tuple[FoldEnsemble, list[dict]]:
+    """The fold models as the package runs them (CPU, fp32, contiguous, a section of up
+    to ``side`` pixels whole), and the fold descriptions of its ``model.Ensemble`` (the
+    architecture's ``folds`` argument). Raises ``InputError`` for no models, a peer
+    architecture, or folds normalised differently."""
     if not model_paths:
         raise InputError("No trained models to export; train the experiment first.")
-    payloads = [torch.load(p, map_location="cpu", weights_only=True) for p in model_paths]
-    for path, payload in zip(model_paths, payloads, strict=True):
-        if payload["model"]["architecture"] != "unet":
-            raise InputError(
-                f"{path} is a {payload['model']['architecture']} model; only cellseg's own UNet is exported."
-            )
-        if payload["input"]["normalisation"] != payloads[0]["input"]["normalisation"]:
+    settings = InferenceSettings(
+        tta=tta, tile_size=side, tile_overlap=0.25, device="cpu", precision="fp32", channels_last=False
+    )
+    ensemble = FoldEnsemble(model_paths, settings)
+    for path, record in zip(model_paths, ensemble.records, strict=True):
+        if record.model["architecture"] != "unet":
+            raise InputError(f"{path} is a {record.model['architecture']} model; only cellseg's own UNet is exported.")
+        if record.input.normalisation != ensemble.training.normalisation:
             raise InputError(f"{path} was normalised unlike {model_paths[0]}; one package needs one normalisation.")
     folds = [
-        {key: payload["model"][key] for key in ("depth", "base_channels", "norm")} | payload["normalisation"]
-        for payload in payloads
+        {key: record.model[key] for key in ("depth", "base_channels", "norm")} | record.standardisation
+        for record in ensemble.records
     ]
-    ensemble = model_module.Ensemble(folds, tta)
-    for net, payload in zip(ensemble.nets, payloads, strict=True):
-        net.load_state_dict(payload["state_dict"])
-    return ensemble.eval(), folds
+    return ensemble, folds
 
 
-def torchscript(ensemble: model_module.Ensemble) -> torch.jit.ScriptModule:
+def torchscript(ensemble: Ensemble) -> torch.jit.ScriptModule:
     """The ensemble compiled by TorchScript. cellseg's ``BatchNorm2d`` differs from
     PyTorch's only in training on a CPU (a layout change TorchScript cannot compile), so
     a copy with plain ``nn.BatchNorm2d`` is scripted: the same weights, the same output."""
     plain = copy.deepcopy(ensemble)
     for module in plain.modules():
-        if isinstance(module, model_module.BatchNorm2d):
+        if isinstance(module, BatchNorm2d):
             module.__class__ = torch.nn.BatchNorm2d
     with warnings.catch_warnings():
         # PyTorch deprecates TorchScript for torch.export, but TorchScript is what
@@ -138,20 +138,20 @@ def torchscript(ensemble: model_module.Ensemble) -> torch.jit.ScriptModule:
         return torch.jit.script(plain)
 
 
-def preprocessing(record: dict, spec) -> list:
+def preprocessing(record: Intensities, spec) -> list:
     """The spec's steps that normalise a raw section as ``stacks.apply_normalisation``
     does with ``record``'s method, computed from the section itself."""
     yx = [spec.AxisId("y"), spec.AxisId("x")]
     steps = [spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))]
-    if record["method"] == "percentile":
-        low, high = record["percentiles"]
+    if record.method == "percentile":
+        low, high = record.percentiles
         steps.append(
             spec.ScaleRangeDescr(kwargs=spec.ScaleRangeKwargs(axes=yx, min_percentile=low, max_percentile=high))
         )
-    elif record["method"] == "mean_std":
+    elif record.method == "mean_std":
         steps.append(spec.ZeroMeanUnitVarianceDescr(kwargs=spec.ZeroMeanUnitVarianceKwargs(axes=yx)))
     else:
-        dtype = np.dtype(record["dtype"])
+        dtype = np.dtype(record.dtype)
         gain = 1.0 / np.iinfo(dtype).max if dtype.kind == "u" else 1.0
         steps.append(spec.ScaleLinearDescr(kwargs=spec.ScaleLinearKwargs(gain=gain, offset=0.0)))
     return steps
@@ -179,7 +179,7 @@ def draw_cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
 
 
 def documentation(
-    experiment: str, config: dict, summary: pd.DataFrame, folds: list[dict], record: dict, voxel: dict, slice_index: int
+    config: dict, summary: pd.DataFrame, folds: list[dict], training: TrainingInput, slice_index: int
 ) -> str:
     """The package's Markdown page: what the model segments, its labels, its
     cross-validated scores with their intervals, its recipe and its pixel size."""
@@ -191,18 +191,18 @@ def documentation(
                 f"| {name} | {row['mean']:.3f} | {row['ci95_low']:.3f} to {row['ci95_high']:.3f} | {better(score)} |"
             )
     model, train, augment, predict = config["model"], config["train"], config["augment"], config["predict"]
-    known = [voxel.get(a) for a in "yx"]
+    experiment, record, voxel = config["experiment"], training.normalisation, training.voxel_size
     voxel_line = (
-        f"{known[0]:g} x {known[1]:g} {voxel['unit']} pixels (y, x)"
-        if all(known)
+        f"{voxel.y:g} x {voxel.x:g} micron pixels (y, x)"
+        if voxel.pixel_known
         else "not recorded (the training stack's files carried none and data.voxel_size was not set)"
     )
-    method = record["method"]
+    method = record.method
     normalisation = {
-        "percentile": f"percentiles {record['percentiles'][0]:g} and {record['percentiles'][1]:g} of each section "
+        "percentile": f"percentiles {record.percentiles[0]:g} and {record.percentiles[1]:g} of each section "
         "mapped to 0 and 1 (not clipped)",
         "mean_std": "each section's mean and standard deviation mapped to 0 and 1",
-        "dtype_range": f"divided by the maximum of {record['dtype']}",
+        "dtype_range": f"divided by the maximum of {record.dtype}",
     }[method]
     augmentations = (
         ", ".join(
@@ -286,16 +286,16 @@ Cite the U-Net paper and the training data's papers (`cite` in rdf.yaml).
 
 def stage_files(
     staging: Path,
-    crop: np.ndarray,
-    expected: np.ndarray,
-    ensemble: model_module.Ensemble,
+    tensors: tuple[np.ndarray, np.ndarray],
+    ensemble: Ensemble,
     architecture_path: str | Path,
     run_config: dict,
     readme: str,
 ) -> None:
-    """Write the package's files into ``staging``: test and sample tensors (the crop and
-    its expected output), both weight formats, the architecture, the run's config, the
-    cover and the documentation."""
+    """Write the package's files into ``staging``: test and sample tensors (``tensors``:
+    the crop and its expected output), both weight formats, the architecture, the run's
+    config, the cover and the documentation."""
+    crop, expected = tensors
     np.save(staging / "input.npy", crop[None, None])
     np.save(staging / "output.npy", expected[None, None].astype(np.float32))
     tifffile.imwrite(staging / "input.tif", crop)
@@ -308,18 +308,19 @@ def stage_files(
     (staging / "README.md").write_text(readme)
 
 
-def describe_package(spec, staging: Path, config: dict, folds: list[dict], record: dict, voxel: dict):
+def describe_package(spec, staging: Path, config: dict, folds: list[dict], training: TrainingInput):
     """The spec's ``ModelDescr`` of the files staged in ``staging`` (``stage_files``).
     Raises ``InputError`` with the spec's own message for a field it rejects."""
     from bioimageio.spec import ValidationContext
 
     sharing, experiment = config["bioimageio"], config["experiment"]
-    unit = SPEC_UNITS.get(voxel.get("unit")) if all(voxel.get(a) for a in "yx") else None
+    voxel = training.voxel_size
+    unit = "micrometer" if voxel.pixel_known else None
     smallest = 2 ** config["model"]["depth"]
 
     def space(axis: str):
         # Any size: the UNet pads to a multiple of 2**depth itself and crops back.
-        scale = float(voxel[axis]) if unit else 1.0
+        scale = float(getattr(voxel, axis)) if unit else 1.0
         return spec.SpaceInputAxis(
             id=spec.AxisId(axis), size=spec.ParameterizedSize(min=smallest, step=1), scale=scale, unit=unit
         )
@@ -328,7 +329,7 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], recor
         return spec.SpaceOutputAxis(
             id=spec.AxisId(axis),
             size=spec.SizeReference(tensor_id=spec.TensorId("raw"), axis_id=spec.AxisId(axis)),
-            scale=float(voxel[axis]) if unit else 1.0,
+            scale=float(getattr(voxel, axis)) if unit else 1.0,
             unit=unit,
         )
 
@@ -365,7 +366,7 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], recor
                         test_tensor=spec.FileDescr(source=staging / "input.npy"),
                         sample_tensor=spec.FileDescr(source=staging / "input.tif"),
                         data=spec.IntervalOrRatioDataDescr(type="float32"),
-                        preprocessing=preprocessing(record, spec),
+                        preprocessing=preprocessing(training.normalisation, spec),
                     )
                 ],
                 outputs=[
@@ -405,13 +406,7 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], recor
 
 
 def export_package(
-    model_paths: list[str | Path],
-    stack: np.ndarray,
-    folds_path: str | Path,
-    summary_path: str | Path,
-    architecture_path: str | Path,
-    config: dict,
-    output: str | Path,
+    model_paths: list[str | Path], stack: np.ndarray, run_files: dict[str, str | Path], config: dict, output: str | Path
 ) -> dict:
     """Write the bioimage.io package (zip) of a run's fold models.
 
@@ -419,8 +414,9 @@ def export_package(
         model_paths: ``results/<experiment>/models/fold<k>.pt``, in fold order.
         stack: the raw training stack (N, H, W), any dtype: the test tensor is a crop of
             its first slice held out in fold 0.
-        folds_path, summary_path: the run's ``folds.tsv`` and ``metrics/summary.tsv``.
-        architecture_path: ``cellseg/model.py``, shipped as the state dict's architecture.
+        run_files: the run's ``folds`` (``folds.tsv``) and ``summary``
+            (``metrics/summary.tsv``), and the ``architecture`` (``cellseg/model.py``,
+            shipped as the state dict's architecture).
         config: the run's validated config (its ``experiment``, ``seed``, ``bioimageio``,
             ``model``, ``train``, ``augment`` and ``predict``).
         output: the zip to write (removed again if the model test fails).
@@ -434,22 +430,12 @@ def export_package(
     from bioimageio.spec import save_bioimageio_package
 
     check_sharing_config(config["bioimageio"])
-    model_paths = [Path(p) for p in model_paths]
-    ensemble, folds = ensemble_from_files(model_paths, config["predict"]["tta"])
-    payload = torch.load(model_paths[0], map_location="cpu", weights_only=True)
-    record, voxel = payload["input"]["normalisation"], payload["input"]["voxel_size"] or {}
-    crop, slice_index = test_crop(stack, read_folds(folds_path))
+    crop, slice_index = test_crop(stack, read_folds(run_files["folds"]))
+    ensemble, folds = package_ensemble([Path(p) for p in model_paths], config["predict"]["tta"], max(crop.shape))
     # The pipeline's own prediction of the crop alone, in fp32 and whole, as the package runs it.
-    whole = {
-        **config["predict"],
-        "precision": "fp32",
-        "device": "cpu",
-        "channels_last": False,
-        "tile_size": max(crop.shape),
-    }
-    expected = Segmenter(model_paths, whole).predict(crop, name="the test crop")
-    summary = pd.read_csv(summary_path, sep="\t").set_index("metric")
-    readme = documentation(config["experiment"], config, summary, folds, record, voxel, slice_index)
+    expected = ensemble.predict_raw(crop, name="the test crop")
+    summary = pd.read_csv(run_files["summary"], sep="\t").set_index("metric")
+    readme = documentation(config, summary, folds, ensemble.training, slice_index)
 
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -459,8 +445,10 @@ def export_package(
     staging.mkdir()
     passed = False
     try:
-        stage_files(staging, crop, expected, ensemble, architecture_path, payload["config"], readme)
-        save_bioimageio_package(describe_package(spec, staging, config, folds, record, voxel), output_path=output)
+        stage_files(
+            staging, (crop, expected), ensemble.network, run_files["architecture"], ensemble.records[0].config, readme
+        )
+        save_bioimageio_package(describe_package(spec, staging, config, folds, ensemble.training), output_path=output)
         passed, validation = validate_package(output)
         log.info("bioimageio.core's model test of %s:\n%s", output, validation)
         if not passed:

@@ -7,10 +7,12 @@ archived as it is.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -18,10 +20,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .layout import slice_file
 from .provenance import installed_versions
-from .scores import CHALLENGE_COLUMNS, MAIN_SCORES, SCORE_LABELS, SKIMAGE_COLUMNS, better
-from .stackio import describe_voxel_size
-from .stacks import apply_normalisation
+from .records import SegmentationPlan, Volume, VoxelSize
+from .scores import BY_NAME, HEADLINE, MAIN_SCORES, SCORE_LABELS, TABLES, better
 from .viewer import UNCERTAINTY_FULL, VIEWER_SECTIONS, spread_sections, volume_layers
 
 WORST_SLICES = 3
@@ -38,22 +40,10 @@ SEGMENT_SUMMARY_COLUMNS = {
 # The segmentation report's viewer shows sections at most this many pixels a side (larger
 # ones at every n-th pixel), so that the page stays small.
 VIEWER_SIDE = 1024
-# The headline's scores, in the order a microscopist reads them.
-HEADLINE = ("membrane_dice", "v_rand_thinned", "v_info_thinned", "challenge_pixel_error", "misclassified_fraction")
 # Columns of the per-fold and per-slice tables, split in two so neither needs scrolling.
 COLUMN_GROUPS = (
-    {
-        "id": "membrane",
-        "title": "membrane and the challenge's scores",
-        "columns": [c for c in SCORE_LABELS if c.startswith("membrane")]
-        + CHALLENGE_COLUMNS
-        + ["misclassified_fraction"],
-    },
-    {
-        "id": "cell",
-        "title": "cell and scikit-image's scores",
-        "columns": [c for c in SCORE_LABELS if c.startswith("cell")] + SKIMAGE_COLUMNS,
-    },
+    {"id": "membrane", "title": "membrane and the challenge's scores", "columns": TABLES["membrane"]},
+    {"id": "cell", "title": "cell and scikit-image's scores", "columns": TABLES["cell"]},
 )
 # A training whose loss over its last tenth of steps is not this much below its first
 # tenth's did not learn.
@@ -67,13 +57,13 @@ def headline_cards(summary: pd.DataFrame) -> list[dict]:
     return [
         {
             "name": name,
-            "label": SCORE_LABELS[name][0],
-            "description": SCORE_LABELS[name][1],
+            "label": BY_NAME[name].label,
+            "description": BY_NAME[name].description,
             "mean": rows.loc[name, "mean"],
             "ci95_low": rows.loc[name, "ci95_low"],
             "ci95_high": rows.loc[name, "ci95_high"],
             "folds": int(rows.loc[name, "folds"]),
-            "range": "0 to 1",
+            "range": BY_NAME[name].range,
             "better": better(name),
         }
         for name in HEADLINE
@@ -172,6 +162,11 @@ def benchmark_table(paths: list[str | Path], root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb"])
 
 
+def describe_voxel_size(voxel_size: dict | None) -> str:
+    """A record's voxel size (``records.VoxelSize`` as JSON) in words, for the templates."""
+    return VoxelSize.from_json(voxel_size).describe()
+
+
 def template(path: str | Path) -> jinja2.Template:
     """The jinja2 template at ``path``; its ``num`` filter prints a number or n/a, and the
     viewer's colour scale (``UNCERTAINTY_FULL``) is known to every template."""
@@ -197,63 +192,76 @@ def summary_rows(summary: pd.DataFrame) -> list[dict]:
     return [{**record, "better": better(record["metric"])} for record in summary.to_dict("records")]
 
 
-def render_report(
-    template_path: str | Path,
-    output: str | Path,
-    *,
-    experiment: str,
-    config: dict,
-    summary: pd.DataFrame,
-    per_fold: pd.DataFrame,
-    per_slice: pd.DataFrame,
-    challenge_thresholds: pd.DataFrame,
-    figures_dir: str | Path,
-    benchmark_paths: list[str | Path],
-    benchmarks_root: str | Path,
-    model_records: dict[int, str | Path],
-    curves: dict[int, pd.DataFrame],
-    viewer: list[dict],
-    data_records: list[str | Path],
-    training_record: str | Path,
-    warnings: pd.DataFrame,
-    workflow_dir: str | Path,
-) -> None:
-    """Render the report of one experiment to ``output`` (one self-contained HTML file).
+@dataclass(frozen=True)
+class RunTables:
+    """A run's score tables (``metrics/*.tsv``, written by ``evaluate``)."""
 
-    ``model_records`` are fold k's model metadata (``models/fold<k>.json``, written by
-    ``train.train_fold``), ``curves`` its training curve, ``viewer`` the slice viewer's
-    sets (``viewer.run_sets``), ``data_records`` the fetch records of its stacks,
-    ``training_record`` the unpacked labelled set's (normalisation, voxel size);
-    ``warnings`` the evaluation's (``evaluate.result_warnings``), shown at the top with
-    the data's own and the training's (``training_warnings``), each linked to its slice
-    in the viewer."""
-    figures_dir = Path(figures_dir)
+    summary: pd.DataFrame
+    per_fold: pd.DataFrame
+    per_slice: pd.DataFrame
+    challenge_thresholds: pd.DataFrame
+    warnings: pd.DataFrame
+
+    @classmethod
+    def read(cls, paths: dict[str, str | Path]) -> RunTables:
+        """The tables from ``paths[name]`` for each field's name."""
+        return cls(**{f.name: pd.read_csv(paths[f.name], sep="\t") for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What else a run's report shows: ``models`` (fold -> ``models/fold<k>.json``),
+    ``curves`` (fold -> training curve), ``stacks`` (stack -> its fetch record),
+    ``training`` (the unpacked labelled set's record), the ``benchmarks`` files of its
+    jobs under ``benchmarks_root``, its ``figures`` folder and its ``viewer`` sets
+    (``viewer.run_sets``)."""
+
+    models: dict[int, str | Path]
+    curves: dict[int, pd.DataFrame]
+    stacks: dict[str, str | Path]
+    training: str | Path
+    benchmarks: list[str | Path]
+    benchmarks_root: str | Path
+    figures: str | Path
+    viewer: list[dict]
+
+
+def render_report(
+    template_path: str | Path, output: str | Path, config: dict, tables: RunTables, records: RunRecords
+) -> None:
+    """Render the report of one experiment (``config``, its validated config) to
+    ``output``, one self-contained HTML file: ``tables`` and ``records`` as the
+    ``RunTables`` and ``RunRecords`` say; the evaluation's warnings
+    (``evaluate.result_warnings``) are shown at the top with the data's own and the
+    training's (``training_warnings``), each linked to its slice in the viewer. The git
+    state is that of the checkout holding the template (``workflow/templates/``)."""
+    per_slice, warnings = tables.per_slice, tables.warnings
+    figures_dir = Path(records.figures)
     worst = per_slice.nsmallest(WORST_SLICES, "membrane_dice").slice.tolist()
-    trained = training_warnings(curves)
+    trained = training_warnings(records.curves)
     # Not typical: a slice a warning names, or any slice of a fold a warning names.
     flagged_folds = {*warnings.fold[warnings.slice.isna()].dropna().astype(int), *(w["fold"] for w in trained)}
     flagged = {*warnings.slice.dropna().astype(int), *per_slice.slice[per_slice.fold.isin(flagged_folds)]}
     representative, median_dice = representative_slice(per_slice, flagged)
-    models = [json.loads(Path(model_records[fold]).read_text()) for fold in sorted(model_records)]
-    # A record's file is <stack>-<digest>.json (cellseg.datasets): the stack is its name.
-    data = [{"stack": Path(p).stem.rsplit("-", 1)[0], **json.loads(Path(p).read_text())} for p in data_records]
-    input_record = json.loads(Path(training_record).read_text())
+    models = [json.loads(Path(records.models[fold]).read_text()) for fold in sorted(records.models)]
+    data = [{"stack": stack, **json.loads(Path(path).read_text())} for stack, path in records.stacks.items()]
+    input_record = json.loads(Path(records.training).read_text())
     html = template(template_path).render(
-        experiment=experiment,
+        experiment=config["experiment"],
         generated=generated_at(),
-        summary=summary_rows(summary),
-        per_fold=per_fold.to_dict("records"),
+        summary=summary_rows(tables.summary),
+        per_fold=tables.per_fold.to_dict("records"),
         per_slice=per_slice.to_dict("records"),
-        challenge=challenge_thresholds.to_dict("records"),
-        headline=headline_cards(summary),
+        challenge=tables.challenge_thresholds.to_dict("records"),
+        headline=headline_cards(tables.summary),
         representative={
             "slice": int(representative.slice),
             "fold": int(representative.fold),
             "dice": representative.membrane_dice,
             "median": median_dice,
-            "uri": data_uri(figures_dir / "slices" / f"slice_{int(representative.slice):03d}.jpg"),
+            "uri": data_uri(figures_dir / "slices" / slice_file(int(representative.slice), "jpg")),
         },
-        viewer=viewer,
+        viewer=records.viewer,
         labels=SCORE_LABELS,
         column_groups=COLUMN_GROUPS,
         worst=worst,
@@ -261,7 +269,7 @@ def render_report(
             "metrics": data_uri(figures_dir / "metrics_by_fold.png"),
             "curves": data_uri(figures_dir / "training_curves.png"),
         },
-        benchmarks=benchmark_table(benchmark_paths, benchmarks_root).to_dict("records"),
+        benchmarks=benchmark_table(records.benchmarks, records.benchmarks_root).to_dict("records"),
         models=models,
         data=data,
         warnings=linked_warnings(
@@ -276,76 +284,99 @@ def render_report(
         config_yaml=yaml.safe_dump(config, sort_keys=False),
         seed=config["seed"],
         threshold=config["eval"]["threshold"],
-        git=git_state(workflow_dir),
+        git=git_state(checkout_of(template_path)),
         versions=models[0]["versions"],  # what trained the models
     )
     Path(output).write_text(html)
 
 
+def checkout_of(template_path: str | Path) -> Path:
+    """The checkout a template lives in (``<checkout>/workflow/templates/<name>``)."""
+    return Path(template_path).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """A study's results: its name, the ``reference`` experiment, the ``experiments``
+    table and the paired ``comparisons`` to the reference (``comparison``), each
+    experiment's config keys that differ from the reference's (``differences``) and the
+    number of bootstrap ``samples`` the intervals were drawn with."""
+
+    study: str
+    reference: str
+    experiments: pd.DataFrame
+    comparisons: pd.DataFrame
+    differences: dict[str, dict]
+    samples: int
+
+
 def render_study_report(
     template_path: str | Path,
     output: str | Path,
-    *,
-    study: str,
-    reference: str,
-    experiments: pd.DataFrame,
-    comparisons: pd.DataFrame,
-    forest_path: str | Path,
-    cost_path: str | Path,
+    results: StudyResults,
+    figures: dict[str, str | Path],
     experiment_reports: dict[str, str | Path],
-    differences: dict[str, dict],
-    samples: int,
-    workflow_dir: str | Path,
 ) -> None:
     """Render a study's report to ``output``: its experiments, their paired differences to
-    the reference, and links to each experiment's own report."""
+    the reference (``results``), its ``figures`` (``forest`` and ``cost`` plots), and
+    links to each experiment's own report."""
     output = Path(output)
     links = {name: os.path.relpath(path, output.parent) for name, path in experiment_reports.items()}
+    differences = results.differences
     html = template(template_path).render(
-        study=study,
-        reference=reference,
+        study=results.study,
+        reference=results.reference,
         generated=generated_at(),
-        experiments=experiments.to_dict("records"),
-        comparisons=comparisons.to_dict("records"),
+        experiments=results.experiments.to_dict("records"),
+        comparisons=results.comparisons.to_dict("records"),
         scores=MAIN_SCORES,
         labels=SCORE_LABELS,
-        forest=data_uri(forest_path),
-        cost=data_uri(cost_path),
+        forest=data_uri(figures["forest"]),
+        cost=data_uri(figures["cost"]),
         links=links,
         differences={name: yaml.safe_dump(diff, sort_keys=False) if diff else "" for name, diff in differences.items()},
-        samples=samples,
-        git=git_state(workflow_dir),
+        samples=results.samples,
+        git=git_state(checkout_of(template_path)),
         versions=installed_versions(),
     )
     output.write_text(html)
 
 
+@dataclass(frozen=True)
+class SegmentedStack:
+    """A stack segmented by ``segment``: its ``name`` in segment.stacks, the raw ``stack``
+    (N, H, W, may be memory-mapped), its fetch ``record``, its ``plan``, the written
+    ``segmentation`` (``stackio.read_segmentation``: probability, uncertainty, labels,
+    N x H x W, may be lazy) and its per-section ``summary``."""
+
+    name: str
+    stack: np.ndarray
+    record: dict
+    plan: SegmentationPlan
+    segmentation: dict
+    summary: pd.DataFrame
+
+
 def render_segment_report(
     template_path: str | Path,
     output: str | Path,
-    *,
+    segmented: SegmentedStack,
     experiment: str,
-    name: str,
-    stack: np.ndarray,
-    stack_record: dict,
-    plan: dict,
-    segmentation: dict,
-    summary: pd.DataFrame,
     scores: pd.DataFrame,
     segment_config: dict,
-    workflow_dir: str | Path,
-    sections: int = VIEWER_SECTIONS,
 ) -> None:
-    """The report of one segmented stack: the slice viewer over up to ``sections``
+    """The report of one segmented stack: the slice viewer over up to ``VIEWER_SECTIONS``
     sections evenly spread (image, probability, cells, fold disagreement; sections
     wider than ``VIEWER_SIDE`` px shown at every n-th pixel), the per-section summary,
-    and the provenance (the models of ``plan`` and their cross-validated ``scores``, the
-    normalisation, versions). ``stack`` (N, H, W) raw and ``segmentation``
-    (``segment.read_outputs``: probability, uncertainty, labels, N x H x W) may be lazy:
-    only the sections shown are read. One self-contained HTML file."""
-    shown = spread_sections(len(stack), sections)
+    and the provenance (the models of ``experiment`` that segmented it and their
+    cross-validated ``scores``, the normalisation, versions). Only the sections shown
+    are read. One self-contained HTML file."""
+    stack, plan, segmentation, name = segmented.stack, segmented.plan, segmented.segmentation, segmented.name
+    stack_record, summary = segmented.record, segmented.summary
+    shown = spread_sections(len(stack), VIEWER_SECTIONS)
     stride = max(1, -(-max(stack.shape[1:]) // VIEWER_SIDE))
-    images = {index: apply_normalisation(np.asarray(stack[index]), plan["normalisation"]) for index in shown}
+    images = {index: plan.normalisation.apply(np.asarray(stack[index])) for index in shown}
+    volume = Volume(images, segmentation["probability"], segmentation["uncertainty"], segmentation["labels"])
     viewer = [
         {
             "id": "sections",
@@ -353,15 +384,7 @@ def render_segment_report(
             "describe": "section {index}",
             "layers": ["outlines", "prediction", "probability", "uncertainty"],
             "default_on": ["outlines"],
-            "slices": volume_layers(
-                images,
-                segmentation["probability"],
-                segmentation["uncertainty"],
-                segment_config["threshold"],
-                shown,
-                segmentation["labels"],
-                stride,
-            ),
+            "slices": volume_layers(volume, segment_config["threshold"], shown, stride),
         }
     ]
     warnings = list(stack_record.get("warnings", []))
@@ -385,11 +408,11 @@ def render_segment_report(
         summary_columns=[(column, *SEGMENT_SUMMARY_COLUMNS[column]) for column in summary.columns],
         scores=[r for r in scores.to_dict("records") if r["metric"] in MAIN_SCORES],
         score_names=MAIN_SCORES,
-        models=plan["models"],
-        normalisation=plan["normalisation"],
-        slabs=len(plan["slabs"]),
+        models=plan.models,
+        normalisation=plan.normalisation,
+        slabs=len(plan.slabs),
         segment=segment_config,
-        git=git_state(workflow_dir),
+        git=git_state(checkout_of(template_path)),
         versions=installed_versions(),
     )
     Path(output).write_text(html)

@@ -1,7 +1,7 @@
 """Reading a stack from what users bring: TIFF files of any common flavour, folders or
 globs of single-section images, with their calibration; or a clear refusal.
 
-What is accepted, and what happens to it (the README's "Bring your own stacks" repeats
+What is accepted, and what happens to it (docs/input-formats.md repeats
 this table for users):
 
 | input | what cellseg does |
@@ -20,7 +20,7 @@ this table for users):
 | a folder, or a glob pattern, of single-section TIFF or PNG files (Fiji's "Image Sequence") | files in natural order (``z2`` before ``z10``), all of one shape and dtype; each file named in errors |
 | an OME-Zarr image (NGFF 0.4 or 0.5, a folder such as ``volume.ome.zarr``) | its full-resolution level, axes and physical sizes from its ``multiscales`` metadata (channels as for TIFF), read lazily |
 | ``~`` and ``$VARIABLES`` in a source | expanded |
-| calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*`` (Å to mm), TIFF resolution in centimetres | read into ``voxel_size`` (z, y, x and unit); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
+| calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*`` (Å to mm), TIFF resolution in centimetres | converted once into ``voxel_size`` (``records.VoxelSize``, micrometres); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
 
 Every correction made while reading (an inversion, a skipped page, a dropped axis) is in
 ``Stack.notes``; every doubt about the result (sections likely on the wrong axis) in
@@ -38,6 +38,7 @@ import collections
 import glob
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ import numpy as np
 import tifffile
 
 from .errors import InputError
+from .records import MICROMETRES, UNCALIBRATED, SegmentationPlan, VoxelSize
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +75,18 @@ UNIT_NAMES = {
     "angstrom": "angstrom",
     "\\u00c5": "angstrom",
 }
-# Size of one unit in micrometres, to compare or convert calibrations.
-MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 @dataclass
 class Stack:
     """A stack as read: ``pixels`` (N, H, W) in the file's own dtype, values as a viewer
-    shows them (a numpy array, or a dask array when read lazily); ``voxel_size``
-    {"z", "y", "x": float or None, "unit": str or None} (z the section spacing, y and x the pixel size); ``notes`` the corrections made while
+    shows them (a numpy array, or a dask array when read lazily); ``voxel_size`` in
+    micrometres, converted from the file's unit here (z the section spacing, y and x the
+    pixel size); ``notes`` the corrections made while
     reading, ``warnings`` the doubts about the result, both for the log and provenance."""
 
     pixels: np.ndarray
-    voxel_size: dict = field(default_factory=lambda: {"z": None, "y": None, "x": None, "unit": None})
+    voxel_size: VoxelSize = field(default_factory=VoxelSize)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -242,6 +243,23 @@ def _is_zarr(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
 
 
+def _multiscale(attributes: dict, shown: str) -> dict:
+    """The first image of an OME-Zarr group's ``multiscales`` metadata (NGFF 0.4 keeps it
+    at the top of the attributes, 0.5 under ``ome``). Raises ``InputError`` without one."""
+    multiscales = attributes.get("ome", attributes).get("multiscales")
+    if not multiscales:
+        raise InputError(
+            f"{shown} is a Zarr store without OME-Zarr 'multiscales' metadata; cellseg reads OME-Zarr images "
+            "(NGFF 0.4 or 0.5), such as those napari, ome-zarr-py or bioformats2raw write."
+        )
+    return multiscales[0]
+
+
+def _full_resolution(group, shown: str) -> da.Array:
+    """The full-resolution level of an OME-Zarr image group, lazily."""
+    return da.from_zarr(group[_multiscale(dict(group.attrs), shown)["datasets"][0]["path"]])
+
+
 def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
     """The full-resolution level of an OME-Zarr image, lazily, with its physical sizes."""
     import zarr
@@ -251,30 +269,23 @@ def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
         attributes = dict(group.attrs)
     except Exception as error:  # zarr raises many types for a damaged store
         raise InputError(f"{shown} could not be opened as a Zarr group ({type(error).__name__}: {error}).") from error
-    multiscales = attributes.get("ome", attributes).get("multiscales")
-    if not multiscales:
-        raise InputError(
-            f"{shown} is a Zarr store without OME-Zarr 'multiscales' metadata; cellseg reads OME-Zarr images "
-            "(NGFF 0.4 or 0.5), such as those napari, ome-zarr-py or bioformats2raw write."
-        )
-    image = multiscales[0]
+    image = _multiscale(attributes, shown)
     axes = [a["name"] if isinstance(a, dict) else a for a in image["axes"]]
     level = image["datasets"][0]
     pixels = da.from_zarr(group[level["path"]])
     scale = next((t["scale"] for t in level.get("coordinateTransformations", []) if t["type"] == "scale"), None)
-    voxel = {"z": None, "y": None, "x": None, "unit": None}
+    voxel = {}
     units = {a["name"]: a.get("unit") for a in image["axes"] if isinstance(a, dict)}
     for name, size in zip(axes, scale or [], strict=False):
         unit = _unit(units.get(name))  # NGFF names units as UDUNITS-2 does: micrometer, nanometer
         if name in "zyx" and unit is not None:
             voxel[name] = float(size) * MICROMETRES[unit]
-            voxel["unit"] = "micron"
     notes: list[str] = [
         f"{shown}: OME-Zarr image, level {level['path']} of {len(image['datasets'])} (full resolution), "
         f"axes {''.join(axes)}"
     ]
     letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(a, "Q") for a in axes)
-    return Stack(_to_sections(pixels, letters, shown, channel, notes), voxel, notes)
+    return Stack(_to_sections(pixels, letters, shown, channel, notes), VoxelSize(**voxel), notes)
 
 
 def _header(path: Path) -> tuple:
@@ -533,7 +544,7 @@ def _unit(value) -> str | None:
     return UNIT_NAMES.get(str(value).strip().lower())
 
 
-def _calibration(tiff: tifffile.TiffFile) -> dict:
+def _calibration(tiff: tifffile.TiffFile) -> VoxelSize:
     """Voxel size from ImageJ or OME metadata, or TIFF resolution in centimetres."""
     voxel = {"z": None, "y": None, "x": None, "unit": None}
     page = tiff.pages.first
@@ -558,9 +569,7 @@ def _calibration(tiff: tifffile.TiffFile) -> dict:
         x, y = _pixel_size(page)
         if x is not None:
             voxel.update(unit="micron", x=x * 1e4, y=y * 1e4)
-    if voxel["unit"] is None or all(voxel[a] is None for a in "zyx"):
-        return {"z": None, "y": None, "x": None, "unit": None}
-    return voxel
+    return VoxelSize.in_unit(voxel["z"], voxel["y"], voxel["x"], voxel["unit"])
 
 
 def _pixel_size(page) -> tuple[float | None, float | None]:
@@ -574,26 +583,17 @@ def _pixel_size(page) -> tuple[float | None, float | None]:
     return 1.0 / x, 1.0 / y
 
 
-def describe_voxel_size(voxel_size: dict) -> str:
-    """'z 0.05, y 0.004, x 0.004 micron' (? where unknown) for logs and reports, or
-    'unknown'."""
-    if not voxel_size or not voxel_size.get("unit"):
-        return "unknown"
-    shown = ", ".join(f"{a} " + ("?" if voxel_size.get(a) is None else f"{voxel_size[a]:g}") for a in "zyx")
-    return f"{shown} {voxel_size['unit']}"
-
-
 def write_stack(
     path: str | Path,
     pixels: np.ndarray,
-    voxel_size: dict | None = None,
+    voxel_size: VoxelSize = UNCALIBRATED,
     display_range: tuple[float, float] | None = None,
 ) -> None:
     """Write ``pixels`` (N, H, W) or (H, W) as a calibrated ImageJ hyperstack (axes ZYX
     or YX) that Fiji and napari open at the right scale.
 
-    ``voxel_size`` as in ``Stack`` (pixel size as the resolution, section spacing as
-    ImageJ's ``spacing``, the unit as ImageJ's keyword); ``display_range`` (min, max) for
+    ``voxel_size`` in micrometres (pixel size as the resolution, section spacing as
+    ImageJ's ``spacing``, unit ``micron``); ``display_range`` (min, max) for
     ImageJ's display, (0, 1) for probability maps. dtypes ImageJ cannot hold (uint32
     instance labels, say) are written as OME-TIFF with its physical sizes instead, which
     Fiji (Bio-Formats) and napari read at scale.
@@ -605,7 +605,7 @@ def stack_on_disk(
     path: str | Path,
     shape: tuple[int, ...],
     dtype,
-    voxel_size: dict | None = None,
+    voxel_size: VoxelSize = UNCALIBRATED,
     display_range: tuple[float, float] | None = None,
 ) -> np.memmap:
     """A calibrated stack file as ``write_stack`` writes it, created empty and returned as
@@ -616,28 +616,173 @@ def stack_on_disk(
     )
 
 
-def _calibrated_options(ndim: int, dtype: np.dtype, voxel_size: dict | None, display_range) -> dict:
+def _calibrated_options(ndim: int, dtype: np.dtype, voxel_size: VoxelSize, display_range) -> dict:
     """tifffile.imwrite's options for a calibrated ImageJ hyperstack, or OME-TIFF for
     dtypes ImageJ cannot hold."""
-    voxel_size = voxel_size or {}
     axes = "ZYX" if ndim == 3 else "YX"
+    sizes = dict(zip("zyx", voxel_size.axes, strict=True))
     if dtype not in (np.uint8, np.uint16, np.float32):
         metadata = {"axes": axes}
-        if voxel_size.get("unit"):
-            scale = MICROMETRES[voxel_size["unit"]]
-            for axis in axes.lower():
-                if voxel_size.get(axis):
-                    metadata[f"PhysicalSize{axis.upper()}"] = voxel_size[axis] * scale
-                    metadata[f"PhysicalSize{axis.upper()}Unit"] = "µm"
+        for axis in axes.lower():
+            if sizes[axis]:
+                metadata[f"PhysicalSize{axis.upper()}"] = sizes[axis]
+                metadata[f"PhysicalSize{axis.upper()}Unit"] = "µm"
         return {"ome": True, "photometric": "minisblack", "metadata": metadata}
     metadata: dict = {"axes": axes}
     options: dict = {"imagej": True, "photometric": "minisblack", "metadata": metadata}
-    if voxel_size.get("unit"):
-        metadata["unit"] = voxel_size["unit"]
-        if voxel_size.get("z") and ndim == 3:
-            metadata["spacing"] = voxel_size["z"]
-        if voxel_size.get("x") and voxel_size.get("y"):
-            options["resolution"] = (1.0 / voxel_size["x"], 1.0 / voxel_size["y"])
+    if voxel_size.known_any:
+        metadata["unit"] = "micron"
+        if voxel_size.z and ndim == 3:
+            metadata["spacing"] = voxel_size.z
+        if voxel_size.pixel_known:
+            options["resolution"] = (1.0 / voxel_size.x, 1.0 / voxel_size.y)
     if display_range is not None:
         metadata["min"], metadata["max"] = display_range
     return options
+
+
+# Writing a segmented stack from its slab jobs' arrays (.npy files, in order): as
+# calibrated TIFF stacks and as one OME-Zarr image with its label image, in bounded memory.
+SEGMENTATION_LAYERS = ("probability", "uncertainty", "labels")
+
+
+def gathered(paths: list[str | Path]) -> da.Array:
+    """The slabs' arrays (.npy files, in order) as one lazy stack, a chunk a slab: each
+    slab is read when its chunk is needed and freed after."""
+    parts = []
+    for path in paths:
+        header = np.load(path, mmap_mode="r")
+        parts.append(da.from_delayed(dask.delayed(np.load)(path), header.shape, header.dtype))
+        del header
+    return da.concatenate(parts)
+
+
+def write_tiff_stacks(
+    plan: SegmentationPlan, slabs: dict[str, list[str | Path]], outputs: dict[str, str | Path]
+) -> None:
+    """The slabs' ``probability``, ``uncertainty`` and ``labels`` as calibrated TIFF stacks
+    (``stack_on_disk``: ImageJ hyperstacks, OME-TIFF (BigTIFF past 4 GB) for uint32
+    labels), filled one slab at a time. ImageJ hyperstacks past 4 GB are written as
+    ImageJ itself writes them, which is logged."""
+    for key, display in zip(SEGMENTATION_LAYERS, ((0.0, 1.0), (0.0, 0.5), None), strict=True):
+        first = np.load(slabs[key][0], mmap_mode="r")
+        output = stack_on_disk(outputs[key], plan.shape, first.dtype, plan.voxel_size, display)
+        del output
+        for (start, stop), path in zip(plan.slabs, slabs[key], strict=True):
+            # Mapped for one slab only: written pages leave the process with the mapping.
+            # A one-section file maps as (H, W): seen as the stack it is.
+            output = tifffile.memmap(outputs[key], mode="r+").reshape(plan.shape)
+            output[start:stop] = np.load(path, mmap_mode="r")
+            output.flush()
+            del output
+        log.info("wrote %s (%s)", outputs[key], " x ".join(map(str, plan.shape)))
+        if key != "labels" and Path(outputs[key]).stat().st_size > 2**32:
+            log.warning(
+                "%s is over 4 GB: written as ImageJ writes such stacks (one directory, the sections "
+                "contiguous after it), which Fiji and tifffile read whole but other TIFF readers see as "
+                "one section; segmentation.ome.zarr holds the same values for any reader",
+                outputs[key],
+            )
+
+
+OME_ZARR_CHANNELS = [
+    {
+        "label": "cell probability",
+        "color": "FFFFFF",
+        "active": True,
+        "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0},
+    },
+    {
+        "label": "fold disagreement",
+        "color": "FF00FF",
+        "active": False,
+        "window": {"start": 0.0, "end": 0.5, "min": 0.0, "max": 0.5},
+    },
+]
+
+
+def write_ome_zarr(plan: SegmentationPlan, slabs: dict[str, list[str | Path]], output: str | Path) -> None:
+    """The slabs as one OME-Zarr image (NGFF, written by ome-zarr-py), which napari and
+    Fiji's N5/Zarr readers open at scale: the image has channels ``cell probability`` and
+    ``fold disagreement`` (float32, axes c, z, y, x), the instance labels are its label
+    image ``labels/cells`` (uint32, z, y, x); chunks of one section, a resolution pyramid
+    (x2 in y and x per level, down to about 256 pixels), physical sizes in micrometres
+    where the stack's voxel size is known. Written from the slabs lazily: memory holds a
+    few sections, whatever the stack's length."""
+    import zarr
+    from ome_zarr.writer import write_image, write_labels
+
+    output = Path(output)
+    if output.exists():
+        shutil.rmtree(output)  # a partial store of a killed run
+    count, height, width = plan.shape
+    levels, factor = [], 2
+    while min(height, width) // factor >= 256:
+        levels.append(factor)
+        factor *= 2
+    scale, units = _ngff_scale(plan.voxel_size, output)
+    image = da.stack([gathered(slabs["probability"]), gathered(slabs["uncertainty"])])
+    group = zarr.open_group(str(output), mode="w")
+    # One section a chunk at every level of the pyramid.
+    sizes = [(height // f, width // f) for f in [1, *levels]]
+    write_image(
+        image,
+        group,
+        scale_factors=levels,
+        axes="czyx",
+        scale={"c": 1.0} | scale,
+        axes_units=units,
+        storage_options=[{"chunks": (1, 1, *size)} for size in sizes],
+        name=plan.source,
+        omero={"channels": OME_ZARR_CHANNELS},
+    )
+    write_labels(
+        gathered(slabs["labels"]),
+        group,
+        name="cells",
+        scaler=None,
+        scale_factors=levels,
+        axes="zyx",
+        label_metadata={"source": {"image": "../../"}},
+        scale=scale,
+        axes_units=units,
+        storage_options=[{"chunks": (1, *size)} for size in sizes],
+    )
+    log.info("wrote %s: %d sections of %d x %d, %d pyramid level(s)", output, count, height, width, len(levels) + 1)
+
+
+def _ngff_scale(voxel: VoxelSize, output: Path) -> tuple[dict, dict | None]:
+    """The physical size of a voxel along z, y, x in micrometres, and the axes' units, for
+    NGFF metadata. NGFF needs a number for every axis: an unknown section spacing
+    becomes the pixel size (isotropic, as a viewer assumes without calibration), which is
+    logged; an uncalibrated stack is scaled in pixels, without units."""
+    if voxel.x is None:
+        return dict.fromkeys("zyx", 1.0), None
+    scale = {"y": voxel.x if voxel.y is None else voxel.y, "x": voxel.x}
+    if voxel.z is None:
+        log.warning(
+            "%s: the section spacing is unknown; the OME-Zarr's z scale is set to the pixel size (%g "
+            "micron, isotropic). Set data.voxel_size.z to record the real one.",
+            output,
+            scale["x"],
+        )
+    scale["z"] = scale["x"] if voxel.z is None else voxel.z
+    return {axis: scale[axis] for axis in "zyx"}, dict.fromkeys("zyx", "micrometer")
+
+
+def read_segmentation(paths: dict[str, str | Path]) -> dict[str, da.Array | np.ndarray]:
+    """A segmented stack as written, lazily (dask arrays over the OME-Zarr store
+    ``paths['zarr']`` when given, else memory maps of the TIFF files ``paths[key]``;
+    N x H x W): ``probability``, ``uncertainty`` and ``labels``."""
+    if paths.get("zarr"):
+        import zarr
+
+        shown = str(paths["zarr"])
+        group = zarr.open_group(shown, mode="r")
+        image = _full_resolution(group, shown)
+        return {
+            "probability": image[0],
+            "uncertainty": image[1],
+            "labels": _full_resolution(group["labels/cells"], shown),
+        }
+    return {key: tifffile.memmap(paths[key], mode="r") for key in SEGMENTATION_LAYERS}

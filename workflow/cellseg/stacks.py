@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .records import NORMALISATIONS, Intensities
 
 log = logging.getLogger(__name__)
 
 LABEL_ENCODINGS = ({0, 1}, {0, 255})
-NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
 
 
 def release(array: np.ndarray) -> None:
@@ -54,11 +54,11 @@ SAMPLE_PIXELS = 1 << 24
 
 
 def normalise_images(
-    stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)
-) -> tuple[np.ndarray, dict]:
+    stack: np.ndarray, path: str | Path, method: str, percentiles: tuple[float, float]
+) -> tuple[np.ndarray, Intensities]:
     """Images (N, H, W) of any integer or float dtype as float32, normalised per stack.
 
-    ``percentile`` (the default): (v - p_low) / (p_high - p_low) with the stack's
+    ``percentile`` (the schema's default): (v - p_low) / (p_high - p_low) with the stack's
     ``percentiles`` (CSBDeep's ``normalize``, 1 and 99.8 by default; Weigert et al. 2018,
     Nature Methods 15:1090), not clipped; ``mean_std``: (v - mean) / sd of the stack;
     ``dtype_range``: v / the dtype's maximum (unsigned integers) or v itself (floats in
@@ -68,12 +68,10 @@ def normalise_images(
     for NaN or infinite pixels, a constant stack, or a dtype the method cannot read.
     """
     record = intensity_record(stack, path, method, percentiles)
-    return apply_normalisation(stack, record), record
+    return record.apply(stack), record
 
 
-def intensity_record(
-    stack: np.ndarray, path: str | Path, method: str = "percentile", percentiles: tuple[float, float] = (1.0, 99.8)
-) -> dict:
+def intensity_record(stack: np.ndarray, path: str | Path, method: str, percentiles: tuple[float, float]) -> Intensities:
     """The normalisation of a stack (N, H, W): ``method``, ``percentiles`` and the raw
     statistics it needs (``low``, ``high``: the percentiles, ``mean``, ``std``, ``min``,
     ``max``, ``dtype``), from at most ``SAMPLE_PIXELS`` pixels of evenly spaced sections
@@ -97,18 +95,18 @@ def intensity_record(
     values = np.asarray(stack[sampled], dtype=np.float64)
     release(stack)
     low, high = (float(v) for v in np.percentile(values, percentiles))
-    record = {
-        "method": method,
-        "percentiles": list(percentiles),
-        "low": low,
-        "high": high,
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": low_value,
-        "max": high_value,
-        "dtype": str(stack.dtype),
-        "sampled_sections": len(sampled),
-    }
+    record = Intensities(
+        method=method,
+        percentiles=tuple(percentiles),
+        low=low,
+        high=high,
+        mean=float(values.mean()),
+        std=float(values.std()),
+        min=low_value,
+        max=high_value,
+        dtype=str(stack.dtype),
+        sampled_sections=len(sampled),
+    )
     if method == "dtype_range":
         if stack.dtype.kind == "f" and (low_value < 0 or high_value > 1):
             raise InputError(
@@ -122,26 +120,13 @@ def intensity_record(
                 "data.normalization: dtype_range reads unsigned integers or floats in [0, 1]."
             )
         return record
-    scale = high - low if method == "percentile" else record["std"]
+    scale = high - low if method == "percentile" else record.std
     if scale <= 0:
         raise InputError(
             f"{path} has no contrast to normalise: {method} normalisation divides by "
             f"{scale:g} (values {low_value:g} to {high_value:g})."
         )
     return record
-
-
-def apply_normalisation(stack: np.ndarray, record: dict) -> np.ndarray:
-    """``stack`` (any shape) normalised as ``record`` (``intensity_record``) says, float32."""
-    if record["method"] == "dtype_range":
-        dtype = np.dtype(record["dtype"])
-        scale = np.iinfo(dtype).max if dtype.kind == "u" else 1.0
-        return (np.asarray(stack, dtype=np.float32) / np.float32(scale)).astype(np.float32)
-    if record["method"] == "percentile":
-        offset, scale = record["low"], record["high"] - record["low"]
-    else:
-        offset, scale = record["mean"], record["std"]
-    return ((np.asarray(stack, dtype=np.float64) - offset) / scale).astype(np.float32)
 
 
 def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None = None) -> np.ndarray:
@@ -212,34 +197,25 @@ def check_stack(stack: np.ndarray, path: str | Path, kind: str, options: dict) -
         binary_labels(stack, path, options.get("label_cell_value"))
     else:
         # The statistics say whether it can be normalised; the arrays are made at unpack.
-        intensity_record(
-            stack, path, options.get("normalization", "percentile"), tuple(options.get("percentiles", (1.0, 99.8)))
-        )
+        intensity_record(stack, path, options["normalization"], tuple(options["percentiles"]))
 
 
-def unpack(
-    images_path: str | Path,
-    labels_path: str | Path | None,
-    images_out: str | Path,
-    labels_out: str | Path | None,
-    manifest_out: str | Path,
-    record_out: str | Path,
-    options: dict,
-    images_record: str | Path,
-    labels_record: str | Path | None = None,
-) -> pd.DataFrame:
+def unpack(inputs: dict[str, str | Path], outputs: dict[str, str | Path], options: dict) -> pd.DataFrame:
     """Unpack fetched stacks (.npy of ``fetch.fetch_stack``) into the arrays training and
     prediction read: images float32 (N, H, W) normalised per
     stack (``options['normalization']``, ``options['percentiles']``), labels uint8
     {0, 1} (``options['label_cell_value']``).
 
-    Writes a manifest TSV with one row per slice (``slice``, ``height``, ``width``,
-    ``image_mean``, ``image_std`` of the normalised image, ``cell_fraction``, empty
-    without labels) and a JSON record: the normalisation and its raw statistics, the
-    voxel size, the sources, and every note and warning of reading and fetching.
-    ``images_record`` and ``labels_record`` are the fetch records (their ``source`` names
-    the files in messages). Returns the manifest.
+    ``inputs``: ``images`` and ``images_record`` (the fetched stack and its fetch record,
+    whose ``source`` names the files in messages), and for a labelled set ``labels`` and
+    ``labels_record``. ``outputs``: ``images``, ``labels`` (with labels), ``manifest``
+    (a TSV with one row per slice: ``slice``, ``height``, ``width``, ``image_mean``,
+    ``image_std`` of the normalised image, ``cell_fraction``, empty without labels) and
+    ``record`` (JSON: the normalisation and its raw statistics, the voxel size, the
+    sources, and every note and warning of reading and fetching). Returns the manifest.
     """
+    images_path, labels_path = inputs["images"], inputs.get("labels")
+    images_record, labels_record = inputs["images_record"], inputs.get("labels_record")
     fetched = {
         k: json.loads(Path(p).read_text()) for k, p in (("images", images_record), ("labels", labels_record)) if p
     }
@@ -247,8 +223,8 @@ def unpack(
     images, normalisation = normalise_images(
         np.load(images_path),
         images_name,
-        options.get("normalization", "percentile"),
-        tuple(options.get("percentiles", (1.0, 99.8))),
+        options["normalization"],
+        tuple(options["percentiles"]),
     )
     labels = None
     if labels_path is not None:
@@ -267,7 +243,7 @@ def unpack(
         }
     )
     record = {
-        "normalisation": normalisation,
+        "normalisation": normalisation.to_json(),
         "voxel_size": fetched["images"]["voxel_size"],
         "shape": list(images.shape),
         "sources": {k: v.get("source") for k, v in fetched.items()},
@@ -283,11 +259,11 @@ def unpack(
                 "declared. In membrane segmentation the cell interior is usually the majority: check the value."
             )
             log.warning("%s", record["warnings"][-1])
-    np.save(images_out, images)
+    np.save(outputs["images"], images)
     if labels is not None:
-        np.save(labels_out, labels)
-    manifest.to_csv(manifest_out, sep="\t", index=False, float_format="%.6g")
-    Path(record_out).write_text(json.dumps(record, indent=2) + "\n")
+        np.save(outputs["labels"], labels)
+    manifest.to_csv(outputs["manifest"], sep="\t", index=False, float_format="%.6g")
+    Path(outputs["record"]).write_text(json.dumps(record, indent=2) + "\n")
     log.info(
         "unpacked %d slices of %d x %d from %s%s; images normalised by %s (raw %g to %g)",
         count,
@@ -295,35 +271,8 @@ def unpack(
         width,
         images_name,
         f" with labels from {labels_name}" if labels is not None else "",
-        normalisation["method"],
-        normalisation["low"],
-        normalisation["high"],
+        normalisation.method,
+        normalisation.low,
+        normalisation.high,
     )
     return manifest
-
-
-def normalised_range(record: dict) -> tuple[float, float]:
-    """The stack's low and high percentiles after its normalisation: what the model sees."""
-    low, high = apply_normalisation(np.array([record["low"], record["high"]]), record)
-    return float(low), float(high)
-
-
-def intensity_mismatch(trained: dict, predicted: dict) -> str | None:
-    """A warning when a stack to predict lies far outside the training stack's intensity
-    range as the model sees it (normalised): the middle of its range outside the
-    training range, or a range 3 times wider or narrower. Both arguments are records of
-    ``normalise_images``; None when they match."""
-    train_low, train_high = normalised_range(trained)
-    low, high = normalised_range(predicted)
-    width, train_width = high - low, train_high - train_low
-    middle = (low + high) / 2
-    if train_low <= middle <= train_high and train_width / 3 <= width <= 3 * train_width:
-        return None
-    return (
-        f"the stack to predict lies far outside the training stack's intensities as the "
-        f"model sees them ({trained['method']} normalisation): its {predicted['percentiles'][0]:g}th to "
-        f"{predicted['percentiles'][1]:g}th percentiles map to {low:.3g} to {high:.3g}, the training "
-        f"stack's to {train_low:.3g} to {train_high:.3g} (raw {predicted['low']:g} to {predicted['high']:g} "
-        f"{predicted['dtype']} against {trained['low']:g} to {trained['high']:g} {trained['dtype']}). "
-        "Predictions may be meaningless; the default percentile normalisation avoids this."
-    )

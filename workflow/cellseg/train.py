@@ -19,6 +19,7 @@ import pickle
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from .augment import build_augmentation
 from .config import training_recipe
 from .loss import border_weights, dice_bce_loss
 from .model import build_model, count_parameters, describe_model
+from .records import FoldModel, TrainingInput
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
 log = logging.getLogger(__name__)
@@ -121,18 +123,37 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_config: dict):
     return None
 
 
+@dataclass
+class Trainee:
+    """What a training step changes and where it runs: the model, its optimizer, learning
+    rate ``schedule`` and gradient scaler, on ``device`` in ``precision`` with activations
+    in ``memory_format``."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    precision: str
+    memory_format: torch.memory_format
+
+
+@dataclass
+class TrainingData:
+    """A labelled set as training reads it: ``images`` (N, H, W) float32 normalised per
+    stack, ``labels`` (N, H, W) uint8 with 1 = cell, and the stack's record (its
+    normalisation and voxel size)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    input: TrainingInput
+
+
 def training_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    batches: Iterator,
-    device: torch.device,
-    precision: str,
-    memory_format: torch.memory_format,
-    loss_config: dict,
-    normalisation: tuple[float, float],
+    trainee: Trainee, batches: Iterator, loss_config: dict, normalisation: tuple[float, float]
 ) -> tuple[float, dict[str, float]]:
-    """One optimisation step on the next batch of ``batches``; returns the loss and its parts.
+    """One optimisation step on the next batch of ``batches``, the images standardised by
+    ``normalisation`` (mean, sd); returns the loss and its parts.
 
     The phases are torch.profiler regions (data, forward, backward, optimizer), so a
     profile of training shows where a step's time goes.
@@ -140,18 +161,18 @@ def training_step(
     mean, std = normalisation
     with record_function("data"):
         image, target, valid = next(batches)
-        image = ((image - mean) / std).to(device, memory_format=memory_format)
-        target, valid = target.to(device), valid.to(device)
+        image = ((image - mean) / std).to(trainee.device, memory_format=trainee.memory_format)
+        target, valid = target.to(trainee.device), valid.to(trainee.device)
     with record_function("forward"):
-        with autocast(device, precision):
-            logits = model(image)
+        with autocast(trainee.device, trainee.precision):
+            logits = trainee.model(image)
         loss, parts = dice_bce_loss(logits, target, valid, loss_config["dice_weight"], loss_config["dice_on"])
     with record_function("backward"):
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        trainee.optimizer.zero_grad(set_to_none=True)
+        trainee.scaler.scale(loss).backward()
     with record_function("optimizer"):
-        scaler.step(optimizer)
-        scaler.update()
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
         loss_value = loss.item()
     return loss_value, parts
 
@@ -319,17 +340,17 @@ class Progress:
         return (self.steps - self.start) * self.batch_size / max(time.perf_counter() - self.this_run_began, 1e-9)
 
 
-def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedule: Schedule, scaler, progress) -> None:
+def save_checkpoint(path: Path, run_id: str, step: int, trainee: Trainee, progress: Progress) -> None:
     """Everything that resumes the run after ``step`` exactly (weights, optimizer, schedule,
     scaler, random states, curve, elapsed time), as plain data (``rng_states``)."""
     save_atomically(
         {
             "fingerprint": run_id,
             "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(),
-            "scaler": scaler.state_dict(),
+            "model": trainee.model.state_dict(),
+            "optimizer": trainee.optimizer.state_dict(),
+            "scheduler": trainee.schedule.state_dict(),
+            "scaler": trainee.scaler.state_dict(),
             "rng": rng_states(),
             "curve": progress.curve,
             "elapsed": progress.elapsed(),
@@ -338,8 +359,8 @@ def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedu
     )
 
 
-def resume(path: Path, run_id: str, device: torch.device, model, optimizer, schedule: Schedule, scaler):
-    """Load the checkpoint at ``path`` into the model, optimizer, schedule, scaler and
+def resume(path: Path, run_id: str, trainee: Trainee) -> tuple[int, list, float]:
+    """Load the checkpoint at ``path`` into the trainee's model, optimizer, schedule, scaler and
     random states when it belongs to this run (``run_id``, see ``fingerprint``); returns
     (first step to run, curve rows so far, seconds trained so far): (0, [], 0.0) without
     one. A checkpoint of another run, or one of an older cellseg that does not load as
@@ -347,64 +368,57 @@ def resume(path: Path, run_id: str, device: torch.device, model, optimizer, sche
     if not path.exists():
         return 0, [], 0.0
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=trainee.device, weights_only=True)
     except pickle.UnpicklingError:  # an older cellseg pickled numpy's random state
         log.warning("ignoring %s: written by an older cellseg, it does not load as plain data", path)
         return 0, [], 0.0
     if state["fingerprint"] != run_id:
         log.info("ignoring %s: it belongs to another configuration or data", path)
         return 0, [], 0.0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    trainee.model.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    trainee.schedule.load_state_dict(state["scheduler"])
+    trainee.scaler.load_state_dict(state["scaler"])
     restore_rng_states(state["rng"])
     return state["step"], state["curve"], state["elapsed"]
 
 
-def write_model(model: torch.nn.Module, metadata: dict, path: Path) -> None:
-    """The weights (on the CPU) and ``metadata`` in ``path``; the metadata again, as JSON,
+def write_model(model: torch.nn.Module, record: FoldModel, path: Path) -> None:
+    """The weights (on the CPU) and ``record`` in ``path``; the record again, as JSON,
     beside it (``path`` with ``.json``) for readers that need no torch (report, studies)."""
     state_dict = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = record.to_json()
     save_atomically({"state_dict": state_dict, **metadata}, path)
     path.with_suffix(".json").write_text(json.dumps(metadata, indent=1) + "\n")
 
 
 def train_fold(
-    images: np.ndarray,
-    labels: np.ndarray,
-    train_slices: list[int],
-    config: dict,
-    fold: int,
-    model_path: str | Path,
-    curve_path: str | Path,
-    checkpoint_path: str | Path,
-    input_record: dict | None = None,
-) -> dict:
-    """Train the UNet of ``fold`` on ``train_slices`` and write the model and its curve.
+    data: TrainingData, train_slices: list[int], config: dict, fold: int, paths: dict[str, str | Path]
+) -> FoldModel:
+    """Train the UNet of ``fold`` on ``train_slices`` of ``data`` and write the model and its curve.
 
-    ``images`` (N, H, W) float32, normalised per stack (``stacks.normalise_images``), and
-    ``labels`` (N, H, W) uint8, 1 = cell; only the listed slices are read. The model file
-    holds the weights, the input normalisation (``input``: the per-stack normalisation
-    and voxel size of the training stack, from ``input_record``, the unpacked set's
-    record; ``normalisation``: the mean and sd the network standardises with) and the
-    config, seed, versions and device that made it; the curve TSV has one row per
-    interval of steps. The metadata is also written, as JSON, beside the model file (its
-    name with ``.json``). A checkpoint of the same run at ``checkpoint_path`` is resumed and
-    removed at the end. Returns the metadata.
+    Only the listed slices of ``data`` are read. ``paths`` names the files: ``model``
+    (the weights and the ``records.FoldModel`` record: the training stack's
+    normalisation and voxel size, the mean and sd the network standardises with, and the
+    config, seed, versions and device that made it; the record again as JSON beside it,
+    its name with ``.json``), ``curve`` (a TSV row per interval of steps) and
+    ``checkpoint`` (a checkpoint of the same run there is resumed, and removed at the
+    end). Returns the record.
     """
+    images, labels = data.images, data.labels
     train_config, resources = config["train"], config["resources"]
     steps, seed = train_config["steps"], config["seed"]
     device = resolve_device(train_config["device"])
     precision = resolve_precision(train_config["precision"], device)
     memory_format = torch.channels_last if train_config["channels_last"] else torch.contiguous_format
-    checkpoint_path = Path(checkpoint_path)
+    checkpoint_path = Path(paths["checkpoint"])
 
     torch.manual_seed(seed * 1000 + fold)
     model = build_model(config["model"]).to(device=device, memory_format=memory_format)
     optimizer = make_optimizer(model.parameters(), train_config)
     schedule = Schedule(optimizer, train_config, len(train_slices))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    trainee = Trainee(model, optimizer, schedule, scaler, device, precision, memory_format)
     sampler = CropSampler(images, labels, train_slices, config, seed, fold)
     if sampler.crop[0] < train_config["crop_size"]:
         log.warning(
@@ -416,7 +430,7 @@ def train_fold(
         )
     normalisation = input_standardisation(images, train_slices)
     run_id = fingerprint(config, fold, train_slices, images, labels)
-    start, curve, elapsed_before = resume(checkpoint_path, run_id, device, model, optimizer, schedule, scaler)
+    start, curve, elapsed_before = resume(checkpoint_path, run_id, trainee)
     if start:
         log.info("resuming fold %d from its checkpoint at step %d of %d", fold, start, steps)
 
@@ -439,32 +453,30 @@ def train_fold(
     batches = batch_stream(sampler, range(start, steps), resources["data_workers"])
     standardise = (normalisation["mean"], normalisation["std"])
     for step in range(start, steps):
-        loss_value, parts = training_step(
-            model, optimizer, scaler, batches, device, precision, memory_format, train_config["loss"], standardise
-        )
+        loss_value, parts = training_step(trainee, batches, train_config["loss"], standardise)
         learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used
         schedule.step(loss_value)
         progress.add(step + 1, loss_value, parts, learning_rate)
         if (step + 1) % resources["checkpoint_every"] == 0 and step + 1 < steps:
-            save_checkpoint(checkpoint_path, run_id, step + 1, model, optimizer, schedule, scaler, progress)
+            save_checkpoint(checkpoint_path, run_id, step + 1, trainee, progress)
 
-    metadata = {
-        "model": copy.deepcopy(config["model"]),
-        "normalisation": normalisation,
-        "input": {k: (input_record or {}).get(k) for k in ("normalisation", "voxel_size")},
-        "config": copy.deepcopy(config),
-        "seed": seed,
-        "fold": fold,
-        "train_slices": list(map(int, train_slices)),
-        "versions": versions(),
-        "device": device_name(device),
-        "precision": precision,
-        "steps": steps,
-        "wall_seconds": progress.elapsed(),
-        "crops_per_second": progress.crops_per_second(),
-    }
-    write_model(model, metadata, Path(model_path))
-    pd.DataFrame(progress.curve).to_csv(curve_path, sep="\t", index=False, float_format="%.6g")
+    record = FoldModel(
+        model=copy.deepcopy(config["model"]),
+        standardisation=normalisation,
+        input=data.input,
+        config=copy.deepcopy(config),
+        seed=seed,
+        fold=fold,
+        train_slices=list(map(int, train_slices)),
+        versions=versions(),
+        device=device_name(device),
+        precision=precision,
+        steps=steps,
+        wall_seconds=progress.elapsed(),
+        crops_per_second=progress.crops_per_second(),
+    )
+    write_model(model, record, Path(paths["model"]))
+    pd.DataFrame(progress.curve).to_csv(paths["curve"], sep="\t", index=False, float_format="%.6g")
     checkpoint_path.unlink(missing_ok=True)
-    log.info("fold %d trained in %s; model written to %s", fold, format_seconds(metadata["wall_seconds"]), model_path)
-    return metadata
+    log.info("fold %d trained in %s; model written to %s", fold, format_seconds(record.wall_seconds), paths["model"])
+    return record

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from .metrics import predicted_cell
+from .records import HeldOut, Volume
 from .scores import SCORE_LABELS
 
 # WebP qualities: the EM section (noisy, the most bytes), and the smooth maps.
@@ -79,26 +79,16 @@ def slice_scores(row: pd.Series) -> list[dict]:
     ]
 
 
-def held_out_layers(
-    images: np.ndarray,
-    labels: np.ndarray,
-    per_slice: pd.DataFrame,
-    prediction_dirs: dict[int, str | Path],
-    threshold: float,
-) -> list[dict]:
+def held_out_layers(held_out: HeldOut, threshold: float) -> list[dict]:
     """Every held-out slice of a run for the viewer, in slice order: ``index``, ``fold``,
     ``scores`` (``slice_scores``), ``image`` (the normalised section, [0, 1]),
     ``probability`` and ``masks`` (red = truth cell, green = predicted cell,
-    probability > ``threshold`` as every score reads it).
-
-    ``images`` (N, H, W) float32 in [0, 1], ``labels`` (N, H, W) uint8 1 = cell,
-    ``prediction_dirs[k]`` fold k's ``slice_NNN.tif`` probabilities."""
-    import tifffile
-
+    probability > ``threshold`` as every score reads it)."""
+    images, labels = held_out.images, held_out.labels
     slices = []
-    for _, row in per_slice.sort_values("slice").iterrows():
+    for _, row in held_out.per_slice.sort_values("slice").iterrows():
         index, fold = int(row["slice"]), int(row["fold"])
-        probability = tifffile.imread(Path(prediction_dirs[fold]) / f"slice_{index:03d}.tif")
+        probability = held_out.probability(index, fold)
         slices.append(
             {
                 "index": index,
@@ -114,24 +104,17 @@ def held_out_layers(
     return slices
 
 
-def volume_layers(
-    images: np.ndarray,
-    probabilities: np.ndarray,
-    uncertainty: np.ndarray | None,
-    threshold: float,
-    indices: list[int] | None = None,
-    cells: np.ndarray | None = None,
-    stride: int = 1,
-) -> list[dict]:
+def volume_layers(volume: Volume, threshold: float, indices: list[int] | None = None, stride: int = 1) -> list[dict]:
     """Sections of a predicted stack without labels for the viewer: ``index``, ``height``
     and ``width``, ``image`` (normalised, [0, 1]), ``probability``, ``uncertainty`` (the
     standard deviation over fold models, drawn 0 to ``UNCERTAINTY_FULL``; None without it), and
     ``masks`` (green = predicted cell at ``threshold``, blue = the outlines of the
-    instance labels ``cells`` where given). ``indices`` picks the sections (all by
+    volume's instance labels where it has them). ``indices`` picks the sections (all by
     default); ``stride`` > 1 keeps every stride-th pixel of each axis, for sections too
-    large to embed whole. Arrays (N, H, W); only the sections picked are read."""
+    large to embed whole. Only the sections picked are read."""
     from skimage.segmentation import find_boundaries
 
+    images, probabilities, uncertainty, cells = volume.images, volume.probability, volume.uncertainty, volume.labels
     chosen = range(len(images)) if indices is None else indices
     window = (slice(None, None, stride), slice(None, None, stride))
     sections = []
@@ -159,16 +142,7 @@ def volume_layers(
     return sections
 
 
-def run_sets(
-    images: np.ndarray,
-    labels: np.ndarray,
-    per_slice: pd.DataFrame,
-    prediction_dirs: dict[int, str | Path],
-    threshold: float,
-    test_images: np.ndarray | None = None,
-    test_probabilities: np.ndarray | None = None,
-    test_uncertainty: np.ndarray | None = None,
-) -> list[dict]:
+def run_sets(held_out: HeldOut, threshold: float, test: Volume | None = None) -> list[dict]:
     """The viewer's sets of a run: its held-out slices (``held_out_layers``; layers ground
     truth, prediction, errors, probability) and, with a test volume, its sections
     (``volume_layers``, at most ``VIEWER_SECTIONS`` of them; prediction, probability and
@@ -182,10 +156,11 @@ def run_sets(
             "describe": "slice {index}, held out by fold {fold}",
             "layers": ["truth", "prediction", "errors", "probability"],
             "default_on": ["errors"],
-            "slices": held_out_layers(images, labels, per_slice, prediction_dirs, threshold),
+            "slices": held_out_layers(held_out, threshold),
         }
     ]
-    if test_images is not None and test_probabilities is not None:
+    if test is not None:
+        test_uncertainty = test.uncertainty
         sets.append(
             {
                 "id": "test",
@@ -193,9 +168,7 @@ def run_sets(
                 "describe": "test-volume slice {index}",
                 "layers": ["prediction", "probability"] + (["uncertainty"] if test_uncertainty is not None else []),
                 "default_on": ["uncertainty"] if test_uncertainty is not None else ["prediction"],
-                "slices": volume_layers(
-                    test_images, test_probabilities, test_uncertainty, threshold, spread_sections(len(test_images))
-                ),
+                "slices": volume_layers(test, threshold, spread_sections(len(test.images))),
             }
         )
     return sets

@@ -12,6 +12,15 @@ from cellseg.datasets import (
     unpack_spec,
     unpacked_id,
 )
+from cellseg.layout import (
+    CURVE,
+    FETCHED,
+    HELD_OUT,
+    MODEL,
+    MODEL_RECORD,
+    TEST_UNCERTAINTY,
+    TEST_VOLUME,
+)
 from cellseg.study import (
     config_difference,
     expand_experiments,
@@ -77,7 +86,18 @@ def has_test_stack(name):
 
 def fetched(unpacked, stack, suffix):
     """The fetched stack (``.npy``) or its record (``.json``) that an unpack job reads."""
-    return f"resources/stacks/{UNPACKS[unpacked]['stacks'][stack]}.{suffix}"
+    return FETCHED.format(stack_id=UNPACKS[unpacked]["stacks"][stack], suffix=suffix)
+
+
+def fetch_records(wildcards):
+    """For ``unpack()``: ``stacks/<stack>`` -> the fetch record of each of the job's
+    experiment's stacks, read by the stack's name (``cellseg.folds.named_group``)."""
+    data = experiment_config(wildcards)["data"]
+    return {
+        f"stacks/{stack}": FETCHED.format(stack_id=stack_id(data, stack), suffix="json")
+        for stack in STACKS
+        if data[stack]
+    }
 
 
 def training_data(name):
@@ -128,8 +148,8 @@ def segment_fetched(wildcards, suffix):
     """The fetched stack (``.npy``) or record (``.json``) of a stack to segment."""
     run = experiment_config(wildcards)
     sources = run["segment"]["stacks"][wildcards.name]
-    return (
-        f"resources/stacks/{stack_id(segment_data(run), 'segment', sources)}.{suffix}"
+    return FETCHED.format(
+        stack_id=stack_id(segment_data(run), "segment", sources), suffix=suffix
     )
 
 
@@ -207,7 +227,7 @@ def final_outputs():
     for name in EXPERIMENTS:
         outputs.append(f"results/{name}/report.html")
         if has_test_stack(name):
-            outputs.append(f"results/{name}/predictions/test_volume.tif")
+            outputs.append(TEST_VOLUME.format(experiment=name))
     if STUDY:
         outputs.append(f"results/studies/{STUDY}/report.html")
     return outputs + segment_outputs()
@@ -227,7 +247,9 @@ def study_inputs(wildcards):
     }
     for run, run_config in EXPERIMENTS.items():
         for k in range(run_config["cv"]["folds"]):
-            inputs[f"models/{run}/fold{k}"] = f"results/{run}/models/fold{k}.json"
+            inputs[f"models/{run}/fold{k}"] = MODEL_RECORD.format(
+                experiment=run, fold=k
+            )
     return inputs
 
 
@@ -256,4 +278,4 @@ def checked_models(wildcards):
     from cellseg.modelzoo import check_sharing_config  # torch: only when exporting
 
     check_sharing_config(experiment_config(wildcards)["bioimageio"])
-    return each_fold("results/{experiment}/models/fold{fold}.pt")(wildcards)
+    return each_fold(MODEL)(wildcards)

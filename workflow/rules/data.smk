@@ -4,8 +4,8 @@
 
 rule fetch_stack:
     output:
-        stack="resources/stacks/{stack_id}.npy",
-        record="resources/stacks/{stack_id}.json",
+        stack=FETCHED.format(stack_id="{stack_id}", suffix="npy"),
+        record=FETCHED.format(stack_id="{stack_id}", suffix="json"),
     log:
         "resources/logs/fetch_stack/{stack_id}.log",
     benchmark:

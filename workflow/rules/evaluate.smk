@@ -3,11 +3,7 @@
 
 rule evaluate:
     input:
-        unpack(
-            fold_inputs(
-                predictions="results/{experiment}/predictions/held_out/fold{fold}"
-            )
-        ),
+        unpack(fold_inputs(predictions=HELD_OUT)),
         folds="results/{experiment}/folds.tsv",
         labels=training_data("train_labels.npy"),
     output:

@@ -3,12 +3,12 @@
 
 rule predict_held_out:
     input:
-        model="results/{experiment}/models/fold{fold}.pt",
+        model=MODEL,
         images=training_data("train_images.npy"),
         record=training_data("train_images.json"),
         folds="results/{experiment}/folds.tsv",
     output:
-        directory("results/{experiment}/predictions/held_out/fold{fold}"),
+        directory(HELD_OUT),
     log:
         "results/{experiment}/logs/predict_held_out/fold{fold}.log",
     benchmark:
@@ -26,13 +26,13 @@ rule predict_held_out:
 
 rule predict_test_volume:
     input:
-        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
+        models=each_fold(MODEL),
         images=test_data("test_images.npy"),
         record=test_data("test_images.json"),
     output:
-        probability="results/{experiment}/predictions/test_volume.tif",
+        probability=TEST_VOLUME,
         # The fold models' disagreement: their standard deviation.
-        uncertainty="results/{experiment}/predictions/test_volume_uncertainty.tif",
+        uncertainty=TEST_UNCERTAINTY,
     log:
         "results/{experiment}/logs/predict_test_volume.log",
     benchmark:

@@ -5,8 +5,8 @@ rule draw_figures:
     input:
         unpack(
             fold_inputs(
-                predictions="results/{experiment}/predictions/held_out/fold{fold}",
-                curves="results/{experiment}/models/fold{fold}_curve.tsv",
+                predictions=HELD_OUT,
+                curves=CURVE,
             )
         ),
         images=training_data("train_images.npy"),
@@ -14,7 +14,7 @@ rule draw_figures:
         per_slice="results/{experiment}/metrics/per_slice.tsv",
         test_images=test_data("test_images.npy"),
         test_volume=lambda w: (
-            f"results/{w.experiment}/predictions/test_volume.tif"
+            TEST_VOLUME.format(experiment=w.experiment)
             if has_test_stack(w.experiment)
             else []
         ),
@@ -38,19 +38,15 @@ rule draw_figures:
 
 rule encode_viewer:
     input:
-        unpack(
-            fold_inputs(
-                predictions="results/{experiment}/predictions/held_out/fold{fold}"
-            )
-        ),
+        unpack(fold_inputs(predictions=HELD_OUT)),
         images=training_data("train_images.npy"),
         labels=training_data("train_labels.npy"),
         per_slice="results/{experiment}/metrics/per_slice.tsv",
         test_images=test_data("test_images.npy"),
         test_volume=lambda w: (
             [
-                f"results/{w.experiment}/predictions/test_volume.tif",
-                f"results/{w.experiment}/predictions/test_volume_uncertainty.tif",
+                TEST_VOLUME.format(experiment=w.experiment),
+                TEST_UNCERTAINTY.format(experiment=w.experiment),
             ]
             if has_test_stack(w.experiment)
             else []
@@ -71,10 +67,12 @@ rule render_report:
     input:
         unpack(
             fold_inputs(
-                models="results/{experiment}/models/fold{fold}.json",
-                curves="results/{experiment}/models/fold{fold}_curve.tsv",
+                models=MODEL_RECORD,
+                curves=CURVE,
             )
         ),
+        # Each stack's fetch record, by the stack's name (stacks/<stack>).
+        unpack(fetch_records),
         template=REPORT_TEMPLATE,
         viewer_template=str(TEMPLATES / "viewer.html.j2"),
         viewer="results/{experiment}/report/viewer.json",
@@ -84,11 +82,6 @@ rule render_report:
         challenge_thresholds="results/{experiment}/metrics/challenge_thresholds.tsv",
         warnings="results/{experiment}/metrics/warnings.tsv",
         figures="results/{experiment}/figures",
-        data_records=lambda w: [
-            f"resources/stacks/{stack_id(experiment_config(w)['data'], stack)}.json"
-            for stack in STACKS
-            if experiment_config(w)["data"][stack]
-        ],
         training_record=training_data("train_images.json"),
         # The timings of the jobs this run is made of (segmenting is not part of it).
         benchmarks=lambda w: [

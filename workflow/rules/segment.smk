@@ -9,7 +9,7 @@ checkpoint segment_plan:
     input:
         stack=lambda w: segment_fetched(w, "npy"),
         record=lambda w: segment_fetched(w, "json"),
-        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
+        models=each_fold(MODEL),
     output:
         f"{SEGMENTED}/plan.json",
     log:
@@ -28,7 +28,7 @@ rule segment_slab:
     input:
         stack=lambda w: segment_fetched(w, "npy"),
         plan=f"{SEGMENTED}/plan.json",
-        models=each_fold("results/{experiment}/models/fold{fold}.pt"),
+        models=each_fold(MODEL),
     output:
         probability=temp(f"{SEGMENTED}/slabs/{{slab}}/probability.npy"),
         uncertainty=temp(f"{SEGMENTED}/slabs/{{slab}}/uncertainty.npy"),

@@ -8,10 +8,10 @@ rule train_unet:
         record=training_data("train_images.json"),
         folds="results/{experiment}/folds.tsv",
     output:
-        model="results/{experiment}/models/fold{fold}.pt",
+        model=MODEL,
         # The model's metadata (train.train_fold) for readers without torch.
-        metadata="results/{experiment}/models/fold{fold}.json",
-        curve="results/{experiment}/models/fold{fold}_curve.tsv",
+        metadata=MODEL_RECORD,
+        curve=CURVE,
     log:
         "results/{experiment}/logs/train_unet/fold{fold}.log",
     benchmark:

@@ -7,20 +7,20 @@ import tifffile
 from cellseg.figures import draw_run_figures
 from cellseg.folds import by_fold
 from cellseg.logs import logged_step
+from cellseg.records import HeldOut, Volume
 
 with logged_step(snakemake.log[0]):
-    test_images = np.load(snakemake.input.test_images, mmap_mode="r") if snakemake.input.test_images else None
-    draw_run_figures(
-        output_dir=snakemake.output[0],
+    test = None
+    if snakemake.input.test_images:
+        images = np.load(snakemake.input.test_images, mmap_mode="r")
+        # A one-section stack reads back from its ImageJ file as (H, W).
+        test = Volume(images, tifffile.imread(snakemake.input.test_volume).reshape(images.shape))
+    held_out = HeldOut(
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         per_slice=pd.read_csv(snakemake.input.per_slice, sep="\t"),
         prediction_dirs=by_fold(snakemake.input, "predictions"),
-        curve_paths=by_fold(snakemake.input, "curves"),
-        threshold=snakemake.params.threshold,
-        test_images=test_images,
-        # A one-section stack reads back from its ImageJ file as (H, W).
-        test_probabilities=(
-            tifffile.imread(snakemake.input.test_volume).reshape(test_images.shape) if test_images is not None else None
-        ),
+    )
+    draw_run_figures(
+        snakemake.output[0], held_out, by_fold(snakemake.input, "curves"), snakemake.params.threshold, test
     )

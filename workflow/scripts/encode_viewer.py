@@ -9,21 +9,21 @@ import tifffile
 
 from cellseg.folds import by_fold
 from cellseg.logs import logged_step
+from cellseg.records import HeldOut, Volume
 from cellseg.viewer import run_sets
 
 with logged_step(snakemake.log[0]):
-    test = {}
+    test = None
     if snakemake.input.test_images:
         images = np.load(snakemake.input.test_images, mmap_mode="r")
         # A one-section stack reads back from its ImageJ file as (H, W).
         probability, uncertainty = (tifffile.imread(path).reshape(images.shape) for path in snakemake.input.test_volume)
-        test = {"test_images": images, "test_probabilities": probability, "test_uncertainty": uncertainty}
-    sets = run_sets(
+        test = Volume(images, probability, uncertainty)
+    held_out = HeldOut(
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
         per_slice=pd.read_csv(snakemake.input.per_slice, sep="\t"),
         prediction_dirs=by_fold(snakemake.input, "predictions"),
-        threshold=snakemake.params.threshold,
-        **test,
     )
+    sets = run_sets(held_out, snakemake.params.threshold, test)
     Path(snakemake.output[0]).write_text(json.dumps(sets))

@@ -4,14 +4,10 @@ from cellseg.fetch import fetch_stack
 from cellseg.logs import logged_step
 
 with logged_step(snakemake.log[0]):
-    spec = snakemake.params.spec
     fetch_stack(
-        sources=spec["sources"],
-        destination=snakemake.output.stack,
-        kind=spec["kind"],
-        expected_sha256=spec["sha256"],
-        options=spec["options"],
+        snakemake.params.spec,
+        snakemake.output.stack,
+        snakemake.output.record,
         timeout=snakemake.params.timeout,
         retries=snakemake.params.retries,
-        record=snakemake.output.record,
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseg.logs import logged_step
+from cellseg.records import VoxelSize
 from cellseg.segment import plan_segmentation
 
 with logged_step(snakemake.log[0]):
@@ -13,8 +14,8 @@ with logged_step(snakemake.log[0]):
     plan = plan_segmentation(
         stack=np.load(snakemake.input.stack, mmap_mode="r"),  # statistics from a sample
         name=record["source"],
-        voxel_size=record["voxel_size"],
+        voxel_size=VoxelSize.from_json(record["voxel_size"]),
         model_paths=list(snakemake.input.models),
         slab_slices=snakemake.params.slab_slices,
     )
-    Path(snakemake.output[0]).write_text(json.dumps(plan, indent=2) + "\n")
+    plan.save(snakemake.output[0])

@@ -8,6 +8,7 @@ import numpy as np
 from cellseg.folds import held_out_slices, read_folds
 from cellseg.logs import logged_step
 from cellseg.predict import predict_held_out
+from cellseg.records import InferenceSettings, VoxelSize
 from cellseg.runtime import set_threads
 
 with logged_step(snakemake.log[0]):
@@ -17,6 +18,6 @@ with logged_step(snakemake.log[0]):
         images=np.load(snakemake.input.images, mmap_mode="r"),
         slices=held_out_slices(read_folds(snakemake.input.folds), int(snakemake.wildcards.fold)),
         output_dir=snakemake.output[0],
-        predict_config=snakemake.params.predict,
-        voxel_size=json.loads(Path(snakemake.input.record).read_text())["voxel_size"],
+        settings=InferenceSettings.from_config(snakemake.params.predict),
+        voxel_size=VoxelSize.from_json(json.loads(Path(snakemake.input.record).read_text())["voxel_size"]),
     )

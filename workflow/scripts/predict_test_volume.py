@@ -7,6 +7,7 @@ import numpy as np
 
 from cellseg.logs import logged_step
 from cellseg.predict import predict_volume
+from cellseg.records import InferenceSettings
 from cellseg.runtime import set_threads
 
 with logged_step(snakemake.log[0]):
@@ -14,8 +15,7 @@ with logged_step(snakemake.log[0]):
     predict_volume(
         model_paths=list(snakemake.input.models),
         images=np.load(snakemake.input.images, mmap_mode="r"),
-        output=snakemake.output.probability,
-        uncertainty_output=snakemake.output.uncertainty,
-        predict_config=snakemake.params.predict,
+        outputs=dict(snakemake.output.items()),
+        settings=InferenceSettings.from_config(snakemake.params.predict),
         input_record=json.loads(Path(snakemake.input.record).read_text()),
     )

@@ -7,22 +7,24 @@ import numpy as np
 import pandas as pd
 
 from cellseg.logs import logged_step
-from cellseg.report import render_segment_report
-from cellseg.segment import read_outputs
+from cellseg.records import SegmentationPlan
+from cellseg.report import SegmentedStack, render_segment_report
+from cellseg.stackio import read_segmentation
 
 with logged_step(snakemake.log[0]):
+    segmented = SegmentedStack(
+        name=snakemake.wildcards.name,
+        stack=np.load(snakemake.input.stack, mmap_mode="r"),
+        record=json.loads(Path(snakemake.input.record).read_text()),
+        plan=SegmentationPlan.load(snakemake.input.plan),
+        segmentation=read_segmentation(dict(snakemake.input.items())),
+        summary=pd.read_csv(snakemake.input.summary, sep="\t"),
+    )
     render_segment_report(
         snakemake.input.template,
         snakemake.output[0],
+        segmented,
         experiment=snakemake.wildcards.experiment,
-        name=snakemake.wildcards.name,
-        stack=np.load(snakemake.input.stack, mmap_mode="r"),
-        stack_record=json.loads(Path(snakemake.input.record).read_text()),
-        plan=json.loads(Path(snakemake.input.plan).read_text()),
-        segmentation=read_outputs(dict(snakemake.input.items())),
-        summary=pd.read_csv(snakemake.input.summary, sep="\t"),
         scores=pd.read_csv(snakemake.input.scores, sep="\t"),
         segment_config=snakemake.params.segment,
-        # The template lives at <checkout>/workflow/templates/: git state of that checkout.
-        workflow_dir=Path(snakemake.input.template).resolve().parents[2],
     )

@@ -7,9 +7,10 @@ import numpy as np
 
 from cellseg.folds import read_folds, training_slices
 from cellseg.logs import logged_step
+from cellseg.records import TrainingInput
 from cellseg.runtime import set_threads
 from cellseg.study import run_config
-from cellseg.train import train_fold
+from cellseg.train import TrainingData, train_fold
 
 SCHEMA = Path(snakemake.scriptdir).parent / "schemas" / "config.schema.yaml"
 
@@ -21,14 +22,19 @@ with logged_step(snakemake.log[0]):
     # The job's threads count the data workers too; torch gets the rest.
     set_threads(max(1, snakemake.threads - config["resources"]["data_workers"]))
     fold = int(snakemake.wildcards.fold)
-    train_fold(
+    data = TrainingData(
         images=np.load(snakemake.input.images, mmap_mode="r"),
         labels=np.load(snakemake.input.labels, mmap_mode="r"),
+        input=TrainingInput.from_json(json.loads(Path(snakemake.input.record).read_text())),
+    )
+    train_fold(
+        data,
         train_slices=training_slices(read_folds(snakemake.input.folds), fold),
         config=config,
         fold=fold,
-        model_path=snakemake.output.model,
-        curve_path=snakemake.output.curve,
-        checkpoint_path=snakemake.params.checkpoint,
-        input_record=json.loads(Path(snakemake.input.record).read_text()),
+        paths={
+            "model": snakemake.output.model,
+            "curve": snakemake.output.curve,
+            "checkpoint": snakemake.params.checkpoint,
+        },
     )

@@ -1,0 +1,45 @@
+"""The score registry: every table, legend and figure list is read off it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellseg import scores
+from cellseg.scores import SCORES
+
+
+def test_every_score_has_one_table_a_known_family_and_direction():
+    names = [s.name for s in SCORES]
+    assert len(names) == len(set(names))
+    assert sorted(n for table in scores.TABLES.values() for n in table) == sorted(names)
+    assert {s.family for s in SCORES} == {"pixel", "challenge", "skimage"}
+    assert {s.better for s in SCORES} == {"higher", "lower"}
+    assert list(scores.SCORE_LABELS) == [n for table in scores.TABLES.values() for n in table]
+    # What the evaluation writes, in per_slice.tsv's column order.
+    assert scores.SCORE_COLUMNS == names
+    assert [f"{s}_thinned" for s in scores.CHALLENGE_SCORES] == scores.CHALLENGE_COLUMNS[1:]
+
+
+def test_headline_and_main_scores_are_ordered_by_their_places():
+    assert scores.HEADLINE == [
+        "membrane_dice",
+        "v_rand_thinned",
+        "v_info_thinned",
+        "challenge_pixel_error",
+        "misclassified_fraction",
+    ]
+    assert list(scores.MAIN_SCORES)[:2] == ["membrane_dice", "cell_dice"]
+    assert scores.MAIN_SCORES["v_rand_thinned"] == "V_Rand (thinned)"
+
+
+@pytest.mark.parametrize(
+    ("name", "better", "shown"),
+    [
+        ("membrane_dice", "higher", "0 to 1"),
+        ("challenge_pixel_error", "lower", "0 to 1"),
+        ("skimage_vi_split", "lower", "0 and up (bits)"),
+    ],
+)
+def test_direction_and_range_read_as_people_read_them(name, better, shown):
+    assert scores.better(name) == better and scores.BY_NAME[name].range == shown
+    assert name in scores.reference_markdown()

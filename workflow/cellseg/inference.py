@@ -1,0 +1,239 @@
+"""The one inference path: fold models loaded once as one ``model.Ensemble``, run tile by tile.
+
+Held-out prediction (one fold), the test volume, segmenting new stacks and the
+bioimage.io export all predict through ``FoldEnsemble``: the same network the package
+ships, on the configured device and precision, with sections larger than a tile cut into
+overlapping tiles whose outputs are blended with Gaussian weights (``predict_tiled``: the
+highest weight at a tile's centre, where the network sees the most context), so memory
+stays bounded whatever the section's size: one tile's activations plus two float32
+accumulators of the section.
+
+From Python, no Snakemake involved::
+
+    ensemble = FoldEnsemble.from_run("results/default")
+    probability, uncertainty = ensemble.predict_raw(stack, uncertainty=True)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import defaults
+from .errors import InputError
+from .layout import model_files
+from .model import Ensemble, build_model, fold_mean
+from .records import FoldModel, InferenceSettings, Intensities
+from .runtime import autocast, resolve_device, resolve_precision
+from .stacks import intensity_record
+
+log = logging.getLogger(__name__)
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` with the given overlap."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(tile * (1 - overlap)))
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+def gaussian_weights(height: int, width: int) -> torch.Tensor:
+    """Blending weights of a tile: a Gaussian with sigma = 1/8 of each side, floored."""
+
+    def axis(n: int) -> torch.Tensor:
+        centre = (n - 1) / 2
+        return torch.exp(-0.5 * ((torch.arange(n) - centre) / (n / 8)) ** 2)
+
+    weights = axis(height)[:, None] * axis(width)[None, :]
+    return (weights / weights.max()).clamp_min(1e-3)
+
+
+def predict_tiled(
+    predict: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int, overlap: float
+) -> torch.Tensor:
+    """``predict`` of a section (H, W) float32, whole when it has at most ``tile``
+    squared pixels, else in tiles of ``tile`` a side overlapping by the fraction
+    ``overlap``, blended with ``gaussian_weights``. ``predict`` maps an (h, w) tile to
+    outputs (..., h, w) of any leading shape (folds, channels); the result is (..., H, W)
+    float32 on the image's device."""
+    height, width = image.shape
+    if height * width <= tile * tile:
+        return predict(image)
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    weights = gaussian_weights(tile_h, tile_w).to(image.device)
+    summed = weight_sum = None
+    for top in tile_starts(height, tile_h, overlap):
+        for left in tile_starts(width, tile_w, overlap):
+            window = (slice(top, top + tile_h), slice(left, left + tile_w))
+            output = predict(image[window])
+            if summed is None:
+                summed = torch.zeros((*output.shape[:-2], height, width), dtype=torch.float32, device=image.device)
+                weight_sum = torch.zeros((height, width), dtype=torch.float32, device=image.device)
+            summed[(..., *window)] += output * weights
+            weight_sum[window] += weights
+    return summed / weight_sum
+
+
+def fold_spread(per_fold: torch.Tensor) -> np.ndarray:
+    """The population standard deviation over the first axis (the folds' disagreement),
+    float32 on the CPU, computed as numpy computes it (its square root is correctly
+    rounded; torch's float32 one on the CPU is not always)."""
+    deviation = per_fold - fold_mean(per_fold)
+    return np.sqrt(fold_mean(deviation * deviation).cpu().numpy())
+
+
+def load_fold(path: str | Path) -> tuple[FoldModel, dict]:
+    """The record and the weights (a state dict on the CPU) of a model file written by
+    ``train.train_fold``. Raises ``InputError`` for a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"No trained model at {path}; train the experiment first (snakemake ... with its config).")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = payload.pop("state_dict")
+    return FoldModel.from_json(payload), state_dict
+
+
+class FoldEnsemble:
+    """A run's fold models (or one fold's), loaded once, and how they predict.
+
+    Args:
+        model_paths: model files written by training (``results/<experiment>/models/fold<k>.pt``).
+        settings: ``InferenceSettings`` (or a complete ``predict`` config section); by
+            default those of the run that trained the models.
+    Raises ``InputError`` for no model files or a missing one.
+
+    ``records`` are the folds' ``FoldModel`` records, ``network`` the ``model.Ensemble``
+    on the device (in eval mode), ``training`` the training stack's record.
+    """
+
+    def __init__(self, model_paths: list[str | Path], settings: InferenceSettings | dict | None = None) -> None:
+        if not model_paths:
+            raise InputError(
+                "No trained model to predict with; train the experiment first (snakemake ... with its config)."
+            )
+        loaded = [load_fold(path) for path in model_paths]
+        self.model_paths = [Path(p) for p in model_paths]
+        self.records = [record for record, _ in loaded]
+        if settings is None:
+            settings = self.records[0].config["predict"]
+        if isinstance(settings, dict):
+            settings = InferenceSettings.from_config(settings)
+        self.settings = settings
+        self.training = self.records[0].input
+        self.device = resolve_device(settings.device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.network = self._network([state for _, state in loaded])
+
+    def _network(self, state_dicts: list[dict]) -> Ensemble:
+        """The ``model.Ensemble`` of the folds on the device, in eval mode."""
+        nets = [build_model(record.model) for record in self.records]
+        for net, state_dict in zip(nets, state_dicts, strict=True):
+            net.load_state_dict(state_dict)
+        folds = [record.model | record.standardisation for record in self.records]
+        network = Ensemble(folds, self.settings.tta, self.settings.channels_last, nets)
+        memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
+        return network.to(self.device, memory_format=memory_format).eval()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, settings: InferenceSettings | dict | None = None) -> FoldEnsemble:
+        """The fold models of ``results/<experiment>`` (its ``models/fold<k>.pt``)."""
+        paths = model_files(run_dir)
+        if not paths:
+            raise InputError(f"{run_dir} holds no trained models (models/fold<k>.pt); run its experiment first.")
+        return cls(paths, settings)
+
+    @torch.inference_mode()
+    def _tile(self, tile: torch.Tensor) -> torch.Tensor:
+        """Each fold's cell probability (F, h, w) of a tile (h, w) on the device."""
+        with autocast(self.device, self.precision):
+            return self.network.per_fold(tile[None, None])[:, 0, 0]
+
+    def predict_section(self, image: np.ndarray) -> torch.Tensor:
+        """Each fold's cell probability (F, H, W) float32 on the device, of an image (H, W)
+        normalised as the training stack was."""
+        source = torch.from_numpy(np.array(image, dtype=np.float32)).to(self.device)
+        return predict_tiled(self._tile, source, self.settings.tile_size, self.settings.tile_overlap)
+
+    def predict(
+        self, images: np.ndarray, uncertainty: bool = False, what: str = "section"
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The ensemble's cell probability of every section of ``images`` (N, H, W) float32,
+        normalised as the training stack was: the mean over the folds, float32 (N, H, W)
+        in [0, 1]; with ``uncertainty`` also the population standard deviation over them
+        (0 with one fold), else None. Logs each ``what`` done with its rate and ETA."""
+        began = time.perf_counter()
+        probability = np.empty(images.shape, np.float32)
+        spread = np.empty(images.shape, np.float32) if uncertainty else None
+        for index in range(len(images)):
+            per_fold = self.predict_section(np.asarray(images[index]))
+            probability[index] = fold_mean(per_fold).cpu().numpy()
+            if uncertainty:
+                spread[index] = fold_spread(per_fold)
+            rate = (time.perf_counter() - began) / (index + 1)
+            log.info(
+                "predicted %s %d of %d, %.2f s a %s, ETA %.0f s",
+                what,
+                index + 1,
+                len(images),
+                rate,
+                what,
+                rate * (len(images) - index - 1),
+            )
+        return probability, spread
+
+    def intensities(self, stack: np.ndarray, name: str = "the stack") -> Intensities:
+        """The normalisation of a raw stack (N, H, W) by the models' recorded method and
+        the stack's own statistics (``stacks.intensity_record``, bounded memory); a stack
+        far outside the training stack's range is warned about (``check_intensities``)."""
+        trained = self.training.normalisation
+        if trained is None:  # a model of an older cellseg: the schema's default normalisation
+            data = defaults("data")
+            method, percentiles = data["normalization"], data["percentiles"]
+        else:
+            method, percentiles = trained.method, trained.percentiles
+        record = intensity_record(stack, name, method, tuple(percentiles))
+        self.check_intensities(record, name)
+        return record
+
+    def check_intensities(self, record: Intensities, name: str) -> None:
+        """Warn when a stack of ``record``'s intensities lies far outside the training stack's."""
+        trained = self.training.normalisation
+        mismatch = trained.mismatch(record) if trained else None
+        if mismatch:
+            log.warning("%s: %s", name, mismatch)
+
+    def predict_raw(
+        self,
+        stack: np.ndarray,
+        uncertainty: bool = False,
+        name: str = "the stack",
+        intensities: Intensities | None = None,
+    ):
+        """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
+
+        ``intensities`` (``intensities`` of the whole stack) when ``stack`` is a slab or
+        a section of a larger one; by default the statistics of ``stack`` itself (so a
+        section alone is normalised by its own percentiles, which differ from its
+        stack's). Raises ``InputError`` for other shapes. Returns float32 in [0, 1] of
+        the input's shape: the mean over fold models; with ``uncertainty``, the tuple
+        (probability, standard deviation over fold models).
+        """
+        if not hasattr(stack, "ndim"):
+            stack = np.asarray(stack)
+        if stack.ndim not in (2, 3):
+            raise InputError(f"{name} has shape {stack.shape}; cellseg predicts a stack (N, H, W) or a section (H, W).")
+        section = stack.ndim == 2
+        stack = stack[None] if section else stack
+        images = (intensities or self.intensities(stack, name)).apply(stack)
+        probability, spread = self.predict(images, uncertainty)
+        if section:
+            probability = probability[0]
+            spread = spread[0] if uncertainty else None
+        return (probability, spread) if uncertainty else probability

@@ -1,0 +1,350 @@
+"""Typed records that cross the pipeline's boundaries, each built once where its data enters.
+
+Every record is a frozen dataclass that round-trips through JSON (``to_json`` gives
+plain data, ``from_json`` reads it back), so what a rule writes and the next reads is one
+type, checked where it is read, rather than a dict whose keys each reader spells again:
+
+- ``VoxelSize``: a stack's calibration in micrometres, converted once when it is read;
+- ``Intensities``: how a stack's raw values are normalised, and the statistics it needs;
+- ``FoldModel``: what a trained fold's model file records besides its weights
+  (``results/<experiment>/models/fold<k>.json``);
+- ``SegmentationPlan``: how a stack to segment is cut into slab jobs
+  (``results/<experiment>/segment/<name>/plan.json``);
+- ``InferenceSettings``: how fold models predict (the config's ``predict`` section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+# Size of one unit in micrometres, to convert calibrations.
+MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+AXES = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class VoxelSize:
+    """The physical size of a voxel in micrometres: ``z`` the section spacing, ``y`` and
+    ``x`` the pixel size; None where unknown.
+
+    Stored as ``{"z", "y", "x", "unit"}`` with unit ``"micron"`` (or None when nothing
+    is known), the form every record of cellseg has always used."""
+
+    z: float | None = None
+    y: float | None = None
+    x: float | None = None
+
+    @classmethod
+    def in_unit(cls, z: float | None, y: float | None, x: float | None, unit: str | None) -> VoxelSize:
+        """Sizes given in ``unit`` (a key of ``MICROMETRES``), converted to micrometres;
+        all unknown without a unit. Raises ``InputError`` for a unit it does not know."""
+        if unit is None:
+            return cls()
+        if unit not in MICROMETRES:
+            raise InputError(f"voxel size unit '{unit}' is not one of {', '.join(MICROMETRES)}.")
+        scale = MICROMETRES[unit]
+        return cls(*(None if v is None else float(v) * scale for v in (z, y, x)))
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> VoxelSize:
+        """The record of ``to_json`` (any unit of ``MICROMETRES``), or unknown for None."""
+        data = data or {}
+        return cls.in_unit(data.get("z"), data.get("y"), data.get("x"), data.get("unit"))
+
+    def to_json(self) -> dict:
+        unit = "micron" if self.known_any else None
+        return {"z": self.z, "y": self.y, "x": self.x, "unit": unit}
+
+    @property
+    def known_any(self) -> bool:
+        return any(v is not None for v in (self.z, self.y, self.x))
+
+    @property
+    def pixel_known(self) -> bool:
+        """Whether the pixel size (y and x) is known."""
+        return bool(self.y) and bool(self.x)
+
+    @property
+    def pixel_area_um2(self) -> float:
+        """The area of one pixel in square micrometres, NaN where the pixel size is unknown."""
+        return self.y * self.x if self.pixel_known else float("nan")
+
+    def replaced(self, other: VoxelSize) -> VoxelSize:
+        """This size with each axis that ``other`` knows replaced by ``other``'s."""
+        return VoxelSize(
+            *(mine if theirs is None else theirs for mine, theirs in zip(self.axes, other.axes, strict=True))
+        )
+
+    @property
+    def axes(self) -> tuple[float | None, float | None, float | None]:
+        """(z, y, x) in micrometres."""
+        return self.z, self.y, self.x
+
+    def describe(self) -> str:
+        """'z 0.05, y 0.004, x 0.004 micron' (? where unknown) for logs and reports, or
+        'unknown'."""
+        if not self.known_any:
+            return "unknown"
+        shown = ", ".join(f"{a} " + ("?" if v is None else f"{v:g}") for a, v in zip(AXES, self.axes, strict=True))
+        return f"{shown} micron"
+
+
+# A stack whose files and config give no calibration.
+UNCALIBRATED = VoxelSize()
+NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
+
+
+@dataclass(frozen=True)
+class Intensities:
+    """How a stack's raw values become the network's input (``stacks.intensity_record``
+    measures it): ``method`` (one of ``NORMALISATIONS``), its ``percentiles``, and the
+    stack's raw statistics: ``low`` and ``high`` (the percentiles' values), ``mean``,
+    ``std``, ``min``, ``max`` (in the stack's own units), its ``dtype`` and how many
+    sections they were sampled from."""
+
+    method: str
+    percentiles: tuple[float, float]
+    low: float
+    high: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    dtype: str
+    sampled_sections: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> Intensities:
+        return cls(**{**data, "percentiles": tuple(data["percentiles"])})
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "percentiles": list(self.percentiles)}
+
+    def apply(self, stack: np.ndarray) -> np.ndarray:
+        """``stack`` (any shape, any dtype) normalised by this record, float32:
+        percentile (v - low) / (high - low), mean_std (v - mean) / std, dtype_range
+        v / the dtype's maximum (unsigned integers) or v (floats in [0, 1]); not clipped."""
+        if self.method == "dtype_range":
+            dtype = np.dtype(self.dtype)
+            scale = np.iinfo(dtype).max if dtype.kind == "u" else 1.0
+            return (np.asarray(stack, dtype=np.float32) / np.float32(scale)).astype(np.float32)
+        if self.method == "percentile":
+            offset, scale = self.low, self.high - self.low
+        else:
+            offset, scale = self.mean, self.std
+        return ((np.asarray(stack, dtype=np.float64) - offset) / scale).astype(np.float32)
+
+    def normalised_range(self) -> tuple[float, float]:
+        """The stack's low and high percentiles after normalisation: what the model sees."""
+        low, high = self.apply(np.array([self.low, self.high]))
+        return float(low), float(high)
+
+    def mismatch(self, other: Intensities) -> str | None:
+        """A warning when ``other`` (a stack to predict) lies far outside this (the
+        training stack's) intensity range as the model sees it: the middle of its
+        normalised range outside the training range, or a range 3 times wider or
+        narrower; None when they match."""
+        train_low, train_high = self.normalised_range()
+        low, high = other.normalised_range()
+        width, train_width = high - low, train_high - train_low
+        middle = (low + high) / 2
+        if train_low <= middle <= train_high and train_width / 3 <= width <= 3 * train_width:
+            return None
+        return (
+            f"the stack to predict lies far outside the training stack's intensities as the "
+            f"model sees them ({self.method} normalisation): its {other.percentiles[0]:g}th to "
+            f"{other.percentiles[1]:g}th percentiles map to {low:.3g} to {high:.3g}, the training "
+            f"stack's to {train_low:.3g} to {train_high:.3g} (raw {other.low:g} to {other.high:g} "
+            f"{other.dtype} against {self.low:g} to {self.high:g} {self.dtype}). "
+            "Predictions may be meaningless; the default percentile normalisation avoids this."
+        )
+
+
+@dataclass(frozen=True)
+class TrainingInput:
+    """The training stack as the model saw it: its normalisation (None for a model
+    trained on data without a record) and its voxel size."""
+
+    normalisation: Intensities | None = None
+    voxel_size: VoxelSize = field(default_factory=VoxelSize)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> TrainingInput:
+        data = data or {}
+        found = data.get("normalisation")
+        return cls(Intensities.from_json(found) if found else None, VoxelSize.from_json(data.get("voxel_size")))
+
+    def to_json(self) -> dict:
+        return {
+            "normalisation": self.normalisation.to_json() if self.normalisation else None,
+            "voxel_size": self.voxel_size.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """What a fold's model file records besides its weights (``train.train_fold`` writes
+    it into ``fold<k>.pt`` and, for readers without torch, as ``fold<k>.json``).
+
+    ``model`` is the config's model section (the architecture); ``standardisation``
+    the mean and sd of the normalised training slices the network subtracts and divides
+    by; ``input`` the training stack's normalisation and voxel size; ``config`` the run's
+    whole validated config; then the seed, fold, training slices, package versions,
+    device, precision, steps, wall time (s) and throughput (crops/s) that made it."""
+
+    model: dict
+    standardisation: dict
+    input: TrainingInput
+    config: dict
+    seed: int
+    fold: int
+    train_slices: list[int]
+    versions: dict
+    device: str
+    precision: str
+    steps: int
+    wall_seconds: float
+    crops_per_second: float
+
+    @classmethod
+    def from_json(cls, data: dict) -> FoldModel:
+        fields = {f.name for f in dataclasses.fields(cls)} - {"standardisation", "input"}
+        return cls(
+            **{k: data[k] for k in fields},
+            standardisation=data["normalisation"],
+            input=TrainingInput.from_json(data.get("input")),
+        )
+
+    def to_json(self) -> dict:
+        """The metadata as ``fold<k>.json`` holds it (its keys in their written order)."""
+        return {
+            "model": self.model,
+            "normalisation": self.standardisation,
+            "input": self.input.to_json(),
+            "config": self.config,
+            "seed": self.seed,
+            "fold": self.fold,
+            "train_slices": self.train_slices,
+            "versions": self.versions,
+            "device": self.device,
+            "precision": self.precision,
+            "steps": self.steps,
+            "wall_seconds": self.wall_seconds,
+            "crops_per_second": self.crops_per_second,
+        }
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How fold models predict: ``tta`` flips and transposes (1 to 8), tiles of
+    ``tile_size`` pixels a side overlapping by the fraction ``tile_overlap``, on
+    ``device`` (auto, cpu, cuda, mps) in ``precision`` (auto, fp32, bf16, fp16), with
+    channels-last activations or not."""
+
+    tta: int
+    tile_size: int
+    tile_overlap: float
+    device: str
+    precision: str
+    channels_last: bool
+
+    @classmethod
+    def from_config(cls, section: dict) -> InferenceSettings:
+        """The settings of a ``predict`` config section (complete, as validated)."""
+        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SegmentationPlan:
+    """How a stack to segment is cut into jobs (``segment.plan_segmentation``): its
+    ``source`` (for messages), ``shape`` (N, H, W) and ``dtype``, its ``voxel_size``, the
+    ``models`` that segment it, the ``normalisation`` every slab shares (the whole
+    stack's), and its ``slabs`` of ``slab_slices`` sections, [start, stop) pairs."""
+
+    source: str
+    shape: tuple[int, int, int]
+    dtype: str
+    voxel_size: VoxelSize
+    models: list[str]
+    normalisation: Intensities
+    slab_slices: int
+    slabs: list[tuple[int, int]]
+
+    @classmethod
+    def from_json(cls, data: dict) -> SegmentationPlan:
+        return cls(
+            source=data["source"],
+            shape=tuple(data["shape"]),
+            dtype=data["dtype"],
+            voxel_size=VoxelSize.from_json(data["voxel_size"]),
+            models=list(data["models"]),
+            normalisation=Intensities.from_json(data["normalisation"]),
+            slab_slices=data["slab_slices"],
+            slabs=[tuple(s) for s in data["slabs"]],
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> SegmentationPlan:
+        """The plan written by ``save``."""
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "voxel_size": self.voxel_size.to_json(),
+            "models": self.models,
+            "normalisation": self.normalisation.to_json(),
+            "slab_slices": self.slab_slices,
+            "slabs": [list(s) for s in self.slabs],
+        }
+
+
+# Arrays a step reads together (in memory or memory-mapped, not JSON).
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A run's held-out predictions with what they are scored against: ``images``
+    (N, H, W) float32 normalised, ``labels`` (N, H, W) uint8 with 1 = cell, ``per_slice``
+    (the per-slice score table, a row per held-out slice with its fold) and
+    ``prediction_dirs`` (fold k -> the folder of its ``layout.slice_file`` maps)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    per_slice: object  # pandas.DataFrame; pandas is not imported by the records
+    prediction_dirs: dict[int, str | Path]
+
+    def probability(self, index: int, fold: int) -> np.ndarray:
+        """The cell probability (H, W) float32 that ``fold`` predicted for held-out slice ``index``."""
+        import tifffile
+
+        from .layout import slice_file
+
+        return tifffile.imread(Path(self.prediction_dirs[fold]) / slice_file(index))
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A predicted stack without labels: ``images`` (N, H, W) normalised, the ensemble's
+    ``probability`` and the folds' disagreement ``uncertainty`` (N, H, W float32, None
+    where not made) and, where segmented, the instance ``labels`` (N, H, W uint32)."""
+
+    images: np.ndarray
+    probability: np.ndarray
+    uncertainty: np.ndarray | None = None
+    labels: np.ndarray | None = None
