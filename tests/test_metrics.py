@@ -39,3 +39,17 @@ def test_perfect_all_wrong_and_one_class_slices_have_defined_scores():
 def test_class_scores_of_an_empty_class():
     assert class_scores(0, 0, 0) == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}
     assert class_scores(0, 3, 0) == {"dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def test_an_asymmetric_case_tells_precision_from_recall_and_the_classes_apart():
+    # tp 1, fp 1, fn 2, tn 4 for the cell class: every ratio differs from its mirror.
+    truth = np.array([[1, 1, 1, 0], [0, 0, 0, 0]])
+    probability = np.array([[0.9, 0.1, 0.1, 0.9], [0.1, 0.1, 0.1, 0.1]])
+    assert confusion_counts(probability > 0.5, truth == 1) == {"tp": 1, "fp": 1, "fn": 2, "tn": 4}
+    scores = pixel_scores(probability, truth, 0.5)
+    assert (scores["cell_precision"], scores["cell_recall"]) == pytest.approx((1 / 2, 1 / 3))
+    assert scores["cell_dice"] == pytest.approx(2 / 5) and scores["cell_iou"] == pytest.approx(1 / 4)
+    # Membrane: tp 4 (true negatives of the cell class), fp 2 (missed cells), fn 1.
+    assert (scores["membrane_precision"], scores["membrane_recall"]) == pytest.approx((4 / 6, 4 / 5))
+    assert scores["membrane_dice"] == pytest.approx(8 / 11)
+    assert class_scores(1, 0, 3) == pytest.approx({"dice": 0.4, "iou": 0.25, "precision": 1.0, "recall": 0.25})

@@ -131,7 +131,7 @@ def test_tiles_blend_an_output_of_several_channels_channel_by_channel():
     assert torch.allclose(blended[1], image**2, atol=1e-6)  # a pixelwise map blends to itself
 
 
-def test_outputs_are_float32_tiffs_in_the_label_convention(tmp_path):
+def test_outputs_are_float32_probability_tiffs_and_the_volumes_are_mean_and_sd(tmp_path):
     model = save_model(tmp_path / "m.pt")
     images = np.random.default_rng(3).random((5, 33, 47), dtype=np.float32)
     paths = predict_held_out(model, images, [1, 3], tmp_path / "held", recipe(tta=2), UNCALIBRATED)

@@ -14,7 +14,18 @@ def test_every_score_has_one_table_a_known_family_and_direction():
     assert sorted(n for table in scores.TABLES.values() for n in table) == sorted(names)
     assert {s.family for s in SCORES} == {"pixel", "challenge", "skimage"}
     assert {s.better for s in SCORES} == {"higher", "lower"}
-    assert list(scores.SCORE_LABELS) == [n for table in scores.TABLES.values() for n in table]
+    # The report's order: the membrane table's columns, then the cell table's.
+    assert list(scores.SCORE_LABELS)[:8] == [
+        "membrane_dice",
+        "membrane_iou",
+        "membrane_precision",
+        "membrane_recall",
+        "misclassified_fraction",
+        "challenge_pixel_error",
+        "v_rand_thinned",
+        "v_info_thinned",
+    ]
+    assert scores.SCORE_LABELS["membrane_dice"][0] == "membrane Dice"
     # What the evaluation writes, in per_slice.tsv's column order.
     assert scores.SCORE_COLUMNS == names
     assert [f"{s}_thinned" for s in scores.CHALLENGE_SCORES] == scores.CHALLENGE_COLUMNS[1:]
@@ -42,4 +53,4 @@ def test_headline_and_main_scores_are_ordered_by_their_places():
 )
 def test_direction_and_range_read_as_people_read_them(name, better, shown):
     assert scores.better(name) == better and scores.BY_NAME[name].range == shown
-    assert name in scores.reference_markdown()
+    assert f"| `{name}` | {scores.BY_NAME[name].label} | {shown} | {better} |" in scores.reference_markdown()

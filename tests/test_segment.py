@@ -21,8 +21,15 @@ from test_predict import recipe
 SETTINGS = {"threshold": 0.5, "seed_threshold": 0.9, "min_size_px": 20}
 
 
-def test_the_schemas_segment_defaults_label_a_probability_map():
-    assert np.array_equal(instance_labels(grid_of_cells()), instance_labels(grid_of_cells(), SETTINGS))
+def test_without_settings_the_schemas_segment_defaults_label_a_probability_map():
+    from cellseg.config import defaults
+
+    assert {key: defaults("segment")[key] for key in SETTINGS} == SETTINGS
+    # One cell at 0.85 inside: only a seed threshold above it (the default 0.9) loses it.
+    probability = grid_of_cells(cells_per_side=2)
+    probability[3:23, 3:23] = 0.85
+    assert instance_labels(probability).max() == 3
+    assert instance_labels(probability, {**SETTINGS, "seed_threshold": 0.8}).max() == 4
 
 
 def one_slab_plan(shape: tuple[int, int, int], voxel_size: VoxelSize) -> SegmentationPlan:

@@ -452,3 +452,9 @@ def test_an_ome_zarr_image_is_read_lazily_at_its_scale_and_channel(tmp_path):
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("a", shape=(2, 4, 4), dtype="u1")
     with pytest.raises(InputError, match="without OME-Zarr 'multiscales' metadata"):
         read_source(tmp_path / "plain.zarr")
+
+
+def test_an_empty_stack_is_refused_as_empty_not_as_truncated(tmp_path):
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 37, 45), np.uint8))
+    with pytest.raises(InputError, match=r"empty.tif is an empty stack of shape \(0, 37, 45\)"):
+        read_source(tmp_path / "empty.tif")

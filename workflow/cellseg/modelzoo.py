@@ -178,11 +178,8 @@ def draw_cover(image: np.ndarray, probability: np.ndarray, path: Path) -> None:
     figure.savefig(path)
 
 
-def documentation(
-    config: dict, summary: pd.DataFrame, folds: list[dict], training: TrainingInput, slice_index: int
-) -> str:
-    """The package's Markdown page: what the model segments, its labels, its
-    cross-validated scores with their intervals, its recipe and its pixel size."""
+def score_rows(summary: pd.DataFrame) -> list[str]:
+    """The package page's table rows of the main scores: mean, 95 % interval, direction."""
     rows = []
     for score, name in MAIN_SCORES.items():
         if score in summary.index:
@@ -190,7 +187,34 @@ def documentation(
             rows.append(
                 f"| {name} | {row['mean']:.3f} | {row['ci95_low']:.3f} to {row['ci95_high']:.3f} | {better(score)} |"
             )
-    model, train, augment, predict = config["model"], config["train"], config["augment"], config["predict"]
+    return rows
+
+
+def augmentation_words(augment: dict) -> str:
+    """The augmentations an ``augment`` config section turns on, in words ("none" without)."""
+    used = [
+        ("flips", augment["flips"]),
+        ("90-degree rotations", augment["rot90"]),
+        (f"rotations up to {augment['rotation_degrees']} degrees", augment["rotation_degrees"]),
+        (
+            f"elastic deformation (p {augment['elastic_probability']:g}, {augment['elastic_std_px']:g} px)",
+            augment["elastic_probability"],
+        ),
+        (
+            f"brightness and contrast ({augment['brightness']:g}, {augment['contrast']:g})",
+            augment["brightness"] or augment["contrast"],
+        ),
+    ]
+    return ", ".join(name for name, on in used if on) or "none"
+
+
+def documentation(
+    config: dict, summary: pd.DataFrame, folds: list[dict], training: TrainingInput, slice_index: int
+) -> str:
+    """The package's Markdown page: what the model segments, its labels, its
+    cross-validated scores with their intervals, its recipe and its pixel size."""
+    rows = score_rows(summary)
+    model, train, predict = config["model"], config["train"], config["predict"]
     experiment, record, voxel = config["experiment"], training.normalisation, training.voxel_size
     voxel_line = (
         f"{voxel.y:g} x {voxel.x:g} micron pixels (y, x)"
@@ -204,26 +228,7 @@ def documentation(
         "mean_std": "each section's mean and standard deviation mapped to 0 and 1",
         "dtype_range": f"divided by the maximum of {record.dtype}",
     }[method]
-    augmentations = (
-        ", ".join(
-            name
-            for name, used in [
-                ("flips", augment["flips"]),
-                ("90-degree rotations", augment["rot90"]),
-                (f"rotations up to {augment['rotation_degrees']} degrees", augment["rotation_degrees"]),
-                (
-                    f"elastic deformation (p {augment['elastic_probability']:g}, {augment['elastic_std_px']:g} px)",
-                    augment["elastic_probability"],
-                ),
-                (
-                    f"brightness and contrast ({augment['brightness']:g}, {augment['contrast']:g})",
-                    augment["brightness"] or augment["contrast"],
-                ),
-            ]
-            if used
-        )
-        or "none"
-    )
+    augmentations = augmentation_words(config["augment"])
     loss = train["loss"]
     border = (
         f", border-weighted (w0 {loss['border_weight']:g}, sigma {loss['border_sigma_px']:g} px)"
@@ -308,12 +313,10 @@ def stage_files(
     (staging / "README.md").write_text(readme)
 
 
-def describe_package(spec, staging: Path, config: dict, folds: list[dict], training: TrainingInput):
-    """The spec's ``ModelDescr`` of the files staged in ``staging`` (``stage_files``).
-    Raises ``InputError`` with the spec's own message for a field it rejects."""
-    from bioimageio.spec import ValidationContext
-
-    sharing, experiment = config["bioimageio"], config["experiment"]
+def tensor_descriptions(spec, staging: Path, config: dict, training: TrainingInput) -> tuple[list, list]:
+    """The spec's descriptions of the package's input (a raw section, normalised by
+    ``preprocessing``) and output (the cell probability, the input's size), at the
+    training stack's pixel size where it is known."""
     voxel = training.voxel_size
     unit = "micrometer" if voxel.pixel_known else None
     smallest = 2 ** config["model"]["depth"]
@@ -333,9 +336,50 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], train
             unit=unit,
         )
 
+    inputs = [
+        spec.InputTensorDescr(
+            id=spec.TensorId("raw"),
+            description="one grey-scale EM section, raw values",
+            axes=[
+                spec.BatchAxis(),
+                spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
+                space("y"),
+                space("x"),
+            ],
+            test_tensor=spec.FileDescr(source=staging / "input.npy"),
+            sample_tensor=spec.FileDescr(source=staging / "input.tif"),
+            data=spec.IntervalOrRatioDataDescr(type="float32"),
+            preprocessing=preprocessing(training.normalisation, spec),
+        )
+    ]
+    outputs = [
+        spec.OutputTensorDescr(
+            id=spec.TensorId("cell_probability"),
+            description="probability of cell interior (1) against membrane (0)",
+            axes=[
+                spec.BatchAxis(),
+                spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
+                same_size("y"),
+                same_size("x"),
+            ],
+            test_tensor=spec.FileDescr(source=staging / "output.npy"),
+            sample_tensor=spec.FileDescr(source=staging / "output.tif"),
+            data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        )
+    ]
+    return inputs, outputs
+
+
+def describe_package(spec, staging: Path, config: dict, folds: list[dict], training: TrainingInput):
+    """The spec's ``ModelDescr`` of the files staged in ``staging`` (``stage_files``).
+    Raises ``InputError`` with the spec's own message for a field it rejects."""
+    from bioimageio.spec import ValidationContext
+
+    sharing, experiment = config["bioimageio"], config["experiment"]
     pytorch_version = spec.Version(torch.__version__.split("+")[0])
     with ValidationContext(root=staging, perform_io_checks=True):
         try:
+            inputs, outputs = tensor_descriptions(spec, staging, config, training)
             return spec.ModelDescr(
                 name=sharing["name"] or f"cellseg {experiment}",
                 description=sharing["description"]
@@ -353,37 +397,8 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], train
                 documentation=spec.FileDescr(source=staging / "README.md"),
                 covers=[spec.FileDescr(source=staging / "cover.png")],
                 tags=["electron-microscopy", "segmentation", "membrane", "unet", "2d", "pytorch", "cellseg"],
-                inputs=[
-                    spec.InputTensorDescr(
-                        id=spec.TensorId("raw"),
-                        description="one grey-scale EM section, raw values",
-                        axes=[
-                            spec.BatchAxis(),
-                            spec.ChannelAxis(channel_names=[spec.Identifier("em")]),
-                            space("y"),
-                            space("x"),
-                        ],
-                        test_tensor=spec.FileDescr(source=staging / "input.npy"),
-                        sample_tensor=spec.FileDescr(source=staging / "input.tif"),
-                        data=spec.IntervalOrRatioDataDescr(type="float32"),
-                        preprocessing=preprocessing(training.normalisation, spec),
-                    )
-                ],
-                outputs=[
-                    spec.OutputTensorDescr(
-                        id=spec.TensorId("cell_probability"),
-                        description="probability of cell interior (1) against membrane (0)",
-                        axes=[
-                            spec.BatchAxis(),
-                            spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
-                            same_size("y"),
-                            same_size("x"),
-                        ],
-                        test_tensor=spec.FileDescr(source=staging / "output.npy"),
-                        sample_tensor=spec.FileDescr(source=staging / "output.tif"),
-                        data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-                    )
-                ],
+                inputs=inputs,
+                outputs=outputs,
                 weights=spec.WeightsDescr(
                     torchscript=spec.TorchscriptWeightsDescr(
                         source=staging / "weights.torchscript.pt",

@@ -389,7 +389,8 @@ def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
     pixel data is missing); here that is damage."""
     size = tiff.filehandle.size
     for page in tiff.pages:
-        if any(o + n > size for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)):
+        # A strip of no bytes (an empty stack's page) points nowhere: not damage.
+        if any(n and o + n > size for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)):
             raise InputError(
                 f"{shown} is truncated: the pixel data of page {page.index} ends past the "
                 f"file's {size} bytes (a download cut short, or an incomplete copy)."
@@ -399,6 +400,8 @@ def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
 def _main_image(tiff: tifffile.TiffFile, shown: str, notes: list[str]) -> tuple[np.ndarray, str]:
     """Every full-resolution page as one array and its axes; reduced pages skipped."""
     pages = list(tiff.pages)
+    if pages and 0 in pages[0].shape:  # tifffile writes an empty stack as one page of no pixels
+        raise InputError(f"{shown} is an empty stack of shape {tiff.series[0].shape}.")
     main = [p for p in pages if not p.subfiletype & 1]
     reduced = len(pages) - len(main)
     if reduced:
