@@ -151,12 +151,13 @@ class FoldEnsemble:
 
     @torch.inference_mode()
     def _tile(self, tile: torch.Tensor) -> torch.Tensor:
-        """Each fold's cell probability (F, h, w) of a tile (h, w) on the device."""
+        """Each fold's outputs (F, C, h, w) of a tile (h, w) on the device (C = 1: the
+        cell probability)."""
         with autocast(self.device, self.precision):
-            return self.network.per_fold(tile[None, None])[:, 0, 0]
+            return self.network.per_fold(tile[None, None])[:, 0]
 
     def predict_section(self, image: np.ndarray) -> torch.Tensor:
-        """Each fold's cell probability (F, H, W) float32 on the device, of an image (H, W)
+        """Each fold's outputs (F, C, H, W) float32 on the device, of an image (H, W)
         normalised as the training stack was."""
         source = torch.from_numpy(np.array(image, dtype=np.float32)).to(self.device)
         return predict_tiled(self._tile, source, self.settings.tile_size, self.settings.tile_overlap)
@@ -167,15 +168,19 @@ class FoldEnsemble:
         """The ensemble's cell probability of every section of ``images`` (N, H, W) float32,
         normalised as the training stack was: the mean over the folds, float32 (N, H, W)
         in [0, 1]; with ``uncertainty`` also the population standard deviation over them
-        (0 with one fold), else None. Logs each ``what`` done with its rate and ETA."""
+        (0 with one fold), else None. A network of C > 1 output channels gives
+        (N, C, H, W). Logs each ``what`` done with its rate and ETA."""
         began = time.perf_counter()
-        probability = np.empty(images.shape, np.float32)
-        spread = np.empty(images.shape, np.float32) if uncertainty else None
+        probability = spread = None
         for index in range(len(images)):
             per_fold = self.predict_section(np.asarray(images[index]))
-            probability[index] = fold_mean(per_fold).cpu().numpy()
+            channels = per_fold.shape[1:] if per_fold.shape[1] > 1 else per_fold.shape[2:]
+            if probability is None:
+                probability = np.empty((len(images), *channels), np.float32)
+                spread = np.empty(probability.shape, np.float32) if uncertainty else None
+            probability[index] = fold_mean(per_fold).cpu().numpy().reshape(channels)
             if uncertainty:
-                spread[index] = fold_spread(per_fold)
+                spread[index] = fold_spread(per_fold).reshape(channels)
             rate = (time.perf_counter() - began) / (index + 1)
             log.info(
                 "predicted %s %d of %d, %.2f s a %s, ETA %.0f s",
@@ -186,6 +191,9 @@ class FoldEnsemble:
                 what,
                 rate * (len(images) - index - 1),
             )
+        if probability is None:  # no sections
+            probability = np.empty(images.shape, np.float32)
+            spread = np.empty(images.shape, np.float32) if uncertainty else None
         return probability, spread
 
     def intensities(self, stack: np.ndarray, name: str = "the stack") -> Intensities:
