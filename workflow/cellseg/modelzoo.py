@@ -139,7 +139,7 @@ def torchscript(ensemble: Ensemble) -> torch.jit.ScriptModule:
 
 
 def preprocessing(record: Intensities, spec) -> list:
-    """The spec's steps that normalise a raw section as ``stacks.apply_normalisation``
+    """The spec's steps that normalise a raw section as ``records.Intensities.apply``
     does with ``record``'s method, computed from the section itself."""
     yx = [spec.AxisId("y"), spec.AxisId("x")]
     steps = [spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32"))]
