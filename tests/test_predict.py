@@ -170,3 +170,21 @@ def test_a_4096_slice_predicts_in_under_2_gib(tmp_path):
     assert result.returncode == 0, result.stderr
     peak_gib = float(result.stdout.split()[-1])
     assert peak_gib < 2.0, f"peak resident memory {peak_gib:.2f} GiB"
+
+
+def test_an_ensemble_of_two_output_channels_averages_each_channel():
+    # The next issue's affinities: a head of several channels runs through the same path.
+    from torch import nn
+
+    from cellseg.model import Ensemble
+
+    torch.manual_seed(0)
+    net = UNet(2, 4, "none")
+    net.head = nn.Conv2d(4, 2, 1)
+    ensemble = Ensemble([{"mean": 0.5, "std": 0.25}], tta=2, nets=[net]).eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.inference_mode():
+        per_fold = ensemble.per_fold(x)
+        by_hand = (torch.sigmoid(net((x - 0.5) / 0.25)) + torch.sigmoid(net(((x - 0.5) / 0.25).flip(-1))).flip(-1)) / 2
+    assert per_fold.shape == (1, 1, 2, 32, 32)
+    assert torch.allclose(per_fold[0], by_hand, atol=1e-6)

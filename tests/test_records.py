@@ -15,6 +15,10 @@ def test_a_voxel_size_is_held_in_micrometres_whatever_unit_it_came_in():
     assert VoxelSize.in_unit(50, 4, 4, "nm") == pytest.approx(VoxelSize(0.05, 0.004, 0.004))
     assert VoxelSize.in_unit(500, 40, 40, "angstrom").axes == pytest.approx((0.05, 0.004, 0.004))
     assert VoxelSize.in_unit(1, 2, 3, None) == UNCALIBRATED  # no unit: nothing is known
+    # Spellings of files and people: the same unit.
+    for unit in ("µm", "um", "micrometer", "Micron"):
+        assert VoxelSize.in_unit(0.05, 0.004, 0.004, unit) == VoxelSize(0.05, 0.004, 0.004)
+    assert VoxelSize.in_unit(50, 4, 4, "nanometer") == pytest.approx(VoxelSize(0.05, 0.004, 0.004))
     with pytest.raises(InputError, match="furlong"):
         VoxelSize.in_unit(1, 1, 1, "furlong")
     pixel = VoxelSize(None, 0.004, 0.004)

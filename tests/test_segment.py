@@ -102,6 +102,25 @@ def test_the_fold_ensemble_predicts_the_test_volume_as_the_pipeline_does(isbi_ru
     assert section.shape == (512, 512) and not spread.any()
 
 
+def test_the_python_api_fills_partial_settings_and_refuses_what_it_cannot_use(isbi_run, isbi_dir):
+    work, _ = isbi_run
+    run = work / "results/smoke"
+    ensemble = FoldEnsemble.from_run(run, {"precision": "fp32"})  # the rest is the run's own
+    assert (
+        ensemble.settings.precision == "fp32" and ensemble.settings.tta == ensemble.records[0].config["predict"]["tta"]
+    )
+    with pytest.raises(InputError, match=r"unknown config key 'predict\.ttaa'; did you mean 'predict\.tta'"):
+        FoldEnsemble.from_run(run, {"ttaa": 1})
+    with pytest.raises(InputError, match=r"'predict\.tta': 3 is not one of"):
+        FoldEnsemble.from_run(run, {"tta": 3})
+    raw = read_source(isbi_dir / "test-volume.tif").pixels[:2, :64, :64]
+    whole = ensemble.intensities(raw)
+    with pytest.raises(InputError, match="is float32, but the intensities given were measured on a uint8 stack"):
+        ensemble.predict_raw(raw.astype(np.float32), intensities=whole)
+    with pytest.raises(InputError, match=r"is empty \(shape \(0, 64, 64\)\)"):
+        ensemble.predict_raw(raw[:0])
+
+
 def test_no_models_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="holds no trained models"):
         FoldEnsemble.from_run(tmp_path)
@@ -296,8 +315,14 @@ def test_an_output_folder_that_cannot_be_written_is_one_paragraph_naming_it(tmp_
 def test_the_python_api_refuses_what_it_cannot_read():
     with pytest.raises(InputError, match=r"in \[0, 1\]; this one has shape \(2, 2\) and values 0 to 255"):
         instance_labels(np.array([[0, 255], [255, 255]], np.float32))
-    with pytest.raises(InputError, match="min_size_px is 0"):
+    with pytest.raises(InputError, match=r"'segment\.min_size_px': 0 is less than the minimum of 1"):
         instance_labels(grid_of_cells(), {**SETTINGS, "min_size_px": 0})
+    with pytest.raises(
+        InputError, match=r"unknown config key 'segment\.seed_treshold'; did you mean 'segment\.seed_thr"
+    ):
+        instance_labels(grid_of_cells(), {"seed_treshold": 0.5})
+    # Some of the keys: the schema's defaults fill the rest.
+    assert instance_labels(grid_of_cells(), {"threshold": 0.4}).max() == 16
     with pytest.raises(InputError, match=r"\(N, H, W\) or \(H, W\)"):
         instance_labels(grid_of_cells()[None, None])
 

@@ -26,6 +26,21 @@ def load_schema(path: str | Path) -> dict:
         return yaml.safe_load(handle)
 
 
+def checked_section(name: str, section: dict, base: dict) -> dict:
+    """A config section given from Python: ``section`` (complete or partial) over ``base``
+    (a complete section: the schema's defaults, or a run's own), checked as the config
+    is. Raises ``InputError`` naming every unknown key (with the nearest valid one) and
+    every value of the wrong type or range."""
+    schema = load_schema(SCHEMA_PATH)
+    only = {"type": "object", "properties": {name: schema["properties"][name]}}
+    problems = unknown_keys({name: section}, schema)
+    if not problems:
+        problems = type_errors({name: {**base, **section}}, only)
+    if problems:
+        raise InputError("The " + name + " settings are not valid:\n" + "\n".join(f"  - {p}" for p in problems))
+    return {**base, **section}
+
+
 def defaults(section: str) -> dict:
     """The schema's defaults of one config section (``segment``, ``data``, ...), for
     callers from Python that pass no config: the schema stays their one source."""

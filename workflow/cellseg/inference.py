@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import defaults
+from .config import checked_section, defaults
 from .errors import InputError
 from .layout import model_files
 from .model import Ensemble, build_model, fold_mean
@@ -100,14 +100,29 @@ def load_fold(path: str | Path) -> tuple[FoldModel, dict]:
     return FoldModel.from_json(payload), state_dict
 
 
+def check_part(stack: np.ndarray, intensities: Intensities, name: str) -> None:
+    """Raise ``InputError`` when ``stack`` (a slab or section normalised with the
+    statistics of its whole stack, ``intensities``) cannot be part of that stack: another
+    dtype, or NaN or infinite pixels (which the whole stack's check would have refused)."""
+    if str(stack.dtype) != intensities.dtype:
+        raise InputError(
+            f"{name} is {stack.dtype}, but the intensities given were measured on a {intensities.dtype} stack; "
+            "pass the intensities of the stack this part was cut from, or none (its own are measured)."
+        )
+    if stack.dtype.kind == "f" and not np.isfinite(stack).all():
+        raise InputError(f"{name} holds NaN or infinite pixels.")
+
+
 class FoldEnsemble:
     """A run's fold models (or one fold's), loaded once, and how they predict.
 
     Args:
         model_paths: model files written by training (``results/<experiment>/models/fold<k>.pt``).
-        settings: ``InferenceSettings`` (or a complete ``predict`` config section); by
-            default those of the run that trained the models.
-    Raises ``InputError`` for no model files or a missing one.
+        settings: ``InferenceSettings``, or a ``predict`` config section, complete or
+            partial (``{"precision": "fp32"}``): what it leaves out is the run's own, the
+            run that trained the models; by default, all of the run's.
+    Raises ``InputError`` for no model files, a missing one, or settings the config
+    schema refuses (naming the key).
 
     ``records`` are the folds' ``FoldModel`` records, ``network`` the ``model.Ensemble``
     on the device (in eval mode), ``training`` the training stack's record.
@@ -121,10 +136,10 @@ class FoldEnsemble:
         loaded = [load_fold(path) for path in model_paths]
         self.model_paths = [Path(p) for p in model_paths]
         self.records = [record for record, _ in loaded]
-        if settings is None:
-            settings = self.records[0].config["predict"]
-        if isinstance(settings, dict):
-            settings = InferenceSettings.from_config(settings)
+        if not isinstance(settings, InferenceSettings):
+            # A partial predict section: the rest is the run's own; checked as the config is.
+            run = self.records[0].config["predict"]
+            settings = InferenceSettings.from_config(checked_section("predict", settings or {}, run))
         self.settings = settings
         self.training = self.records[0].input
         self.device = resolve_device(settings.device)
@@ -237,9 +252,15 @@ class FoldEnsemble:
             stack = np.asarray(stack)
         if stack.ndim not in (2, 3):
             raise InputError(f"{name} has shape {stack.shape}; cellseg predicts a stack (N, H, W) or a section (H, W).")
+        if stack.size == 0:
+            raise InputError(f"{name} is empty (shape {stack.shape}); there is nothing to predict.")
         section = stack.ndim == 2
         stack = stack[None] if section else stack
-        images = (intensities or self.intensities(stack, name)).apply(stack)
+        if intensities is None:
+            intensities = self.intensities(stack, name)
+        else:  # the statistics of a larger stack: this part must be of it
+            check_part(stack, intensities, name)
+        images = intensities.apply(stack)
         probability, spread = self.predict(images, uncertainty)
         if section:
             probability = probability[0]

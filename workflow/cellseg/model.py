@@ -203,18 +203,20 @@ class Ensemble(nn.Module):
         return undo_dihedral(y, variant)
 
     def per_fold(self, x: torch.Tensor) -> torch.Tensor:
-        """Each fold's probability, (F, B, 1, H, W) float32: the mean over its ``tta`` variants."""
+        """Each fold's outputs, (F, B, C, H, W) float32 (C = 1, the cell probability): the
+        mean over its ``tta`` variants, summed in order."""
         outputs = []
         for index, net in enumerate(self.nets):
             standard = (x - self.means[index]) / self.stds[index]
-            total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+            total = standard  # replaced by the first variant's output, whatever its channels
             for variant in range(self.tta):
                 flipped = dihedral(standard, variant)
                 if self.channels_last:
                     flipped = flipped.contiguous(memory_format=torch.channels_last)
                 else:
                     flipped = flipped.contiguous()
-                total += self._undo(torch.sigmoid(net(flipped).float()), variant)
+                output = self._undo(torch.sigmoid(net(flipped).float()), variant)
+                total = output if variant == 0 else total + output
             outputs.append(total / self.tta)
         return torch.stack(outputs)
 

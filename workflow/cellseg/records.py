@@ -24,6 +24,35 @@ import numpy as np
 
 from .errors import InputError
 
+# Units as cellseg writes them: ImageJ's own keywords, which Fiji and napari read.
+UNIT_NAMES = {
+    "micron": "micron",
+    "microns": "micron",
+    "um": "micron",
+    "µm": "micron",
+    "μm": "micron",
+    "\\u00b5m": "micron",
+    "micrometer": "micron",
+    "micrometre": "micron",
+    "nm": "nm",
+    "nanometer": "nm",
+    "nanometre": "nm",
+    "mm": "mm",
+    "millimeter": "mm",
+    "cm": "cm",
+    "m": "m",
+    "å": "angstrom",
+    "angstrom": "angstrom",
+    "\\u00c5": "angstrom",
+}
+
+
+def unit_name(value: str) -> str | None:
+    """The key of ``MICROMETRES`` for a unit as files and people write it ("µm", "um",
+    "nanometer", "Å"; any case), or None for one it does not know."""
+    return UNIT_NAMES.get(str(value).strip().lower())
+
+
 # Size of one unit in micrometres, to convert calibrations.
 MICROMETRES = {"angstrom": 1e-4, "nm": 1e-3, "micron": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 AXES = ("z", "y", "x")
@@ -43,13 +72,15 @@ class VoxelSize:
 
     @classmethod
     def in_unit(cls, z: float | None, y: float | None, x: float | None, unit: str | None) -> VoxelSize:
-        """Sizes given in ``unit`` (a key of ``MICROMETRES``), converted to micrometres;
+        """Sizes given in ``unit`` (a key of ``MICROMETRES``, or a spelling of one that
+        ``unit_name`` knows), converted to micrometres;
         all unknown without a unit. Raises ``InputError`` for a unit it does not know."""
         if unit is None:
             return cls()
-        if unit not in MICROMETRES:
-            raise InputError(f"voxel size unit '{unit}' is not one of {', '.join(MICROMETRES)}.")
-        scale = MICROMETRES[unit]
+        known = unit_name(unit)
+        if known is None:
+            raise InputError(f"voxel size unit '{unit}' is not one of {', '.join(MICROMETRES)} (or their spellings).")
+        scale = MICROMETRES[known]
         return cls(*(None if v is None else float(v) * scale for v in (z, y, x)))
 
     @classmethod

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from .config import defaults
+from .config import checked_section, defaults
 from .errors import InputError
 from .inference import FoldEnsemble
 from .metrics import predicted_cell
@@ -36,8 +36,9 @@ def instance_labels(probability: np.ndarray, settings: dict | None = None) -> np
     """Cells as instance labels, per section: a seeded watershed on the probability.
 
     ``probability`` (N, H, W) or (H, W) of the cell class; ``settings`` the segment config
-    section's ``threshold``, ``seed_threshold`` and ``min_size_px`` (the schema's defaults
-    when None). Per section: the cell mask is ``probability > threshold``; seeds are the
+    section's ``threshold``, ``seed_threshold`` and ``min_size_px``, or some of them (the
+    schema's defaults for the rest; keys the schema refuses raise ``InputError``). Per
+    section: the cell mask is ``probability > threshold``; seeds are the
     4-connected components of ``probability > seed_threshold`` of at least ``min_size_px``
     pixels (the confident cell interiors); the watershed floods 1 - probability from the
     seeds within the mask (Beucher and Meyer's marker-controlled watershed, as EM
@@ -46,7 +47,7 @@ def instance_labels(probability: np.ndarray, settings: dict | None = None) -> np
     the input's shape, 0 = membrane (or background), cells numbered 1.. per section.
     Raises ``InputError`` for thresholds out of order, a size under 1 or a map outside [0, 1].
     """
-    settings = settings or defaults("segment")
+    settings = checked_section("segment", settings or {}, defaults("segment"))
     threshold, seed_threshold, min_size = (settings[k] for k in ("threshold", "seed_threshold", "min_size_px"))
     if not 0 <= threshold <= seed_threshold <= 1:
         raise InputError(

@@ -48,33 +48,12 @@ import numpy as np
 import tifffile
 
 from .errors import InputError
-from .records import MICROMETRES, UNCALIBRATED, SegmentationPlan, VoxelSize
+from .records import MICROMETRES, UNCALIBRATED, SegmentationPlan, VoxelSize, unit_name
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 GLOB_CHARACTERS = set("*?[")
-# Units as cellseg writes them: ImageJ's own keywords, which Fiji and napari read.
-UNIT_NAMES = {
-    "micron": "micron",
-    "microns": "micron",
-    "um": "micron",
-    "µm": "micron",
-    "μm": "micron",
-    "\\u00b5m": "micron",
-    "micrometer": "micron",
-    "micrometre": "micron",
-    "nm": "nm",
-    "nanometer": "nm",
-    "nanometre": "nm",
-    "mm": "mm",
-    "millimeter": "mm",
-    "cm": "cm",
-    "m": "m",
-    "å": "angstrom",
-    "angstrom": "angstrom",
-    "\\u00c5": "angstrom",
-}
 
 
 @dataclass
@@ -542,9 +521,7 @@ def _to_sections(pixels: np.ndarray, axes: str, shown: str, channel: int | None,
 
 
 def _unit(value) -> str | None:
-    if not value:
-        return None
-    return UNIT_NAMES.get(str(value).strip().lower())
+    return unit_name(value) if value else None
 
 
 def _calibration(tiff: tifffile.TiffFile) -> VoxelSize:
