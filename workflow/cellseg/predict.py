@@ -6,7 +6,6 @@ the held-out slices with their fold's model alone, the test volume with every fo
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ from .inference import FoldEnsemble
 from .layout import slice_file
 from .records import InferenceSettings, Intensities, VoxelSize
 from .stackio import write_stack
-
-log = logging.getLogger(__name__)
 
 
 def write_probability_tiff(path: str | Path, probabilities: np.ndarray, voxel_size: VoxelSize) -> None:

@@ -1,8 +1,9 @@
 """Typed records that cross the pipeline's boundaries, each built once where its data enters.
 
 Every record is a frozen dataclass that round-trips through JSON (``to_json`` gives
-plain data, ``from_json`` reads it back), so what a rule writes and the next reads is one
-type, checked where it is read, rather than a dict whose keys each reader spells again:
+plain data, ``from_json``, or ``from_config`` for a config section, reads it back), so
+what a rule writes and the next reads is one type, checked where it is read, rather
+than a dict whose keys each reader spells again:
 
 - ``VoxelSize``: a stack's calibration in micrometres, converted once when it is read;
 - ``Intensities``: how a stack's raw values are normalised, and the statistics it needs;
@@ -150,6 +151,10 @@ class Intensities:
     max: float
     dtype: str
     sampled_sections: int
+
+    def __post_init__(self) -> None:
+        if self.method not in NORMALISATIONS:
+            raise InputError(f"normalisation '{self.method}' is not one of {', '.join(NORMALISATIONS)}.")
 
     @classmethod
     def from_json(cls, data: dict) -> Intensities:

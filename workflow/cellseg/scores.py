@@ -6,13 +6,15 @@ which way is better, which of the report's two tables shows it, and whether figu
 studies and the report's headline show it. The tables' columns, the report's headers,
 legends and headline, the figures, the study tables, the benchmark columns and the score
 table of docs/metrics.md are all derived from ``SCORES``: adding a score is one entry
-(and the code that computes it, in ``evaluate``). Figures, reports and studies import
+(and the code that computes it: ``metrics``, ``evaluate`` or ``challenge``). Figures, reports and studies import
 this, not the evaluation (which needs scikit-image and tifffile).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+FAMILIES = ("pixel", "challenge", "skimage")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,15 @@ class Score:
     upper: float | None = 1.0
     main: int = 0
     headline: int = 0
+
+    def __post_init__(self) -> None:
+        # What the tables and the report read off a score: a new entry must say it.
+        if (
+            self.family not in FAMILIES
+            or self.table not in ("membrane", "cell")
+            or self.better not in ("higher", "lower")
+        ):
+            raise ValueError(f"score {self.name}: family, table or direction unknown")
 
     @property
     def range(self) -> str:
