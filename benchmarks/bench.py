@@ -277,7 +277,7 @@ def peers(
                 "checkpoint": folder / "checkpoint.pt",
             }
             metadata = train_fold(data, train_slices, config, fold, paths)
-            probabilities, _ = FoldEnsemble([paths["model"]], config["predict"]).predict(data.images[held_out])
+            probabilities, _ = FoldEnsemble([paths["model"]], config["predict"]).predict(data.images, indices=held_out)
             for index, probability in zip(held_out, probabilities, strict=True):
                 tifffile.imwrite(folder / "held_out" / slice_file(index), probability)
             rows.append(

@@ -17,8 +17,10 @@ metrics, logs, benchmarks, curves and report) to ``--out``:
   fold      ``snakemake`` trains and predicts fold 0 of the recipe: steps/s, crops/s,
             TFLOP/s and % of the bf16 peak over the whole training, wall time, and the
             fold's held-out scores
-  pipeline  the whole ``snakemake`` run (5 folds, test volume, report) in the time left:
-            wall time, per-fold scores and the summary
+  pipeline  the whole ``snakemake`` run (5 folds, test volume, report) in the time left,
+            ``--gpu-jobs`` trainings at a time: wall time, per-fold scores and the summary
+  methods   every way of making cells on that run's held-out predictions
+            (``benchmarks/methods.py``): the cells' V_Rand and V_Info of each
 
 Try it on a CPU with ``run --tiny`` (the smoke recipe, a few seconds a stage), or without
 the shell script: ``.venv/bin/python -m benchmarks.gpu_check --tiny``. Snakemake runs in
@@ -42,6 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.methods import compare_methods
 from benchmarks.tools import (
     REPO,
     SCHEMA,
@@ -56,7 +59,7 @@ from benchmarks.tools import (
 from cellseg.config import load_config
 from cellseg.datasets import unpacked_id
 from cellseg.evaluate import evaluate_held_out, per_fold_table
-from cellseg.layout import HELD_OUT, MODEL_NAME
+from cellseg.layout import AFFINITIES_SUFFIX, HELD_OUT, MODEL_NAME
 from cellseg.loss import dice_bce_loss
 from cellseg.model import build_model
 from cellseg.records import FoldModel
@@ -168,8 +171,11 @@ def loader(
     return rows
 
 
-def snakemake(configfiles: list[str], targets: list[str], cores: int, seconds: float, log: Path) -> dict:
-    """Run Snakemake in the repository; stop it (and its jobs) after ``seconds``."""
+def snakemake(
+    configfiles: list[str], targets: list[str], cores: int, seconds: float, log: Path, gpu_jobs: int = 1
+) -> dict:
+    """Run Snakemake in the repository, ``gpu_jobs`` GPU jobs (trainings, predictions) at
+    a time on the one card; stop it (and its jobs) after ``seconds``."""
     command = [
         sys.executable,
         "-m",
@@ -177,7 +183,7 @@ def snakemake(configfiles: list[str], targets: list[str], cores: int, seconds: f
         "--cores",
         str(cores),
         "--resources",
-        "gpu=1",
+        f"gpu={gpu_jobs}",
         "--scheduler",
         "greedy",
         "--configfile",
@@ -210,14 +216,18 @@ def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_t
     steps, batch = record.steps, record.config["train"]["batch_size"]
     steps_per_second = record.crops_per_second / batch
     tflops = flops_per_step * steps_per_second / 1e12
-    labels = np.load(REPO / f"resources/unpacked/{unpacked_id(config['data'], 'train')}/train_labels.npy")
-    per_slice, _ = evaluate_held_out(
-        results / "folds.tsv",
-        {fold: REPO / HELD_OUT.format(experiment=config["experiment"], fold=fold)},
-        labels,
-        config["eval"]["threshold"],
-    )
-    scores = per_fold_table(per_slice).iloc[0].to_dict()
+    per_fold = results / "metrics/per_fold.tsv"
+    if per_fold.is_file():  # the pipeline's own scores, its cells' among them
+        scores = pd.read_csv(per_fold, sep="\t").set_index("fold").loc[fold].to_dict()
+    else:  # a pipeline stopped early: fold 0's probability maps, scored alone (no cells)
+        labels = np.load(REPO / f"resources/unpacked/{unpacked_id(config['data'], 'train')}/train_labels.npy")
+        per_slice, _ = evaluate_held_out(
+            results / "folds.tsv",
+            {fold: REPO / HELD_OUT.format(experiment=config["experiment"], fold=fold)},
+            labels,
+            config["eval"]["threshold"],
+        )
+        scores = per_fold_table(per_slice).iloc[0].to_dict()
     return {
         "fold": fold,
         "device": record.device,
@@ -234,8 +244,8 @@ def fold_figures(results: Path, config: dict, flops_per_step: float, bf16_peak_t
 
 def pack(results: Path, out: Path) -> None:
     """The run's small outputs into results.tar.gz; its held-out probability maps (to
-    score again here) into two archives, odd and even folds, each under the 16 MB a
-    file that comes back from the card may have."""
+    score again here; not the affinities, 8 times their size) into two archives, odd and
+    even folds, each under the 16 MB a file that comes back from the card may have."""
     with tarfile.open(out / "results.tar.gz", "w:gz") as archive:
         for part in RESULT_PARTS:
             if (results / part).exists():
@@ -247,14 +257,16 @@ def pack(results: Path, out: Path) -> None:
         with tarfile.open(out / f"predictions_{parity}_folds.tar.gz", "w:gz") as archive:
             for folder in folders:
                 if int(folder.name.removeprefix("fold")) % 2 == (parity == "odd"):
-                    archive.add(folder, arcname=f"{results.name}/predictions/held_out/{folder.name}")
+                    for path in sorted(folder.glob("*.tif")):
+                        if not path.name.endswith(AFFINITIES_SUFFIX):
+                            archive.add(path, arcname=f"{results.name}/predictions/held_out/{folder.name}/{path.name}")
 
 
 def markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g") if len(table) else "(not run: no time left)"
 
 
-STAGES = ("peaks", "ceiling", "loader", "fold", "pipeline")
+STAGES = ("peaks", "ceiling", "loader", "fold", "pipeline", "methods")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -320,7 +332,7 @@ def run(args: argparse.Namespace) -> None:
             stages["fold"] = fold_figures(results, config, flops, bf16_peak)
         report(f"Fold 0 through snakemake ({stages['fold_run']})", pd.DataFrame([stages.get("fold", {})]))
     if "pipeline" in wanted and clock.left() > 90:
-        stages["pipeline_run"] = snakemake(configfiles, [], cores, clock.left() - 45, log)
+        stages["pipeline_run"] = snakemake(configfiles, [], cores, clock.left() - 45, log, args.gpu_jobs)
         if stages["pipeline_run"]["finished"]:
             stages["per_fold"] = pd.read_csv(results / "metrics/per_fold.tsv", sep="\t").to_dict("records")
             stages["summary"] = pd.read_csv(results / "metrics/summary.tsv", sep="\t").to_dict("records")
@@ -331,6 +343,11 @@ def run(args: argparse.Namespace) -> None:
         report(f"Whole pipeline ({stages['pipeline_run']})", pd.DataFrame(stages.get("per_fold", [])))
         report("Summary over folds", pd.DataFrame(stages.get("summary", [])))
         report("Seconds of each job", pd.DataFrame(stages["benchmarks"].items(), columns=["job", "seconds"]))
+    if "methods" in wanted and (results / "metrics/per_fold.tsv").is_file() and clock.left() > 120:
+        table, per_fold = compare_methods(results, results / "methods")
+        stages["methods"], stages["methods_per_fold"] = table.to_dict("records"), per_fold.to_dict("records")
+        report("Every way of making cells on the run's held-out predictions (benchmarks/methods.py)", table)
+        report("Their per-fold means", per_fold)
     pack(results, out)
     (out / "stages.json").write_text(json.dumps(stages, indent=1, default=str))
     (out / "summary.md").write_text("\n".join(lines))
@@ -342,6 +359,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "results/gpu_check"))
     parser.add_argument("--cores", type=int, default=0, help="Snakemake's --cores (default: every core)")
     parser.add_argument("--tiny", action="store_true", help="the smoke recipe on whatever device is here")
+    parser.add_argument("--gpu-jobs", type=int, default=1, help="trainings at a time on the card in the pipeline stage")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, of " + ", ".join(STAGES))
     parser.add_argument(
         "--bf16-peak",

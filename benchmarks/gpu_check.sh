@@ -7,10 +7,10 @@
 #                                     then runs python -m benchmarks.gpu_check ... from the
 #                                     checkout (which puts benchmarks/ on the path)
 # The card's image (../.library/device/KINDS.md) has torch, numpy, scipy, scikit-image,
-# pandas, matplotlib, jinja2 and pyyaml; Snakemake, dask, zarr, ome-zarr and jsonschema
-# travel as wheels. pulp (Snakemake's ILP scheduler, 16 MB) stays behind: the check runs
-# Snakemake with --scheduler greedy. imagecodecs (26 MB) too: the ISBI stacks are not
-# compressed.
+# pandas, matplotlib, jinja2 and pyyaml; Snakemake, dask, zarr, ome-zarr, jsonschema, and
+# waterz and mwatershed (the graph algorithms that make cells) travel as wheels. pulp
+# (Snakemake's ILP scheduler, 16 MB) stays behind: the check runs Snakemake with
+# --scheduler greedy. imagecodecs (26 MB) too: the ISBI stacks are not compressed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: benchmarks/gpu_check.sh prepare|run [gpu_check.py options]}
@@ -29,7 +29,7 @@ jinja2 lazy-loader markupsafe matplotlib msgpack networkx numpy packaging pandas
 psutil pygments pyyaml requests scikit-image scipy six tabulate toolz torch torchvision
 typing-extensions urllib3 wrapt pulp imagecodecs""".split())
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
-todo, seen = ["snakemake", "dask", "zarr", "ome-zarr", "jsonschema", "tifffile"], {}
+todo, seen = ["snakemake", "dask", "zarr", "ome-zarr", "jsonschema", "tifffile", "waterz", "mwatershed"], {}
 while todo:
     name = norm(todo.pop())
     if name in seen or name in image:

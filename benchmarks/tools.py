@@ -30,6 +30,7 @@ from cellseg.model import build_model
 from cellseg.records import TrainingInput
 from cellseg.runtime import autocast
 from cellseg.scores import MAIN_SCORES
+from cellseg.selection import segment_held_out
 from cellseg.stackio import read_source
 from cellseg.stacks import binary_labels, normalise_images
 from cellseg.train import CropSampler, Trainee, TrainingData, batch_stream, make_optimizer, training_step
@@ -96,10 +97,13 @@ def score_fold(held_out: list[int], predictions: Path, labels: np.ndarray) -> di
     """The pipeline's scores (``evaluate.evaluate_held_out``) of one fold's held-out
     slices from the ``slice_NNN.tif`` cell probabilities in ``predictions`` against
     ``labels`` (N, H, W, 1 = cell), the fold scored alone: the challenge's thresholds are
-    chosen on its slices, the same way for every peer."""
+    chosen on its slices, and the cells are the seeded watershed's (no threshold to
+    choose), the same way for every peer."""
     folds = predictions.parent / f"{predictions.name}_folds.tsv"
+    cells = {0: predictions.parent / f"{predictions.name}_cells"}
     pd.DataFrame({"slice": held_out, "fold": 0}).to_csv(folds, sep="\t", index=False)
-    per_slice, _ = evaluate_held_out(folds, {0: predictions}, labels, 0.5)
+    segment_held_out(folds, {0: predictions}, labels, {"method": "watershed"}, [], cells)
+    per_slice, _ = evaluate_held_out(folds, {0: predictions}, labels, 0.5, cells)
     return per_fold_table(per_slice)[list(PEER_SCORES)].iloc[0].to_dict()
 
 

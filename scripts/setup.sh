@@ -19,6 +19,6 @@ fi
 echo "scripts/setup.sh: installing cellseg into .venv/ (a few minutes the first time)" >&2
 "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet --editable '.[dev,peers,bioimageio,cluster]'
+.venv/bin/python -m pip install --quiet --editable '.[dev,cells,peers,bioimageio,cluster]'
 echo "$wanted" > "$stamp"
 echo "scripts/setup.sh: .venv/ is ready" >&2

@@ -151,8 +151,9 @@ def test_gpu_check_runs_every_stage_on_a_cpu_with_the_tiny_recipe(isbi_dir, tmp_
     out = tmp_path / "out"
     # Run from the copy, `-m` finds the copy's benchmarks before the installed one: the check
     # runs Snakemake in the checkout that holds it, the copy, never this one.
+    check = ["benchmarks.gpu_check", "--tiny", "--minutes", "15", "--gpu-jobs", "2", "--out", str(out)]
     finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", "--tiny", "--minutes", "15", "--out", str(out)],
+        [sys.executable, "-m", *check],
         cwd=work,
         capture_output=True,
         text=True,
@@ -169,8 +170,12 @@ def test_gpu_check_runs_every_stage_on_a_cpu_with_the_tiny_recipe(isbi_dir, tmp_
     assert 0 <= fold["challenge_pixel_error"] <= 1 and fold["tflops"] > 0
     assert [row["fold"] for row in stages["per_fold"]] == [0, 1]
     summary = (out / "summary.md").read_text()
-    for title in ("Peaks", "Ceiling", "Real training step", "Fold 0 through snakemake", "Whole pipeline"):
+    for title in ("Peaks", "Ceiling", "Real training step", "Fold 0 through snakemake", "Whole pipeline", "Every way"):
         assert f"## {title}" in summary
+    # The methods stage made the cells again, each fold's threshold chosen on the other fold.
+    methods = {row["method"]: row for row in stages["methods"]}
+    assert list(methods) == ["watershed", "agglomerate", "probability map thresholded"]
+    assert len(methods["agglomerate"]["thresholds"].split()) == 2 and 0 <= methods["watershed"]["cells_v_rand"] <= 1
     with tarfile.open(out / "results.tar.gz") as archive:
         assert "smoke/metrics/summary.tsv" in archive.getnames() and "smoke/report.html" in archive.getnames()
     with tarfile.open(out / "predictions_odd_folds.tar.gz") as archive:

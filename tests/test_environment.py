@@ -41,6 +41,20 @@ def test_environment_yml_matches_pyproject():
     assert conda_dependencies(REPO / "environment.yml") == pip_dependencies()
 
 
+def pip_section(path) -> list[str]:
+    with open(path) as handle:
+        entries = yaml.safe_load(handle)["dependencies"]
+    return [e for entry in entries if isinstance(entry, dict) for e in entry.get("pip", []) if not e.startswith("-")]
+
+
+def test_both_conda_environments_install_the_cells_extra_with_pip():
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        cells = tomllib.load(handle)["project"]["optional-dependencies"]["cells"]
+    assert pip_section(REPO / "environment.yml") == cells
+    assert pip_section(REPO / "workflow" / "envs" / "cellseg.yaml") == cells
+    assert "cells" in (REPO / "scripts" / "setup.sh").read_text().split("'.[")[1].split("]")[0].split(",")
+
+
 def test_rule_environment_is_environment_yml_without_test_tools():
     expected = {name: spec for name, spec in pip_dependencies().items() if name not in TEST_TOOLS}
     assert conda_dependencies(REPO / "workflow" / "envs" / "cellseg.yaml") == expected

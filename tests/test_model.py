@@ -1,11 +1,22 @@
-"""The UNet: the seed design's size, odd input shapes, normalisations."""
+"""The UNet: the seed design's size, odd input shapes, normalisations; affinities and their test-time augmentation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from cellseg.model import BatchNorm2d, UNet, build_model, count_parameters
+from cellseg.loss import affinity_targets
+from cellseg.model import (
+    BatchNorm2d,
+    Ensemble,
+    UNet,
+    affinity_turns,
+    build_model,
+    channels,
+    count_parameters,
+    shifted,
+)
 
 
 def test_seed_design_has_the_classic_parameter_count():
@@ -84,3 +95,83 @@ def test_build_model_gives_our_unet_or_monais_basicunet_as_a_peer():
     peer = build_model({"architecture": "monai_basicunet", "depth": 4, "base_channels": 8, "norm": "batch"})
     with torch.no_grad():
         assert peer.eval()(torch.rand(1, 1, 64, 48)).shape == (1, 1, 64, 48)
+
+
+OFFSETS = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+
+
+class ExactAffinities(torch.nn.Module):
+    """A stand-in network that reads a label image and gives, in its own frame, the exact
+    affinities of ``OFFSETS`` as logits (+-20), channel 0 the labels' cell mask: any
+    test-time variant brought back must give the untransformed map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        labels = x[:, :1]
+        outputs = [(labels > 0).float()]
+        for dy, dx in OFFSETS:
+            other = shifted(labels, dy, dx)
+            inside = shifted(torch.ones_like(labels), dy, dx) > 0
+            outputs.append(((labels == other) & (labels > 0) & inside).float())
+        return (torch.cat(outputs, dim=1) - 0.5) * 40
+
+
+def test_shifted_moves_a_map_by_its_offset():
+    x = torch.arange(12.0).reshape(1, 3, 4)
+    assert shifted(x, 1, 0)[0].tolist() == [[4, 5, 6, 7], [8, 9, 10, 11], [0, 0, 0, 0]]
+    assert shifted(x, 0, -1)[0].tolist() == [[0, 0, 1, 2], [0, 4, 5, 6], [0, 8, 9, 10]]
+    assert not shifted(x, 5, 0).any()
+
+
+def test_a_flip_turns_an_offset_around_and_its_map_is_shifted_back():
+    # A hand-made map in the flipped frame (left-right): affinity to the left, (0, -1),
+    # of pixel q there is the affinity of pixel p = flip(q) to its right, (0, +1), which
+    # is channel (0, -1) of the pixel to its right: the map moved one pixel.
+    folds = [{"depth": 1, "base_channels": 2, "norm": "none", "mean": 0.0, "std": 1.0, "output": "affinities"}]
+    ensemble = Ensemble([{**folds[0], "offsets": [[-1, 0], [0, -1]]}], tta=2)
+    assert ensemble.turns[1] == [[1, 0, 0], [2, 0, -1]]
+    flipped = torch.zeros(1, 3, 2, 4)
+    flipped[0, 2] = torch.tensor([[0.0, 1, 2, 3], [4, 5, 6, 7]])
+    back = ensemble._undo(flipped, 1)
+    # Undo the flip: [[3, 2, 1, 0], ...]; then channel (0, -1) at p is that at p + (0, -1).
+    assert back[0, 2].tolist() == [[0, 3, 2, 1], [0, 7, 6, 5]]
+
+
+def test_test_time_augmentation_of_affinities_is_exact_for_an_equivariant_network():
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(rng.integers(1, 4, (1, 1, 12, 12)).astype(np.float32))
+    labels = labels.repeat_interleave(3, -1)[..., :12].repeat_interleave(2, -2)[..., :12, :]
+    fold = {"mean": 0.0, "std": 1.0, "output": "affinities", "offsets": OFFSETS}
+    plain = Ensemble([fold], tta=1, nets=[ExactAffinities()])(labels)
+    augmented = Ensemble([fold], tta=8, nets=[ExactAffinities()])(labels)
+    # Pixels whose offset leaves the image have no affinity; every other agrees exactly.
+    for channel, (dy, dx) in enumerate(OFFSETS, start=1):
+        inside = shifted(torch.ones(12, 12), dy, dx) > 0
+        torch.testing.assert_close(plain[0, channel][inside], augmented[0, channel][inside], atol=1e-6, rtol=0)
+    torch.testing.assert_close(plain[:, 0], augmented[:, 0], atol=1e-6, rtol=0)
+    assert plain[0, 1:].max() > 0.99 and plain[0, 1:].min() < 0.01
+
+
+def test_offsets_whose_turns_are_not_offsets_are_refused():
+    with pytest.raises(ValueError, match="not an offset"):
+        affinity_turns([[-1, 0], [0, -1], [-5, 0]], 8)
+    assert affinity_turns([[-1, 0], [0, -1], [-5, 0]], 1) == [[[1, 0, 0], [2, 0, 0], [3, 0, 0]]]
+
+
+def test_affinity_targets_are_masked_where_the_pair_leaves_the_crop_or_the_valid_pixels():
+    segments = torch.tensor([[[[1, 1, 0, 2], [1, 1, 0, 2]]]], dtype=torch.int32)
+    valid = torch.ones_like(segments, dtype=torch.float32)
+    valid[..., 0, 3] = 0  # filled in by augmentation
+    targets, mask = affinity_targets(segments, valid, [[0, -1], [-1, 0]])
+    # To the left: same segment 1 | membrane belongs to none | 2 vs membrane.
+    assert targets[0, 0].tolist() == [[0, 1, 0, 0], [0, 1, 0, 0]]
+    assert mask[0, 0].tolist() == [[0, 1, 1, 0], [0, 1, 1, 1]]
+    assert targets[0, 1].tolist() == [[0, 0, 0, 0], [1, 1, 0, 1]]
+    assert mask[0, 1].tolist() == [[0, 0, 0, 0], [1, 1, 1, 0]]
+
+
+def test_channels_follow_the_model_section():
+    spec = {"architecture": "unet", "depth": 2, "base_channels": 4, "norm": "batch"}
+    assert channels(spec) == (1, 1)
+    affinities = {**spec, "output": "affinities", "offsets": OFFSETS, "context_sections": 1}
+    assert channels(affinities) == (3, 5)
+    assert build_model(affinities)(torch.zeros(2, 3, 20, 20)).shape == (2, 5, 20, 20)

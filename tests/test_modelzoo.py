@@ -21,7 +21,7 @@ from cellseg.modelzoo import (
     torchscript,
     validate_package,
 )
-from conftest import require, snakemake
+from conftest import REPO, require, snakemake
 
 SHARING = {"name": "", "description": "", "authors": ["Ada Lovelace"], "license": "CC-BY-4.0", "cite": []}
 
@@ -153,3 +153,51 @@ def test_a_bad_key_is_refused_before_any_job_and_the_earlier_package_is_kept(pac
     assert message in done.stderr
     assert package_path.read_bytes() == before
     assert not list(package_path.parent.glob("*.staging"))
+
+
+def test_a_network_of_affinities_is_packaged_with_its_channels_and_its_post_processing(tmp_path):
+    require(importlib.util.find_spec("bioimageio.core") is not None, "bioimageio.core is not installed")
+    import pandas as pd
+
+    from cellseg.config import SCHEMA_PATH, load_config
+    from cellseg.modelzoo import export_package
+    from cellseg.scores import SCORE_COLUMNS
+    from cellseg.stacks import intensity_record
+    from test_predict import save_model
+
+    offsets = [[-1, 0], [0, -1], [-3, 0], [0, -3]]
+    model = save_model(tmp_path / "fold0.pt", output="affinities", offsets=offsets)
+    stack = np.random.default_rng(0).integers(0, 255, (4, 64, 64)).astype(np.uint8)
+    # The training stack's normalisation, as a trained model records it.
+    payload = torch.load(model, weights_only=True)
+    payload["input"] = {
+        **payload["input"],
+        "normalisation": intensity_record(stack, "s", "percentile", (1, 99.8)).to_json(),
+    }
+    torch.save(payload, model)
+    config = load_config([REPO / "config/config.yaml", REPO / "config/smoke.yaml"], SCHEMA_PATH)
+    config["model"] |= {"output": "affinities", "offsets": offsets}
+    config["segment"]["method"] = "mutex"
+    config["bioimageio"] |= {"authors": ["Ada Lovelace"]}
+    pd.DataFrame({"slice": range(4), "fold": [0, 0, 1, 1]}).to_csv(tmp_path / "folds.tsv", sep="\t", index=False)
+    summary = pd.DataFrame({"metric": SCORE_COLUMNS, "mean": 0.5, "ci95_low": 0.4, "ci95_high": 0.6, "folds": 2})
+    summary.to_csv(tmp_path / "summary.tsv", sep="\t", index=False)
+    thresholds = pd.DataFrame({"fold": ["0", "all"], "method": "mutex", "merge_threshold": [0.4, 0.45]})
+    thresholds.to_csv(tmp_path / "cell_thresholds.tsv", sep="\t", index=False)
+    run_files = {
+        "folds": tmp_path / "folds.tsv",
+        "thresholds": tmp_path / "cell_thresholds.tsv",
+        "summary": tmp_path / "summary.tsv",
+        "architecture": REPO / "workflow/cellseg/model.py",
+    }
+    result = export_package([model], stack, run_files, config, tmp_path / "aff.zip")
+    assert "passed" in result["validation"]
+    with zipfile.ZipFile(tmp_path / "aff.zip") as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        readme = archive.read("README.md").decode()
+        expected = np.load(archive.open("output.npy"))
+    channels = next(axis for axis in rdf["outputs"][0]["axes"] if axis["type"] == "channel")["channel_names"]
+    assert channels == ["cell", "affinity_m1_0", "affinity_0_m1", "affinity_m3_0", "affinity_0_m3"]
+    assert expected.shape[:2] == (1, 5)
+    assert "mutex watershed" in readme and "cellseg.selection.run_recipe" in readme
+    assert "merge threshold 0.45, chosen on the run's held-out slices" in readme

@@ -10,8 +10,9 @@ import pytest
 import tifffile
 import torch
 
+from cellseg.cells import CellRecipe, instance_labels
 from cellseg.inference import FoldEnsemble, fold_spread, predict_tiled, tile_starts
-from cellseg.model import UNet, dihedral, undo_dihedral
+from cellseg.model import UNet, build_model, dihedral, undo_dihedral
 from cellseg.predict import predict_held_out, predict_volume
 from cellseg.records import UNCALIBRATED, FoldModel, InferenceSettings, TrainingInput
 
@@ -30,12 +31,15 @@ def recipe(**overrides) -> InferenceSettings:
     )
 
 
-def save_model(path, seed=0, depth=2, channels=4):
-    """A model file as training writes one: weights and a ``FoldModel`` record."""
+def save_model(path, seed=0, depth=2, channels=4, **model_keys):
+    """A model file as training writes one: weights and a ``FoldModel`` record;
+    ``model_keys`` more keys of its model section (``output``, ``offsets``,
+    ``context_sections``)."""
     torch.manual_seed(seed)
-    model = UNet(depth, channels, "batch").eval()
+    spec = {"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch", **model_keys}
+    model = build_model(spec).eval()
     record = FoldModel(
-        model={"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch"},
+        model=spec,
         standardisation={"mean": 0.5, "std": 0.25},
         input=TrainingInput(),
         config={"predict": recipe().to_json()},
@@ -140,8 +144,11 @@ def test_outputs_are_float32_probability_tiffs_and_the_volumes_are_mean_and_sd(t
     assert held.dtype == np.float32 and held.shape == (33, 47) and 0 <= held.min() and held.max() <= 1
     other = save_model(tmp_path / "other.pt", seed=1)
     outputs = {"probability": tmp_path / "volume.tif", "uncertainty": tmp_path / "spread.tif"}
-    predict_volume([model, other], images, outputs, recipe(), {})
+    outputs["cells"] = tmp_path / "cells.tif"
+    predict_volume([model, other], images, outputs, recipe(), {}, CellRecipe({"method": "watershed"}))
     volume, spread = tifffile.imread(tmp_path / "volume.tif"), tifffile.imread(tmp_path / "spread.tif")
+    # The cells of the mean probability, by the recipe's method.
+    assert np.array_equal(tifffile.imread(outputs["cells"]), instance_labels(volume))
     assert volume.shape == spread.shape == (5, 33, 47) and volume.dtype == spread.dtype == np.float32
     # The mean and the population sd of the two fold models' probabilities, pixel by pixel.
     each = [predict_slice([path], recipe(), images[1]) for path in (model, other)]

@@ -73,7 +73,13 @@ def test_report_is_one_self_contained_file(isbi_run):
     assert [s["id"] for s in viewer] == ["held_out", "test"]
     assert [s["index"] for s in viewer[0]["slices"]] == list(range(30)) and len(viewer[1]["slices"]) == 12
     for item in viewer[0]["slices"] + viewer[1]["slices"]:
-        assert all(item[k].startswith("data:image/webp;base64,") for k in ("image", "probability", "masks"))
+        assert all(item[k].startswith("data:image/webp;base64,") for k in ("image", "probability", "masks", "segments"))
+    # The held-out slices' cells, and where they split or merge a true cell, shown first.
+    assert viewer[0]["layers"][-2:] == ["segments", "cell_errors"] and viewer[0]["default_on"] == ["cell_errors"]
+    assert all(item["cell_errors"].startswith("data:image/webp;base64,") for item in viewer[0]["slices"])
+    # The headline leads with the cells' scores, and says how the cells were made.
+    assert html.index('data-score="cells_v_rand"') < html.index('data-score="membrane_dice"')
+    assert 'id="cells-made"' in html and "metrics/cell_thresholds.tsv" in html
     for needle in ("git commit", "torch", "pixel sha256", "200da3d452d726e6", "experiment: smoke"):
         assert needle in html
     snakemake_version = metadata.version("snakemake")
@@ -335,7 +341,7 @@ def test_the_viewer_responds_in_headless_chromium(isbi_run, tmp_path):
     zoomed = seen["zoomed"]
     assert zoomed["zoom"] == 32 and zoomed["left"] == zoomed["right"] == zoomed["own"]
     assert seen["test"]["label"].startswith("test-volume slice 0 (1 of 12)")  # 12 of its 30, spread
-    assert seen["test_layers"] == ["prediction", "probability", "uncertainty"]
+    assert seen["test_layers"] == ["prediction", "probability", "uncertainty", "segments"]
     assert seen["test_scores"] == "no ground truth here: no scores"
     assert len(seen["images"]) >= 3 and all(width > 0 for width in seen["images"])
     assert seen["scroll"][0] <= seen["scroll"][1]  # no horizontal scrolling at 1280 px

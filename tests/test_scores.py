@@ -12,10 +12,12 @@ def test_every_score_has_one_table_a_known_family_and_direction():
     names = [s.name for s in SCORES]
     assert len(names) == len(set(names))
     assert sorted(n for table in scores.TABLES.values() for n in table) == sorted(names)
-    assert {s.family for s in SCORES} == {"pixel", "challenge", "skimage"}
+    assert {s.family for s in SCORES} == {"cells", "pixel", "challenge", "skimage"}
     assert {s.better for s in SCORES} == {"higher", "lower"}
-    # The report's order: the membrane table's columns, then the cell table's.
+    # The report's order: the cells' table, the membrane table's columns, then the cell table's.
     shown = list(scores.SCORE_LABELS)
+    assert shown[:2] == ["cells_v_rand", "cells_v_info"]
+    shown = shown[len(scores.CELLS_COLUMNS) :]
     assert shown[:2] == ["membrane_dice", "membrane_iou"] and shown[4:6] == [
         "misclassified_fraction",
         "challenge_pixel_error",
@@ -29,6 +31,8 @@ def test_every_score_has_one_table_a_known_family_and_direction():
 
 def test_headline_and_main_scores_are_ordered_by_their_places():
     assert scores.HEADLINE == [
+        "cells_v_rand",
+        "cells_v_info",
         "membrane_dice",
         "v_rand_thinned",
         "v_info_thinned",

@@ -17,6 +17,7 @@ from cellseg.comparison import STUDY_SCORES, bootstrap_interval, compare_experim
 from cellseg.config import load_schema as read_schema
 from cellseg.config import schema_defaults
 from cellseg.errors import InputError
+from cellseg.scores import COUNT_COLUMNS, SCORE_COLUMNS
 from cellseg.study import config_difference, expand_experiments
 from conftest import REPO, copy_workflow, snakemake
 
@@ -204,25 +205,9 @@ def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
 def per_slice_table(scores: dict[str, np.ndarray], folds: int = 2) -> pd.DataFrame:
     slices = len(next(iter(scores.values())))
     table = pd.DataFrame({"slice": np.arange(slices), "fold": np.arange(slices) * folds // slices})
-    for column in (
-        "cell_dice",
-        "cell_iou",
-        "cell_precision",
-        "cell_recall",
-        "membrane_dice",
-        "membrane_iou",
-        "membrane_precision",
-        "membrane_recall",
-        "misclassified_fraction",
-        "challenge_pixel_error",
-        "v_rand_thinned",
-        "v_info_thinned",
-        "skimage_adapted_rand_error",
-        "skimage_vi_split",
-        "skimage_vi_merge",
-    ):
+    for column in SCORE_COLUMNS:
         table[column] = scores.get(column, np.full(slices, 0.5))
-    for count in ("cell_tp", "cell_fp", "cell_fn", "cell_tn"):
+    for count in COUNT_COLUMNS:
         table[count] = 100
     return table
 

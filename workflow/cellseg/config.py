@@ -172,9 +172,50 @@ def validate_config(config: dict, schema_path: str | Path, source: str = COMMAND
             f"'segment.threshold' ({config['segment']['threshold']}): "
             "the watershed's seeds must lie inside the cells' mask"
         )
+    if not problems:
+        problems = output_problems(config)
     if problems:
         raise InputError(f"The configuration is invalid ({source}): " + "; ".join(problems) + ".")
     return config
+
+
+def output_problems(config: dict) -> list[str]:
+    """What is wrong with a complete config's network output for its segment method, crops
+    and tiles: mutex without affinities; affinity offsets without the nearest neighbours,
+    as long as a crop or tile side (no pixel pair inside them), or, with test-time
+    augmentation, whose transposes are not offsets too (a transposed image's map of them
+    could not be turned back)."""
+    model, method = config["model"], config["segment"]["method"]
+    if model["output"] != "affinities":
+        if method == "mutex":
+            return [
+                "config key 'segment.method' is mutex, which needs model.output: affinities "
+                f"(model.output is {model['output']!r})"
+            ]
+        return []
+    offsets = [tuple(offset) for offset in model["offsets"]]
+    problems = []
+    if (-1, 0) not in offsets or (0, -1) not in offsets:
+        problems.append(
+            "config key 'model.offsets' must hold (-1, 0) and (0, -1), the nearest neighbours as waterz reads them"
+        )
+    if len(set(offsets)) != len(offsets) or (0, 0) in offsets:
+        problems.append(f"config key 'model.offsets' {model['offsets']} repeats an offset or holds (0, 0)")
+    reach = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    for key, side in (
+        ("train.crop_size", config["train"]["crop_size"]),
+        ("predict.tile_size", config["predict"]["tile_size"]),
+    ):
+        if reach >= side:
+            problems.append(f"config key 'model.offsets' reaches {reach} px, as far as or farther than {key} ({side})")
+    if config["predict"]["tta"] > 1:
+        unmatched = [[dy, dx] for dy, dx in offsets if (dx, dy) not in offsets and (-dx, -dy) not in offsets]
+        if unmatched:
+            problems.append(
+                f"config key 'model.offsets' has offsets {unmatched} whose transposes are not offsets, which "
+                "predict.tta above 1 needs (or set predict.tta: 1)"
+            )
+    return problems
 
 
 def merged(base: dict, override: dict) -> dict:

@@ -28,11 +28,25 @@ import tifffile
 from scipy import stats
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from .challenge import cell_components, challenge_pixel_error, threshold_sweep
+from .challenge import (
+    cell_components,
+    challenge_pixel_error,
+    foreground_restricted_scores,
+    thin_boundaries,
+    threshold_sweep,
+)
 from .folds import held_out_slices, read_folds
 from .layout import slice_file
 from .metrics import confusion_counts, predicted_cell, scores_from_counts
-from .scores import BY_NAME, CHALLENGE_SCORES, COUNT_COLUMNS, SCORE_COLUMNS, SEGMENT_COLUMNS, SKIMAGE_COLUMNS
+from .scores import (
+    BY_NAME,
+    CELLS_COLUMNS,
+    CHALLENGE_SCORES,
+    COUNT_COLUMNS,
+    SCORE_COLUMNS,
+    SEGMENT_COLUMNS,
+    SKIMAGE_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +74,71 @@ def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float
     }
 
 
+def segment_interiors(segments: np.ndarray) -> np.ndarray:
+    """A segmentation (H, W) as the challenge's binary proposal: True inside a segment,
+    False on its boundary (label 0, or a pixel with a 4-neighbour of another label)."""
+    inside = segments > 0
+    inside[1:] &= segments[1:] == segments[:-1]
+    inside[:-1] &= segments[:-1] == segments[1:]
+    inside[:, 1:] &= segments[:, 1:] == segments[:, :-1]
+    inside[:, :-1] &= segments[:, :-1] == segments[:, 1:]
+    return inside
+
+
+def cell_scores(segments: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The ``cells`` family of one slice: instance labels ``segments`` (H, W; 0 = boundary)
+    against the 4-connected cells of ``labels`` (H, W; 1 = cell).
+
+    ``cells_v_rand`` and ``cells_v_info``: the challenge's protocol for a binary proposal
+    (``segment_interiors``: every boundary 0, every segment's inside 1), its boundaries
+    thinned (``challenge.thin_boundaries``) and scored over the true cell pixels; the
+    adapted Rand error and VI split and merge: scikit-image's, of the segments themselves,
+    the membrane of the labels ignored. All NaN when the truth has fewer than two cells
+    (undefined, see the module)."""
+    truth = cell_components(labels == 1)
+    if truth.max() < 2:
+        return dict.fromkeys(CELLS_COLUMNS, np.nan)
+    thinned = foreground_restricted_scores(truth, thin_boundaries(segment_interiors(segments)))
+    error, _, _ = adapted_rand_error(truth, segments.astype(np.int64), ignore_labels=(0,))
+    split, merge = variation_of_information(truth, segments.astype(np.int64), ignore_labels=(0,))
+    return {
+        "cells_v_rand": thinned["v_rand"],
+        "cells_v_info": thinned["v_info"],
+        "cells_adapted_rand_error": float(error),
+        "cells_vi_split": float(split),
+        "cells_vi_merge": float(merge),
+    }
+
+
+def split_merge_masks(segments: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the segments (H, W; 0 = boundary) split or merge the true cells of
+    ``labels`` (H, W; 1 = cell; their 4-connected components), two boolean (H, W) masks.
+
+    Split: pixels of a true cell lying in a segment other than the one holding most of
+    that cell. Merged: pixels of a segment lying in a true cell other than the one filling
+    most of that segment (a cell joined to it). Boundary pixels of either count in neither.
+    """
+    truth = cell_components(labels == 1).astype(np.int64)
+    segments = np.asarray(segments, np.int64)
+    both = (truth > 0) & (segments > 0)
+    pairs, counts = np.unique(np.stack([truth[both], segments[both]]), axis=1, return_counts=True)
+
+    def dominant(keys: np.ndarray, values: np.ndarray) -> dict[int, int]:
+        order = np.lexsort((-counts, keys))  # the largest count first within each key
+        first = np.unique(keys[order], return_index=True)[1]
+        return dict(zip(keys[order][first].tolist(), values[order][first].tolist(), strict=True))
+
+    segment_of = dominant(pairs[0], pairs[1])
+    cell_of = dominant(pairs[1], pairs[0])
+    lookup_segment = np.zeros(int(truth.max()) + 1, np.int64)
+    lookup_segment[list(segment_of)] = list(segment_of.values())
+    lookup_cell = np.zeros(int(segments.max()) + 1, np.int64)
+    lookup_cell[list(cell_of)] = list(cell_of.values())
+    split = both & (lookup_segment[truth] != segments)
+    merged = both & (lookup_cell[segments] != truth)
+    return split, merged
+
+
 def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Every per-slice score, and the cell confusion counts (for pooled scores)."""
     counts = confusion_counts(predicted_cell(probability, threshold), labels == 1)
@@ -72,14 +151,19 @@ def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 
 def evaluate_held_out(
-    folds_path: str | Path, prediction_dirs: dict[int, str | Path], labels: np.ndarray, threshold: float
+    folds_path: str | Path,
+    prediction_dirs: dict[int, str | Path],
+    labels: np.ndarray,
+    threshold: float,
+    cell_dirs: dict[int, str | Path] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """per_slice table of every held-out slice (``slice``, ``fold`` and every score) and
     the challenge's threshold table (``challenge_table``).
 
-    ``prediction_dirs[k]`` holds fold k's probability maps (``layout.slice_file``); the folds
-    given are scored (all of them in the pipeline, one in a benchmark). Raises
-    ``ValueError`` for a fold that ``folds_path`` does not have.
+    ``prediction_dirs[k]`` holds fold k's probability maps (``layout.slice_file``) and
+    ``cell_dirs[k]`` its instance labels (``selection.segment_held_out``; without them the
+    ``cells`` scores are NaN); the folds given are scored (all of them in the pipeline,
+    one in a benchmark). Raises ``ValueError`` for a fold that ``folds_path`` does not have.
     """
     table = read_folds(folds_path)
     unknown = sorted(set(prediction_dirs) - set(table.fold))
@@ -93,6 +177,10 @@ def evaluate_held_out(
             if probability.shape != labels[index].shape:
                 raise ValueError(f"{path} has shape {probability.shape}, its labels {labels[index].shape}")
             row = slice_row(probability, labels[index], threshold)
+            if cell_dirs:
+                row |= cell_scores(tifffile.imread(Path(cell_dirs[fold]) / slice_file(index)), labels[index])
+            else:
+                row |= dict.fromkeys(CELLS_COLUMNS, np.nan)
             rows.append({"slice": index, "fold": fold, **row})
             sweep_rows = threshold_sweep(probability, labels[index])
             if row["truth_segments"] < 2:  # the pixel error's counts stay
@@ -120,6 +208,7 @@ def evaluate_held_out(
             f"{score}_thinned",
             per_slice.slice.map(at_best).to_numpy(),
         )
+    per_slice = per_slice[["slice", "fold", "truth_segments", *SCORE_COLUMNS, *COUNT_COLUMNS]]
     log.info("scored %d held-out slices of %d folds at threshold %g", len(per_slice), len(prediction_dirs), threshold)
     return per_slice, thresholds
 

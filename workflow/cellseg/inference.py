@@ -27,7 +27,7 @@ import torch
 from .config import checked_section, defaults
 from .errors import InputError
 from .layout import model_files
-from .model import Ensemble, build_model, fold_mean
+from .model import Ensemble, affinity_offsets, build_model, fold_mean
 from .records import FoldModel, InferenceSettings, Intensities
 from .runtime import autocast, resolve_device, resolve_precision
 from .stacks import intensity_record
@@ -58,12 +58,13 @@ def gaussian_weights(height: int, width: int) -> torch.Tensor:
 def predict_tiled(
     predict: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int, overlap: float
 ) -> torch.Tensor:
-    """``predict`` of a section (H, W) float32, whole when it has at most ``tile``
-    squared pixels, else in tiles of ``tile`` a side overlapping by the fraction
-    ``overlap``, blended with ``gaussian_weights``. ``predict`` maps an (h, w) tile to
-    outputs (..., h, w) of any leading shape (folds, channels); the result is (..., H, W)
-    float32 on the image's device."""
-    height, width = image.shape
+    """``predict`` of a section (H, W) or (C_in, H, W) float32 (a section with its
+    neighbours), whole when it has at most ``tile`` squared pixels, else in tiles of
+    ``tile`` a side overlapping by the fraction ``overlap``, blended with
+    ``gaussian_weights``. ``predict`` maps a tile (h, w) or (C_in, h, w) to outputs
+    (..., h, w) of any leading shape (folds, channels); the result is (..., H, W) float32
+    on the image's device."""
+    height, width = image.shape[-2:]
     if height * width <= tile * tile:
         return predict(image)
     tile_h, tile_w = min(tile, height), min(tile, width)
@@ -72,7 +73,7 @@ def predict_tiled(
     for top in tile_starts(height, tile_h, overlap):
         for left in tile_starts(width, tile_w, overlap):
             window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            output = predict(image[window])
+            output = predict(image[(..., *window)])
             if summed is None:
                 summed = torch.zeros((*output.shape[:-2], height, width), dtype=torch.float32, device=image.device)
                 weight_sum = torch.zeros((height, width), dtype=torch.float32, device=image.device)
@@ -87,6 +88,14 @@ def fold_spread(per_fold: torch.Tensor) -> np.ndarray:
     rounded; torch's float32 one on the CPU is not always)."""
     deviation = per_fold - fold_mean(per_fold)
     return np.sqrt(fold_mean(deviation * deviation).cpu().numpy())
+
+
+def split_outputs(outputs: np.ndarray, offsets: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """The cell probability (N, H, W) and the affinities (N, K, H, W), or None, of the
+    outputs ``FoldEnsemble.predict`` gives for networks of ``offsets`` (K of them)."""
+    if not offsets:
+        return outputs, None
+    return outputs[:, 0], outputs[:, 1:]
 
 
 def load_fold(path: str | Path) -> tuple[FoldModel, dict]:
@@ -166,49 +175,73 @@ class FoldEnsemble:
 
     @torch.inference_mode()
     def _tile(self, tile: torch.Tensor) -> torch.Tensor:
-        """Each fold's outputs (F, C, h, w) of a tile (h, w) on the device (C = 1: the
-        cell probability)."""
+        """Each fold's outputs (F, C, h, w) of a tile (h, w) or (C_in, h, w) on the device
+        (C = 1: the cell probability; affinities add one channel per offset)."""
         with autocast(self.device, self.precision):
-            return self.network.per_fold(tile[None, None])[:, 0]
+            return self.network.per_fold(tile[None, None] if tile.ndim == 2 else tile[None])[:, 0]
+
+    @property
+    def context(self) -> int:
+        """The neighbouring sections on each side the networks read (0: each section alone)."""
+        return int(self.records[0].model.get("context_sections", 0))
+
+    @property
+    def offsets(self) -> list[list[int]]:
+        """The affinity offsets of the networks' channels 1.. (none for a boundary map)."""
+        return affinity_offsets(self.records[0].model)
+
+    def section_input(self, images: np.ndarray, index: int) -> np.ndarray:
+        """What the networks read of section ``index`` of ``images`` (N, H, W): the section
+        (H, W), or with ``context`` the section and its neighbours, nearest first, the
+        stack's ends repeated (C_in, H, W), as training read them."""
+        if not self.context:
+            return np.asarray(images[index])
+        last = len(images) - 1
+        around = [index + d for distance in range(1, self.context + 1) for d in (-distance, distance)]
+        return np.stack([np.asarray(images[min(max(i, 0), last)]) for i in [index, *around]])
 
     def predict_section(self, image: np.ndarray) -> torch.Tensor:
-        """Each fold's outputs (F, C, H, W) float32 on the device, of an image (H, W)
-        normalised as the training stack was."""
+        """Each fold's outputs (F, C, H, W) float32 on the device, of an image (H, W), or
+        (C_in, H, W) with its neighbours (``section_input``), normalised as the training
+        stack was."""
         source = torch.from_numpy(np.array(image, dtype=np.float32)).to(self.device)
         return predict_tiled(self._tile, source, self.settings.tile_size, self.settings.tile_overlap)
 
     def predict(
-        self, images: np.ndarray, uncertainty: bool = False, what: str = "section"
+        self, images: np.ndarray, uncertainty: bool = False, what: str = "section", indices: list[int] | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ensemble's cell probability of every section of ``images`` (N, H, W) float32,
-        normalised as the training stack was: the mean over the folds, float32 (N, H, W)
-        in [0, 1]; with ``uncertainty`` also the population standard deviation over them
-        (0 with one fold), else None. A network of C > 1 output channels gives
-        (N, C, H, W). Logs each ``what`` done with its rate and ETA."""
+        """The ensemble's cell probability of the sections ``indices`` (by default all) of
+        ``images`` (N, H, W) float32, normalised as the training stack was (the networks
+        of 2.5-D read the neighbours from ``images`` too): the mean over the folds,
+        float32 (len(indices), H, W) in [0, 1]; with ``uncertainty`` also the population
+        standard deviation over them (0 with one fold), else None. A network of C > 1
+        output channels (affinities) gives (len(indices), C, H, W), channel 0 the cell
+        probability (``split_outputs``). Logs each ``what`` done with its rate and ETA."""
         began = time.perf_counter()
         probability = spread = None
-        for index in range(len(images)):
-            per_fold = self.predict_section(np.asarray(images[index]))
+        indices = list(range(len(images))) if indices is None else list(indices)
+        for done, section in enumerate(indices):
+            per_fold = self.predict_section(self.section_input(images, section))
             channels = per_fold.shape[1:] if per_fold.shape[1] > 1 else per_fold.shape[2:]
             if probability is None:
-                probability = np.empty((len(images), *channels), np.float32)
+                probability = np.empty((len(indices), *channels), np.float32)
                 spread = np.empty(probability.shape, np.float32) if uncertainty else None
-            probability[index] = fold_mean(per_fold).cpu().numpy().reshape(channels)
+            probability[done] = fold_mean(per_fold).cpu().numpy().reshape(channels)
             if uncertainty:
-                spread[index] = fold_spread(per_fold).reshape(channels)
-            rate = (time.perf_counter() - began) / (index + 1)
+                spread[done] = fold_spread(per_fold).reshape(channels)
+            rate = (time.perf_counter() - began) / (done + 1)
             log.info(
                 "predicted %s %d of %d, %.2f s a %s, ETA %.0f s",
                 what,
-                index + 1,
-                len(images),
+                done + 1,
+                len(indices),
                 rate,
                 what,
-                rate * (len(images) - index - 1),
+                rate * (len(indices) - done - 1),
             )
         if probability is None:  # no sections
-            probability = np.empty(images.shape, np.float32)
-            spread = np.empty(images.shape, np.float32) if uncertainty else None
+            probability = np.empty((0, *images.shape[1:]), np.float32)
+            spread = np.empty(probability.shape, np.float32) if uncertainty else None
         return probability, spread
 
     def intensities(self, stack: np.ndarray, name: str = "the stack") -> Intensities:
@@ -238,15 +271,19 @@ class FoldEnsemble:
         uncertainty: bool = False,
         name: str = "the stack",
         intensities: Intensities | None = None,
+        indices: list[int] | None = None,
     ):
         """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
 
         ``intensities`` (``intensities`` of the whole stack) when ``stack`` is a slab or
         a section of a larger one; by default the statistics of ``stack`` itself (so a
         section alone is normalised by its own percentiles, which differ from its
-        stack's). Raises ``InputError`` for other shapes. Returns float32 in [0, 1] of
-        the input's shape: the mean over fold models; with ``uncertainty``, the tuple
-        (probability, standard deviation over fold models).
+        stack's). ``indices``: the sections to predict (by default all; the others are
+        read as the neighbours of 2.5-D networks). Raises ``InputError`` for other shapes.
+        Returns float32 in [0, 1] of the input's shape (of ``len(indices)`` sections):
+        the mean over fold models, with a channel axis after the sections' (channel 0 the
+        cell probability, then the affinities) for networks of affinities; with
+        ``uncertainty``, the tuple (mean, standard deviation over fold models).
         """
         if not hasattr(stack, "ndim"):
             stack = np.asarray(stack)
@@ -261,7 +298,7 @@ class FoldEnsemble:
         else:  # the statistics of a larger stack: this part must be of it
             check_part(stack, intensities, name)
         images = intensities.apply(stack)
-        probability, spread = self.predict(images, uncertainty)
+        probability, spread = self.predict(images, uncertainty, indices=indices)
         if section:
             probability = probability[0]
             spread = spread[0] if uncertainty else None

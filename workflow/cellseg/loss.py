@@ -72,3 +72,32 @@ def dice_bce_loss(
         dice = (dice + soft_dice_loss(1 - cell, 1 - target)) / 2
     loss = dice_weight * dice + (1 - dice_weight) * bce
     return loss, {"bce": bce.item(), "dice": dice.item()}
+
+
+def affinity_targets(
+    segments: torch.Tensor, valid: torch.Tensor, offsets: list[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Affinity targets and their mask, (B, K, h, w) float32 each, for ``offsets`` (K of
+    (dy, dx)).
+
+    ``segments`` (B, 1, h, w) integers: the cell segments of each crop (connected cell
+    regions numbered 1..; 0 = membrane, which belongs to no segment); ``valid`` (B, 1,
+    h, w) > 0 where the crop's pixel is real (not filled in by augmentation). The target
+    of offset o at p is 1 where p and p + o lie in one segment, else 0; the mask is 1
+    where both p and p + o lie inside the crop and are valid, so the loss never reads a
+    pair that leaves the crop or the labelled area.
+    """
+    height, width = segments.shape[-2:]
+    real = valid > 0
+    targets, masks = [], []
+    for dy, dx in offsets:
+        other = torch.zeros_like(segments)
+        other_real = torch.zeros_like(real)
+        if abs(dy) < height and abs(dx) < width:
+            here = (..., slice(max(0, -dy), height - max(0, dy)), slice(max(0, -dx), width - max(0, dx)))
+            there = (..., slice(max(0, dy), height - max(0, -dy)), slice(max(0, dx), width - max(0, -dx)))
+            other[here] = segments[there]
+            other_real[here] = real[there]
+        targets.append(((segments == other) & (segments > 0)).float())
+        masks.append((real & other_real).float())
+    return torch.cat(targets, dim=1), torch.cat(masks, dim=1)

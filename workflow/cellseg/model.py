@@ -12,6 +12,8 @@ architecture (``modelzoo``), loaded outside cellseg.
 
 from __future__ import annotations
 
+from typing import List  # noqa: UP035 (TorchScript)
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,15 +99,19 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    """A 2-D UNet for one grey-scale channel in and one logit per pixel out.
+    """A 2-D UNet: grey-scale channels in (a section, and its neighbours for 2.5-D), one
+    logit per output channel and pixel out.
 
-    Args (no defaults: the config schema's ``model`` section is their one source):
+    Args (no defaults but the channels': the config schema's ``model`` section is their
+    one source, ``channels`` derives the channels from it):
         depth: number of max-pool steps (the seed design has 3).
         base_channels: channels of the first DoubleConv, doubled at every step down.
         norm: ``"none"``, ``"batch"`` or ``"group"`` (GroupNorm with up to 8 groups).
+        in_channels: input channels (1 + 2 x the neighbouring sections on each side).
+        out_channels: outputs (1: the cell class; affinities add one per offset).
     """
 
-    def __init__(self, depth: int, base_channels: int, norm: str) -> None:
+    def __init__(self, depth: int, base_channels: int, norm: str, in_channels: int = 1, out_channels: int = 1) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
@@ -113,13 +119,13 @@ class UNet(nn.Module):
             raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
         self.depth = depth
         widths = [base_channels * 2**level for level in range(depth + 1)]
-        self.inc = DoubleConv(1, widths[0], norm)
+        self.inc = DoubleConv(in_channels, widths[0], norm)
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], norm) for i in range(depth))
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], norm) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the cell class, (B, 1, H, W), for images (B, 1, H, W) of any H, W."""
+        """Logits (B, out_channels, H, W) for images (B, in_channels, H, W) of any H, W."""
         height, width = x.shape[-2:]
         multiple = 1 << self.depth  # an int in TorchScript too, where 2**n is a float
         pad_h, pad_w = -height % multiple, -width % multiple
@@ -144,6 +150,74 @@ def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
     if index & 2:
         x = x.flip(-2)
     return x
+
+
+def channels(spec: dict) -> tuple[int, int]:
+    """The input and output channels of the network a ``model`` section (or a model
+    record's) describes: the section and ``context_sections`` neighbours on each side in;
+    the cell class, and one affinity per offset for ``output: affinities``, out. Records
+    of a cellseg before these keys have one of each."""
+    inputs = 1 + 2 * int(spec.get("context_sections", 0))
+    outputs = 1 + len(spec["offsets"]) if spec.get("output", "boundary") == "affinities" else 1
+    return inputs, outputs
+
+
+def affinity_offsets(spec: dict) -> list[list[int]]:
+    """The affinity offsets (dy, dx) of the network's channels 1.. (none for a boundary map)."""
+    if spec.get("output", "boundary") != "affinities":
+        return []
+    return [[int(dy), int(dx)] for dy, dx in spec["offsets"]]
+
+
+def undo_offset(offset: list[int], index: int) -> list[int]:
+    """Where an offset (dy, dx) seen in the frame of ``dihedral(x, index)`` points in the
+    input's frame: the linear part of ``undo_dihedral``, step by step."""
+    dy, dx = offset[0], offset[1]
+    if index & 2:
+        dy = -dy
+    if index & 1:
+        dx = -dx
+    if index & 4:
+        dy, dx = dx, dy
+    return [dy, dx]
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[..., y, x] = x[..., y + dy, x + dx]``, 0 where that lies outside."""
+    height, width = x.shape[-2], x.shape[-1]
+    out = torch.zeros_like(x)
+    if abs(dy) >= height or abs(dx) >= width:
+        return out
+    out[..., max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)] = x[
+        ..., max(0, dy) : height - max(0, -dy), max(0, dx) : width - max(0, -dx)
+    ]
+    return out
+
+
+def affinity_turns(offsets: list[list[int]], variants: int) -> list[list[list[int]]]:
+    """For each test-time variant, how its output's affinity channels come back: per
+    channel c' of the input's frame, ``[source channel, dy, dx]`` such that channel c' is
+    the source channel (brought back by ``undo_dihedral``) shifted by (dy, dx)
+    (``shifted``), both counted from 1 (channel 0 is the cell class).
+
+    A variant's channel c relates q and q + o_c in its own frame, so, brought back, p and
+    p + o' with o' = ``undo_offset(o_c)``. If o' is an offset o_c', that is channel c';
+    if it is -o_c', the map relates p and p - o_c', and channel c' at p is its value at
+    p + o_c' (a shift by o_c'). Raises ``ValueError`` when neither is an offset."""
+    turns = []
+    for variant in range(variants):
+        mapping = [[0, 0, 0] for _ in offsets]
+        for source, offset in enumerate(offsets):
+            back = undo_offset(offset, variant)
+            if back in offsets:
+                mapping[offsets.index(back)] = [source + 1, 0, 0]
+            elif [-back[0], -back[1]] in offsets:
+                target = offsets.index([-back[0], -back[1]])
+                mapping[target] = [source + 1, offsets[target][0], offsets[target][1]]
+            else:
+                raise ValueError(f"offset {offset} turned by test-time variant {variant} is {back}, not an offset")
+        turns.append(mapping)
+    return turns
 
 
 def undo_dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
@@ -173,11 +247,13 @@ class Ensemble(nn.Module):
         nets: the fold networks, when they are not cellseg's UNet (a peer such as
             MONAI's BasicUNet); then ``folds`` needs only ``mean`` and ``std``.
 
-    ``forward`` takes images (B, 1, H, W) float32 normalised as the training stack was
-    (``records.Intensities.apply``) and returns the cell probability (B, 1, H, W) float32
-    in [0, 1]; ``per_fold`` returns each fold's (F, B, 1, H, W), whose spread is the
-    folds' disagreement. An output of other channels (or of other geometry, such as
-    affinities, whose offsets turn with the image) changes ``_undo`` and the head alone.
+    ``forward`` takes images (B, C_in, H, W) float32 normalised as the training stack
+    was (``records.Intensities.apply``; C_in = 1, or the section between its neighbours
+    for 2.5-D) and returns the probabilities (B, C, H, W) float32 in [0, 1]: channel 0
+    the cell class, then one affinity per offset for a network of affinities (a flip
+    turns an offset around, so each variant's affinity maps are shifted and their
+    channels swapped back: ``affinity_turns``); ``per_fold`` returns each fold's
+    (F, B, C, H, W), whose spread is the folds' disagreement.
     Self-contained (torch only) and TorchScript-compatible in eval mode once its batch
     norms are plain ``nn.BatchNorm2d``: the bioimage.io package ships this file.
     """
@@ -189,7 +265,7 @@ class Ensemble(nn.Module):
         if not folds or not 1 <= tta <= 8:
             raise ValueError(f"an ensemble needs a fold and tta 1 to 8, not {len(folds)} folds and tta {tta}")
         if nets is None:
-            nets = [UNet(f["depth"], f["base_channels"], f["norm"]) for f in folds]
+            nets = [UNet(f["depth"], f["base_channels"], f["norm"], *channels(f)) for f in folds]
         self.nets = nn.ModuleList(nets)
         # Python floats, not float32 buffers: the standardisation is computed exactly as
         # the weights were trained and evaluated with.
@@ -197,14 +273,21 @@ class Ensemble(nn.Module):
         self.stds = [float(f["std"]) for f in folds]
         self.tta = tta
         self.channels_last = channels_last
+        self.turns = affinity_turns(affinity_offsets(folds[0]), tta)
 
     def _undo(self, y: torch.Tensor, variant: int) -> torch.Tensor:
         """An output of the ``variant``-th flip or transpose, brought back to the input's frame."""
-        return undo_dihedral(y, variant)
+        back = undo_dihedral(y, variant)
+        if len(self.turns[variant]) == 0:
+            return back
+        parts = [back[:, :1]]
+        for turn in self.turns[variant]:
+            parts.append(shifted(back[:, turn[0] : turn[0] + 1], turn[1], turn[2]))
+        return torch.cat(parts, dim=1)
 
     def per_fold(self, x: torch.Tensor) -> torch.Tensor:
-        """Each fold's outputs, (F, B, C, H, W) float32 (C = 1, the cell probability): the
-        mean over its ``tta`` variants, summed in order."""
+        """Each fold's outputs, (F, B, C, H, W) float32: the mean over its ``tta``
+        variants, summed in order."""
         outputs = []
         for index, net in enumerate(self.nets):
             standard = (x - self.means[index]) / self.stds[index]
@@ -224,6 +307,11 @@ class Ensemble(nn.Module):
         return fold_mean(self.per_fold(x))
 
 
+# TorchScript cannot infer the type of a list of empty lists (a boundary map's turns), and
+# reads no string annotation (this module's are, by its __future__ import): the type itself.
+Ensemble.__annotations__["turns"] = List[List[List[int]]]  # noqa: UP006
+
+
 def fold_mean(per_fold: torch.Tensor) -> torch.Tensor:
     """The mean over the first axis, summed in order as numpy sums it."""
     total = per_fold[0].clone()
@@ -241,7 +329,13 @@ def describe_model(spec: dict) -> str:
     """The network a ``model`` config section describes, in words for logs."""
     if spec["architecture"] == "monai_basicunet":
         return "MONAI BasicUNet (its defaults: features 32-32-64-128-256, batch norm)"
-    return f"UNet depth {spec['depth']}, {spec['base_channels']} base channels, norm {spec['norm']}"
+    inputs, outputs = channels(spec)
+    text = f"UNet depth {spec['depth']}, {spec['base_channels']} base channels, norm {spec['norm']}"
+    if inputs > 1:
+        text += f", {inputs} sections in (2.5-D)"
+    if outputs > 1:
+        text += f", the cell class and {outputs - 1} affinities {affinity_offsets(spec)} out"
+    return text
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -254,5 +348,6 @@ def build_model(spec: dict) -> nn.Module:
             from monai.networks.nets import BasicUNet
         except ImportError as error:
             raise InputError("model.architecture 'monai_basicunet' needs MONAI: pip install -e '.[peers]'") from error
-        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1)
-    return UNet(spec["depth"], spec["base_channels"], spec["norm"])
+        inputs, outputs = channels(spec)
+        return BasicUNet(spatial_dims=2, in_channels=inputs, out_channels=outputs)
+    return UNet(spec["depth"], spec["base_channels"], spec["norm"], *channels(spec))

@@ -15,7 +15,10 @@ cover and a documentation page. ``export_package`` writes one for the fold ensem
   deepImageJ and QuPath run) and a
   ``pytorch_state_dict`` with ``model.py`` as its architecture (what bioimageio.core and
   ilastik load);
-- the output is the cell-interior probability in [0, 1] (1 = cell interior, 0 = membrane).
+- the output is the cell-interior probability in [0, 1] (1 = cell interior, 0 = membrane)
+  and, for a network of affinities, one more channel per offset (the probability that a
+  pixel and the one at that offset lie in one cell); the documentation names the
+  post-processing that makes cells of it (``post_processing``).
 
 ``validate_package`` runs bioimageio.core's model test, which every package passes
 before it is written. bioimageio.spec and
@@ -41,9 +44,10 @@ from matplotlib.figure import Figure
 from .errors import InputError
 from .folds import read_folds
 from .inference import FoldEnsemble
-from .model import BatchNorm2d, Ensemble
+from .model import BatchNorm2d, Ensemble, affinity_offsets
 from .records import InferenceSettings, Intensities, TrainingInput
 from .scores import MAIN_SCORES, better
+from .selection import stack_threshold
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +120,65 @@ def package_ensemble(model_paths: list[Path], tta: int, side: int) -> tuple[Fold
             raise InputError(f"{path} is a {record.model['architecture']} model; only cellseg's own UNet is exported.")
         if record.input.normalisation != ensemble.training.normalisation:
             raise InputError(f"{path} was normalised unlike {model_paths[0]}; one package needs one normalisation.")
+        if record.model.get("context_sections", 0):
+            raise InputError(
+                f"{path} reads {record.model['context_sections']} neighbouring section(s) on each side (2.5-D); a "
+                "bioimage.io package's input is one section, so only 2-D models (model.context_sections: 0) "
+                "are exported."
+            )
+    keys = ("depth", "base_channels", "norm", "output", "offsets")
     folds = [
-        {key: record.model[key] for key in ("depth", "base_channels", "norm")} | record.standardisation
+        {key: record.model[key] for key in keys if key in record.model} | record.standardisation
         for record in ensemble.records
     ]
     return ensemble, folds
+
+
+def output_channels(folds: list[dict]) -> list[str]:
+    """The names of the package's output channels: ``cell``, then one ``affinity_<dy>_<dx>``
+    per affinity offset (``m`` for minus: identifiers take no sign)."""
+    names = ["cell"]
+    for dy, dx in affinity_offsets(folds[0]):
+        names.append("affinity_" + "_".join(f"m{-v}" if v < 0 else str(v) for v in (dy, dx)))
+    return names
+
+
+def post_processing(config: dict, folds: list[dict], merge_threshold: float) -> str:
+    """The Markdown paragraph that says how cellseg makes cells of the package's output,
+    with the run's merge threshold (``selection.stack_threshold``)."""
+    segment, offsets = config["segment"], affinity_offsets(folds[0])
+    method = segment["method"]
+    if method == "watershed":
+        how = (
+            f"a seeded watershed of the cell probability (seeds above {segment['seed_threshold']:g}, cells above "
+            f"{segment['threshold']:g}, at least {segment['min_size_px']} pixels)"
+        )
+    elif method == "agglomerate":
+        how = (
+            "waterz's agglomeration: the fragments of a watershed of the nearest-neighbour affinities "
+            "(or, from a cell probability alone, min(p(x), p(y)) of neighbours), merged while 1 - their mean "
+            "boundary affinity is below the merge threshold"
+        )
+    else:
+        how = (
+            "the mutex watershed (mwatershed) of the affinities: nearest neighbours attract above the merge "
+            "threshold and repel below it, longer offsets only repel"
+        )
+    if method == "watershed":
+        chosen = ""
+    elif segment["merge_threshold"] == "auto":
+        chosen = (
+            f"; merge threshold {merge_threshold:g}, chosen on the run's held-out slices "
+            "(its `metrics/cell_thresholds.tsv`)"
+        )
+    else:
+        chosen = f"; merge threshold {merge_threshold:g}, set in the run's config"
+    return (
+        f"cellseg makes cells of this output with {how}{chosen}, then keeps the cells' mask "
+        f"(cell probability above {segment['threshold']:g}). In Python: "
+        "`cellseg.selection.run_recipe(run).of(outputs)`; outside cellseg, waterz or mwatershed with "
+        + (f"the offsets {offsets}." if offsets else "the affinities of the cell probability.")
+    )
 
 
 def torchscript(ensemble: Ensemble) -> torch.jit.ScriptModule:
@@ -209,10 +267,16 @@ def augmentation_words(augment: dict) -> str:
 
 
 def documentation(
-    config: dict, summary: pd.DataFrame, folds: list[dict], training: TrainingInput, slice_index: int
+    config: dict,
+    summary: pd.DataFrame,
+    folds: list[dict],
+    training: TrainingInput,
+    slice_index: int,
+    merge_threshold: float,
 ) -> str:
     """The package's Markdown page: what the model segments, its labels, its
-    cross-validated scores with their intervals, its recipe and its pixel size."""
+    cross-validated scores with their intervals, its recipe, its pixel size and how
+    cells are made of its output (``post_processing``)."""
     rows = score_rows(summary)
     model, train, predict = config["model"], config["train"], config["predict"]
     experiment, record, voxel = config["experiment"], training.normalisation, training.voxel_size
@@ -235,13 +299,20 @@ def documentation(
         if loss["border_weight"]
         else ""
     )
+    offsets = affinity_offsets(folds[0])
+    affinity_words = (
+        f", and for each offset (dy, dx) of {offsets} the probability that a pixel and the one at that offset "
+        "lie in one cell (affinities)"
+        if offsets
+        else ""
+    )
+    affinity_channels = ", then the affinity of each pixel to the one at each offset (dy, dx)" if offsets else ""
     return f"""# {experiment}: membrane segmentation of serial-section EM (cellseg)
 
 Predicts, for every pixel of an electron-microscopy section, the probability that it lies
-inside a cell (1) rather than on a membrane (0); the labels it learnt from stored cell
-interior as 1 (or 255) and membrane as 0, as the ISBI 2012 challenge's do. Threshold it
-at 0.5 for a binary segmentation. (cellseg itself splits cells with a seeded watershed of
-this map, `cellseg.segment.instance_labels`, rather than taking connected components.)
+inside a cell (1) rather than on a membrane (0){affinity_words}; the labels it learnt from
+stored cell interior as 1 (or 255) and membrane as 0, as the ISBI 2012 challenge's do.
+Threshold the cell probability at 0.5 for a binary segmentation. {post_processing(config, folds, merge_threshold)}
 
 ## Input and output
 - Input: one grey-scale section, axes (batch, channel, y, x), its raw pixel values (any
@@ -249,7 +320,8 @@ this map, `cellseg.segment.instance_labels`, rather than taking connected compon
   training stack was normalised per stack (method `{method}`). Computed per section here,
   which differs slightly from a whole stack's statistics; a constant section has no
   contrast to normalise and gives a meaningless output.
-- Output: the cell-interior probability, float32 in [0, 1], the input's size.
+- Output: float32 in [0, 1], the input's size, channels {", ".join(output_channels(folds))}:
+  the cell-interior probability{affinity_channels}.
 - Inside the network: the {len(folds)} fold models of the cross-validation, each
   standardising its input with its own training mean and standard deviation, each
   averaged over the first {predict["tta"]} of the 8 flips and transposes of a section
@@ -301,19 +373,22 @@ def stage_files(
     the crop and its expected output), both weight formats, the architecture, the run's
     config, the cover and the documentation."""
     crop, expected = tensors
+    expected = expected[None] if expected.ndim == 2 else expected  # (channels, y, x)
     np.save(staging / "input.npy", crop[None, None])
-    np.save(staging / "output.npy", expected[None, None].astype(np.float32))
+    np.save(staging / "output.npy", expected[None].astype(np.float32))
     tifffile.imwrite(staging / "input.tif", crop)
-    tifffile.imwrite(staging / "output.tif", expected.astype(np.float32))
+    tifffile.imwrite(staging / "output.tif", expected.astype(np.float32), photometric="minisblack")
     torch.jit.save(torchscript(ensemble), staging / "weights.torchscript.pt")
     torch.save(ensemble.state_dict(), staging / "weights.pt")
     shutil.copyfile(architecture_path, staging / "cellseg_model.py")
     (staging / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
-    draw_cover(crop, expected, staging / "cover.png")
+    draw_cover(crop, expected[0], staging / "cover.png")
     (staging / "README.md").write_text(readme)
 
 
-def tensor_descriptions(spec, staging: Path, config: dict, training: TrainingInput) -> tuple[list, list]:
+def tensor_descriptions(
+    spec, staging: Path, config: dict, training: TrainingInput, folds: list[dict]
+) -> tuple[list, list]:
     """The spec's descriptions of the package's input (a raw section, normalised by
     ``preprocessing``) and output (the cell probability, the input's size), at the
     training stack's pixel size where it is known."""
@@ -352,13 +427,15 @@ def tensor_descriptions(spec, staging: Path, config: dict, training: TrainingInp
             preprocessing=preprocessing(training.normalisation, spec),
         )
     ]
+    names = output_channels(folds)
     outputs = [
         spec.OutputTensorDescr(
-            id=spec.TensorId("cell_probability"),
-            description="probability of cell interior (1) against membrane (0)",
+            id=spec.TensorId("cell_probability" if len(names) == 1 else "cell_probability_and_affinities"),
+            description="probability of cell interior (1) against membrane (0)"
+            + ("" if len(names) == 1 else ", then the affinity of each pixel to the one at each offset"),
             axes=[
                 spec.BatchAxis(),
-                spec.ChannelAxis(channel_names=[spec.Identifier("cell")]),
+                spec.ChannelAxis(channel_names=[spec.Identifier(name) for name in names]),
                 same_size("y"),
                 same_size("x"),
             ],
@@ -379,7 +456,7 @@ def describe_package(spec, staging: Path, config: dict, folds: list[dict], train
     pytorch_version = spec.Version(torch.__version__.split("+")[0])
     with ValidationContext(root=staging, perform_io_checks=True):
         try:
-            inputs, outputs = tensor_descriptions(spec, staging, config, training)
+            inputs, outputs = tensor_descriptions(spec, staging, config, training, folds)
             return spec.ModelDescr(
                 name=sharing["name"] or f"cellseg {experiment}",
                 description=sharing["description"]
@@ -429,11 +506,12 @@ def export_package(
         model_paths: ``results/<experiment>/models/fold<k>.pt``, in fold order.
         stack: the raw training stack (N, H, W), any dtype: the test tensor is a crop of
             its first slice held out in fold 0.
-        run_files: the run's ``folds`` (``folds.tsv``) and ``summary``
-            (``metrics/summary.tsv``), and the ``architecture`` (``cellseg/model.py``,
+        run_files: the run's ``folds`` (``folds.tsv``), ``summary``
+            (``metrics/summary.tsv``) and ``thresholds`` (``metrics/cell_thresholds.tsv``),
+            and the ``architecture`` (``cellseg/model.py``,
             shipped as the state dict's architecture).
         config: the run's validated config (its ``experiment``, ``seed``, ``bioimageio``,
-            ``model``, ``train``, ``augment`` and ``predict``).
+            ``model``, ``train``, ``augment``, ``predict`` and ``segment``).
         output: the zip to write (removed again if the model test fails).
     The package is written only if bioimageio.core's model test passes it
     (``validate_package``). Returns {"crop": (h, w), "slice": int, "bytes": int,
@@ -450,7 +528,8 @@ def export_package(
     # The pipeline's own prediction of the crop alone, in fp32 and whole, as the package runs it.
     expected = ensemble.predict_raw(crop, name="the test crop")
     summary = pd.read_csv(run_files["summary"], sep="\t").set_index("metric")
-    readme = documentation(config, summary, folds, ensemble.training, slice_index)
+    merge_threshold = stack_threshold(run_files["thresholds"])
+    readme = documentation(config, summary, folds, ensemble.training, slice_index, merge_threshold)
 
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)

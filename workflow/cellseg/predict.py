@@ -6,14 +6,18 @@ the held-out slices with their fold's model alone, the test volume with every fo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from .inference import FoldEnsemble
-from .layout import slice_file
+from .cells import CellRecipe
+from .inference import FoldEnsemble, split_outputs
+from .layout import AFFINITIES_SUFFIX, slice_file
 from .records import InferenceSettings, Intensities, VoxelSize
 from .stackio import write_stack
+
+log = logging.getLogger(__name__)
 
 
 def write_probability_tiff(path: str | Path, probabilities: np.ndarray, voxel_size: VoxelSize) -> None:
@@ -31,15 +35,21 @@ def predict_held_out(
     voxel_size: VoxelSize,
 ) -> list[Path]:
     """Write the probability map of each held-out slice in ``slices`` of ``images``
-    (N, H, W float32, normalised) as ``layout.slice_file`` into ``output_dir``,
-    calibrated with ``voxel_size``, predicted by the fold's model alone."""
+    (N, H, W float32, normalised; 2.5-D networks read the neighbours too) as
+    ``layout.slice_file`` into ``output_dir``, calibrated with ``voxel_size``, predicted
+    by the fold's model alone; a network of affinities also writes them beside each
+    (``slice_file(index, AFFINITIES_SUFFIX)``, channels x H x W float32)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    probabilities, _ = FoldEnsemble([model_path], settings).predict(images[slices], what="held-out slice")
+    ensemble = FoldEnsemble([model_path], settings)
+    outputs, _ = ensemble.predict(images, what="held-out slice", indices=slices)
+    probabilities, affinities = split_outputs(outputs, ensemble.offsets)
     paths = []
-    for index, probability in zip(slices, probabilities, strict=True):
+    for position, index in enumerate(slices):
         paths.append(output_dir / slice_file(index))
-        write_probability_tiff(paths[-1], probability, voxel_size)
+        write_probability_tiff(paths[-1], probabilities[position], voxel_size)
+        if affinities is not None:
+            write_probability_tiff(output_dir / slice_file(index, AFFINITIES_SUFFIX), affinities[position], voxel_size)
     return paths
 
 
@@ -49,17 +59,27 @@ def predict_volume(
     outputs: dict[str, str | Path],
     settings: InferenceSettings,
     input_record: dict,
+    recipe: CellRecipe,
 ) -> None:
     """Write the fold ensemble's probabilities of every slice of ``images`` (N, H, W
-    float32, normalised) to ``outputs['probability']`` (the mean over the fold models) and
-    their disagreement (the standard deviation over them) to ``outputs['uncertainty']``,
-    each one calibrated stack. ``input_record`` is the unpacked stack's record: its voxel
-    size calibrates the outputs, and its intensities are compared with the training
-    stack's (a warning when the models would see inputs unlike those they were trained on)."""
+    float32, normalised) to ``outputs['probability']`` (the mean over the fold models),
+    their disagreement (the standard deviation over them) to ``outputs['uncertainty']``
+    and the cells ``recipe`` makes of them to ``outputs['cells']`` (uint32), each one
+    calibrated stack. ``input_record`` is the unpacked stack's record: its voxel size
+    calibrates the outputs, and its intensities are compared with the training stack's
+    (a warning when the models would see inputs unlike those they were trained on)."""
     ensemble = FoldEnsemble(model_paths, settings)
     if input_record.get("normalisation"):
         ensemble.check_intensities(Intensities.from_json(input_record["normalisation"]), "the test volume")
-    probabilities, spread = ensemble.predict(images, uncertainty=True, what="slice")
+    mean, spread = ensemble.predict(images, uncertainty=True, what="slice")
     voxel_size = VoxelSize.from_json(input_record.get("voxel_size"))
-    write_probability_tiff(outputs["probability"], probabilities, voxel_size)
-    write_probability_tiff(outputs["uncertainty"], spread, voxel_size)
+    write_probability_tiff(outputs["probability"], split_outputs(mean, ensemble.offsets)[0], voxel_size)
+    write_probability_tiff(outputs["uncertainty"], split_outputs(spread, ensemble.offsets)[0], voxel_size)
+    labels = recipe.of(mean)
+    write_stack(outputs["cells"], labels, voxel_size)
+    log.info(
+        "the test volume: %d cells in %d sections by %s",
+        sum(int(s.max()) for s in labels),
+        len(labels),
+        recipe.settings["method"],
+    )

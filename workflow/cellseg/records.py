@@ -357,13 +357,15 @@ class SegmentationPlan:
 class HeldOut:
     """A run's held-out predictions with what they are scored against: ``images``
     (N, H, W) float32 normalised, ``labels`` (N, H, W) uint8 with 1 = cell, ``per_slice``
-    (the per-slice score table, a row per held-out slice with its fold) and
-    ``prediction_dirs`` (fold k -> the folder of its ``layout.slice_file`` maps)."""
+    (the per-slice score table, a row per held-out slice with its fold),
+    ``prediction_dirs`` (fold k -> the folder of its ``layout.slice_file`` maps) and
+    ``cell_dirs`` (fold k -> the folder of its slices' instance labels), where made."""
 
     images: np.ndarray
     labels: np.ndarray
     per_slice: object  # pandas.DataFrame; pandas is not imported by the records
     prediction_dirs: dict[int, str | Path]
+    cell_dirs: dict[int, str | Path] | None = None
 
     def probability(self, index: int, fold: int) -> np.ndarray:
         """The cell probability (H, W) float32 that ``fold`` predicted for held-out slice ``index``."""
@@ -372,6 +374,14 @@ class HeldOut:
         from .layout import slice_file
 
         return tifffile.imread(Path(self.prediction_dirs[fold]) / slice_file(index))
+
+    def cells(self, index: int, fold: int) -> np.ndarray | None:
+        """The instance labels (H, W) uint32 of held-out slice ``index`` (``cell_dirs``), or None."""
+        import tifffile
+
+        from .layout import slice_file
+
+        return None if self.cell_dirs is None else tifffile.imread(Path(self.cell_dirs[fold]) / slice_file(index))
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ SEGMENT_SUMMARY_COLUMNS = {
 VIEWER_SIDE = 1024
 # Columns of the per-fold and per-slice tables, split in two so neither needs scrolling.
 COLUMN_GROUPS = (
+    {"id": "cells", "title": "the cells (segment.method), scored as a segmentation", "columns": TABLES["cells"]},
     {"id": "membrane", "title": "membrane and the challenge's scores", "columns": TABLES["membrane"]},
     {"id": "cell", "title": "cell and scikit-image's scores", "columns": TABLES["cell"]},
 )
@@ -194,13 +195,15 @@ def summary_rows(summary: pd.DataFrame) -> list[dict]:
 
 @dataclass(frozen=True)
 class RunTables:
-    """A run's score tables (``metrics/*.tsv``, written by ``evaluate``)."""
+    """A run's score tables (``metrics/*.tsv``, written by ``evaluate``; ``cell_thresholds``
+    by ``selection.segment_held_out``)."""
 
     summary: pd.DataFrame
     per_fold: pd.DataFrame
     per_slice: pd.DataFrame
     challenge_thresholds: pd.DataFrame
     warnings: pd.DataFrame
+    cell_thresholds: pd.DataFrame
 
     @classmethod
     def read(cls, paths: dict[str, str | Path]) -> RunTables:
@@ -253,6 +256,8 @@ def render_report(
         per_fold=tables.per_fold.to_dict("records"),
         per_slice=per_slice.to_dict("records"),
         challenge=tables.challenge_thresholds.to_dict("records"),
+        cell_thresholds=tables.cell_thresholds.to_dict("records"),
+        segment_method=config["segment"]["method"],
         headline=headline_cards(tables.summary),
         representative={
             "slice": int(representative.slice),
@@ -382,8 +387,8 @@ def render_segment_report(
             "id": "sections",
             "name": f"sections of {name}",
             "describe": "section {index}",
-            "layers": ["outlines", "prediction", "probability", "uncertainty"],
-            "default_on": ["outlines"],
+            "layers": ["segments", "outlines", "prediction", "probability", "uncertainty"],
+            "default_on": ["segments"],
             "slices": volume_layers(volume, segment_config["threshold"], shown, stride),
         }
     ]
@@ -392,8 +397,10 @@ def render_segment_report(
     if empty:
         warnings.append(
             f"No cell was found in {len(empty)} of {len(summary)} sections ({', '.join(map(str, empty[:10]))}"
-            f"{', ...' if len(empty) > 10 else ''}): no pixel there is above segment.seed_threshold "
-            f"({segment_config['seed_threshold']}). Lower it, or check that the stack looks like the training data."
+            f"{', ...' if len(empty) > 10 else ''}): no pixel there is a cell by segment.method "
+            f"{segment_config['method']} (cells need a probability above segment.threshold, "
+            f"{segment_config['threshold']}, and the watershed's seeds one above segment.seed_threshold, "
+            f"{segment_config['seed_threshold']}). Check that the stack looks like the training data."
         )
     html = template(template_path).render(
         warnings=warnings,

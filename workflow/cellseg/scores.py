@@ -14,18 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAMILIES = ("pixel", "challenge", "skimage")
+FAMILIES = ("cells", "pixel", "challenge", "skimage")
+TABLE_NAMES = ("cells", "membrane", "cell")
 
 
 @dataclass(frozen=True)
 class Score:
     """One score column.
 
-    ``family``: ``pixel`` (from the confusion counts at the threshold; pooled by summing
-    the counts), ``challenge`` (ISBI 2012's scores, each at the threshold of its sweep
-    best over all held-out slices) or ``skimage`` (scikit-image's segment scores at the
-    threshold); the last two are averaged over slices. ``table``: the report table that
-    shows it (``membrane`` or ``cell``). ``upper``: the top of its range, None for no
+    ``family``: ``cells`` (the instance labels of ``segment.method``, scored as a
+    segmentation), ``pixel`` (from the confusion counts at the threshold; pooled by
+    summing the counts), ``challenge`` (ISBI 2012's scores of the probability map, each
+    at the threshold of its sweep best over all held-out slices) or ``skimage``
+    (scikit-image's segment scores of the map at the threshold); all but ``pixel`` are
+    averaged over slices. ``table``: the report table that shows it (``cells``,
+    ``membrane`` or ``cell``). ``upper``: the top of its range, None for no
     bound (bits). ``main`` and ``headline``: its place among the scores figures, studies
     and the package show, and in the report's headline (1 first; 0 not shown).
     """
@@ -42,11 +45,7 @@ class Score:
 
     def __post_init__(self) -> None:
         # What the tables and the report read off a score: a new entry must say it.
-        if (
-            self.family not in FAMILIES
-            or self.table not in ("membrane", "cell")
-            or self.better not in ("higher", "lower")
-        ):
+        if self.family not in FAMILIES or self.table not in TABLE_NAMES or self.better not in ("higher", "lower"):
             raise ValueError(f"score {self.name}: family, table or direction unknown")
 
     @property
@@ -78,7 +77,7 @@ def _pixel_scores(name: str, main: int = 0, headline: int = 0) -> list[Score]:
 # In the order of per_slice.tsv's columns.
 SCORES: tuple[Score, ...] = (
     *_pixel_scores("cell", main=2),
-    *_pixel_scores("membrane", main=1, headline=1),
+    *_pixel_scores("membrane", main=1, headline=3),
     Score(
         "misclassified_fraction",
         "misclassified fraction",
@@ -88,7 +87,7 @@ SCORES: tuple[Score, ...] = (
         "membrane",
         better="lower",
         main=4,
-        headline=5,
+        headline=7,
     ),
     Score(
         "challenge_pixel_error",
@@ -99,7 +98,7 @@ SCORES: tuple[Score, ...] = (
         "membrane",
         better="lower",
         main=3,
-        headline=4,
+        headline=6,
     ),
     Score(
         "v_rand_thinned",
@@ -108,8 +107,8 @@ SCORES: tuple[Score, ...] = (
         "0 to 1, higher is better: merged or split cells lower it",
         "challenge",
         "membrane",
-        main=5,
-        headline=2,
+        main=7,
+        headline=4,
     ),
     Score(
         "v_info_thinned",
@@ -118,8 +117,8 @@ SCORES: tuple[Score, ...] = (
         "best threshold; 0 to 1, higher is better",
         "challenge",
         "membrane",
-        main=6,
-        headline=3,
+        main=8,
+        headline=5,
     ),
     Score(
         "skimage_adapted_rand_error",
@@ -148,6 +147,52 @@ SCORES: tuple[Score, ...] = (
         better="lower",
         upper=None,
     ),
+    Score(
+        "cells_v_rand",
+        "V_Rand of the cells",
+        "ISBI 2012's Rand F-score of the segments (segment.method) as a binary proposal, boundaries thinned "
+        "as the challenge thins them; 0 to 1, higher is better",
+        "cells",
+        "cells",
+        main=5,
+        headline=1,
+    ),
+    Score(
+        "cells_v_info",
+        "V_Info of the cells",
+        "ISBI 2012's information-theoretic F-score of the segments as a binary proposal, boundaries thinned; "
+        "0 to 1, higher is better",
+        "cells",
+        "cells",
+        main=6,
+        headline=2,
+    ),
+    Score(
+        "cells_adapted_rand_error",
+        "adapted Rand error of the cells",
+        "1 - scikit-image's adapted Rand F-score of the segments against the true cells; 0 to 1, lower is better",
+        "cells",
+        "cells",
+        better="lower",
+    ),
+    Score(
+        "cells_vi_split",
+        "VI split of the cells (bits)",
+        "H(segments | truth): true cells cut into several segments; 0 is perfect, no upper bound, lower is better",
+        "cells",
+        "cells",
+        better="lower",
+        upper=None,
+    ),
+    Score(
+        "cells_vi_merge",
+        "VI merge of the cells (bits)",
+        "H(truth | segments): true cells joined in one segment; 0 is perfect, no upper bound, lower is better",
+        "cells",
+        "cells",
+        better="lower",
+        upper=None,
+    ),
 )
 BY_NAME = {score.name: score for score in SCORES}
 
@@ -155,15 +200,16 @@ BY_NAME = {score.name: score for score in SCORES}
 PIXEL_COLUMNS = [s.name for s in SCORES if s.family == "pixel"]
 CHALLENGE_COLUMNS = [s.name for s in SCORES if s.family == "challenge"]
 SKIMAGE_COLUMNS = [s.name for s in SCORES if s.family == "skimage"]
+CELLS_COLUMNS = [s.name for s in SCORES if s.family == "cells"]
 # Scores averaged over slices also where the pixel scores are pooled.
-SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS
+SEGMENT_COLUMNS = CHALLENGE_COLUMNS + SKIMAGE_COLUMNS + CELLS_COLUMNS
 SCORE_COLUMNS = PIXEL_COLUMNS + SEGMENT_COLUMNS
 UNBOUNDED_ABOVE = {s.name for s in SCORES if s.upper is None}
 # The challenge's segment scores as challenge.py names them (its thinned columns' stems).
 CHALLENGE_SCORES = ("v_rand", "v_info")
 COUNT_COLUMNS = ["cell_tp", "cell_fp", "cell_fn", "cell_tn"]
 # The report's two tables, each score in the table that shows it.
-TABLES = {table: [s.name for s in SCORES if s.table == table] for table in ("membrane", "cell")}
+TABLES = {table: [s.name for s in SCORES if s.table == table] for table in TABLE_NAMES}
 # The scores figures, studies and the package show (name -> plain name), in their order.
 MAIN_SCORES = {s.name: s.label for s in sorted(SCORES, key=lambda s: s.main) if s.main}
 HEADLINE = [s.name for s in sorted(SCORES, key=lambda s: s.headline) if s.headline]

@@ -2,15 +2,16 @@
 
 The pipeline segments a stack in slabs, each a job: ``plan_segmentation`` divides it
 and fixes the normalisation all slabs share, ``segment_slab`` predicts one slab with the
-fold ensemble (``inference.FoldEnsemble``) and turns the probability into cells
-(``instance_labels``); ``stackio.write_tiff_stacks`` and ``stackio.write_ome_zarr``
-write the slabs as one stack and ``gather_summary`` joins their summaries.
+fold ensemble (``inference.FoldEnsemble``) and turns its outputs into cells by the run's
+segment method (``cells.CellRecipe``); ``stackio.write_tiff_stacks`` and
+``stackio.write_ome_zarr`` write the slabs as one stack and ``gather_summary`` joins
+their summaries.
 
 From Python, no Snakemake involved::
 
     ensemble = FoldEnsemble.from_run("results/default")
-    probability, uncertainty = ensemble.predict_raw(stack, uncertainty=True)
-    labels = instance_labels(probability)  # the segment section's defaults
+    outputs, uncertainty = ensemble.predict_raw(stack, uncertainty=True)
+    labels = run_recipe("results/default").of(outputs)  # the run's method and threshold
 """
 
 from __future__ import annotations
@@ -20,64 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from skimage.segmentation import watershed
 
-from .config import checked_section, defaults
+from .cells import CellRecipe
 from .errors import InputError
-from .inference import FoldEnsemble
-from .metrics import predicted_cell
+from .inference import FoldEnsemble, split_outputs
 from .records import InferenceSettings, SegmentationPlan, VoxelSize
 
 log = logging.getLogger(__name__)
-
-
-def instance_labels(probability: np.ndarray, settings: dict | None = None) -> np.ndarray:
-    """Cells as instance labels, per section: a seeded watershed on the probability.
-
-    ``probability`` (N, H, W) or (H, W) of the cell class; ``settings`` the segment config
-    section's ``threshold``, ``seed_threshold`` and ``min_size_px``, or some of them (the
-    schema's defaults for the rest; keys the schema refuses raise ``InputError``). Per
-    section: the cell mask is ``probability > threshold``; seeds are the
-    4-connected components of ``probability > seed_threshold`` of at least ``min_size_px``
-    pixels (the confident cell interiors); the watershed floods 1 - probability from the
-    seeds within the mask (Beucher and Meyer's marker-controlled watershed, as EM
-    pipelines use on membrane probability), so touching cells split along the least
-    cell-like pixels; segments under ``min_size_px`` pixels are dropped. Returns uint32 of
-    the input's shape, 0 = membrane (or background), cells numbered 1.. per section.
-    Raises ``InputError`` for thresholds out of order, a size under 1 or a map outside [0, 1].
-    """
-    settings = checked_section("segment", settings or {}, defaults("segment"))
-    threshold, seed_threshold, min_size = (settings[k] for k in ("threshold", "seed_threshold", "min_size_px"))
-    if not 0 <= threshold <= seed_threshold <= 1:
-        raise InputError(
-            f"segment thresholds must satisfy 0 <= threshold ({threshold}) <= seed_threshold ({seed_threshold}) <= 1."
-        )
-    if min_size < 1:
-        raise InputError(f"min_size_px is {min_size}; cells have at least 1 pixel.")
-    if probability.ndim not in (2, 3) or (
-        probability.size and not 0 <= float(probability.min()) <= float(probability.max()) <= 1
-    ):
-        raise InputError(
-            f"instance_labels reads a probability map (N, H, W) or (H, W) in [0, 1]; this one has shape "
-            f"{probability.shape} and values {float(probability.min()):g} to {float(probability.max()):g}."
-        )
-    sections = probability[None] if probability.ndim == 2 else probability
-    labels = np.zeros(sections.shape, np.uint32)
-    four = ndimage.generate_binary_structure(2, 1)
-    for index, section in enumerate(sections):
-        seeds, count = ndimage.label(predicted_cell(section, seed_threshold), structure=four)
-        sizes = np.bincount(seeds.ravel(), minlength=count + 1)
-        seeds[sizes[seeds] < min_size] = 0
-        flooded = watershed(1 - section, markers=seeds, mask=predicted_cell(section, threshold), connectivity=1)
-        sizes = np.bincount(flooded.ravel())
-        flooded[sizes[flooded] < min_size] = 0
-        # Number the surviving cells 1.. in order of appearance.
-        kept = np.unique(flooded[flooded > 0])
-        relabel = np.zeros(int(flooded.max()) + 1, np.uint32)
-        relabel[kept] = np.arange(1, len(kept) + 1, dtype=np.uint32)
-        labels[index] = relabel[flooded]
-    return labels[0] if probability.ndim == 2 else labels
 
 
 def summary_table(
@@ -128,43 +78,52 @@ def segment_slab(
     plan: SegmentationPlan,
     slab: int,
     settings: InferenceSettings,
-    labelling: dict,
+    recipe: CellRecipe,
     outputs: dict[str, str | Path],
 ) -> pd.DataFrame:
     """Segment slab ``slab`` of ``plan`` (``plan_segmentation``) with the plan's models
     and write ``outputs``: ``probability`` and ``uncertainty`` (float32 .npy, sections x H
-    x W), ``labels`` (uint32 .npy, ``instance_labels`` with ``labelling``'s
-    ``threshold``, ``seed_threshold`` and ``min_size_px``: the segment config) and
-    ``summary`` (TSV of ``summary_table``, sections numbered in the whole stack). Returns
-    the summary."""
+    x W), ``labels`` (uint32 .npy, the cells ``recipe`` makes: the run's segment method,
+    settings and merge threshold) and ``summary`` (TSV of ``summary_table``, sections
+    numbered in the whole stack). 2.5-D networks read the slab's neighbouring sections
+    too. Returns the summary."""
     start, stop = plan.slabs[slab]
     ensemble = FoldEnsemble(plan.models, settings)
-    probability, uncertainty = ensemble.predict_raw(
-        stack[start:stop], uncertainty=True, name=plan.source, intensities=plan.normalisation
+    low, high = max(start - ensemble.context, 0), min(stop + ensemble.context, plan.shape[0])
+    mean, spread = ensemble.predict_raw(
+        stack[low:high],
+        uncertainty=True,
+        name=plan.source,
+        intensities=plan.normalisation,
+        indices=list(range(start - low, stop - low)),
     )
-    labels = instance_labels(probability, labelling)
+    probability, uncertainty = (split_outputs(part, ensemble.offsets)[0] for part in (mean, spread))
+    labels = recipe.of(mean)
     for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
         np.save(outputs[key], value)
-    summary = summary_table(labels, probability, uncertainty, labelling["threshold"], plan.voxel_size)
+    threshold = recipe.settings["threshold"]
+    summary = summary_table(labels, probability, uncertainty, threshold, plan.voxel_size)
     summary = summary.assign(section=summary.section + start)
     empty = summary.section[summary.cells == 0].tolist()
     if empty:
         log.warning(
-            "slab %d: no cell found in section(s) %s: no pixel above segment.seed_threshold (%g; the highest "
-            "probability there is %.3f). Lower segment.seed_threshold, or check that the stack looks like the "
-            "training data.",
+            "slab %d: no cell found in section(s) %s (the highest cell probability there is %.3f; cells need "
+            "pixels above segment.threshold, %g, and for the watershed above segment.seed_threshold, %g). "
+            "Check that the stack looks like the training data.",
             slab,
             ", ".join(map(str, empty)),
-            labelling["seed_threshold"],
             float(probability[[s - start for s in empty]].max()),
+            threshold,
+            recipe.settings["seed_threshold"],
         )
     summary.to_csv(outputs["summary"], sep="\t", index=False, float_format="%.6g")
     log.info(
-        "slab %d: sections %d to %d of %d segmented, %d cells",
+        "slab %d: sections %d to %d of %d segmented by %s, %d cells",
         slab,
         start,
         stop - 1,
         plan.shape[0],
+        recipe.settings["method"],
         int(summary.cells.sum()),
     )
     return summary

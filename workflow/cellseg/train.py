@@ -19,19 +19,20 @@ import pickle
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from skimage.measure import label as label_components
 from torch.profiler import record_function
 from torchvision import tv_tensors
 
 from .augment import build_augmentation
 from .config import training_recipe
-from .loss import border_weights, dice_bce_loss
-from .model import build_model, count_parameters, describe_model
+from .loss import affinity_targets, border_weights, dice_bce_loss
+from .model import affinity_offsets, build_model, count_parameters, describe_model
 from .records import FoldModel, TrainingInput
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
 
@@ -44,6 +45,9 @@ class CropSampler(torch.utils.data.Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, slices: list[int], config: dict, seed: int, fold: int):
         self.images, self.labels, self.slices = images, labels, list(slices)
+        # 2.5-D: the neighbours' images (never their labels), the stack's ends repeated.
+        self.context = config["model"]["context_sections"]
+        self.segments = config["model"]["output"] == "affinities"
         # Square crops, so that rotations by 90 degrees keep every crop of a batch one shape.
         side = min(config["train"]["crop_size"], *images.shape[1:])
         self.crop = (side, side)
@@ -62,9 +66,18 @@ class CropSampler(torch.utils.data.Dataset):
             else {}
         )
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images (B, 1, h, w) float32, targets 1 = cell and pixel weights (0 where
-        augmentation filled a pixel in, else 1 or the border weight map), for ``step``."""
+    def neighbours(self, index: int) -> list[int]:
+        """The sections a crop of section ``index`` reads: itself first, then its
+        ``context`` neighbours on each side (nearest first; the ends repeated)."""
+        last = len(self.images) - 1
+        around = [index + d for distance in range(1, self.context + 1) for d in (-distance, distance)]
+        return [index, *(min(max(i, 0), last) for i in around)]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        """Images (B, C_in, h, w) float32 (the section, then its neighbours), targets 1 =
+        cell and pixel weights (0 where augmentation filled a pixel in, else 1 or the
+        border weight map), for ``step``; with affinities also the crops' cell segments
+        (B, 1, h, w) int32 (``loss.affinity_targets``), made from the augmented labels."""
         rng = np.random.default_rng([self.seed, self.fold, step])
         height, width = self.images.shape[1:]
         crop_h, crop_w = self.crop
@@ -75,19 +88,28 @@ class CropSampler(torch.utils.data.Dataset):
                 index = self.slices[rng.integers(len(self.slices))]
                 top, left = rng.integers(height - crop_h + 1), rng.integers(width - crop_w + 1)
                 window = (index, slice(top, top + crop_h), slice(left, left + crop_w))
-                image = tv_tensors.Image(torch.from_numpy(np.array(self.images[window], dtype=np.float32))[None])
+                # One image per section, so that intensity changes treat each as grey.
+                image = [
+                    tv_tensors.Image(torch.from_numpy(np.array(self.images[(i, *window[1:])], dtype=np.float32))[None])
+                    for i in self.neighbours(index)
+                ]
                 label = tv_tensors.Mask(torch.from_numpy(np.array(self.labels[window], dtype=np.uint8))[None])
                 valid = tv_tensors.Mask(torch.ones_like(label))
                 if self.weights:
                     weight = tv_tensors.Mask(torch.from_numpy(self.weights[index][window[1:]])[None])
-                    image, label, valid, weight = self.augment(image, label, valid, weight)
+                    *image, label, valid, weight = self.augment(*image, label, valid, weight)
                     valid = tv_tensors.Mask(valid * weight)
                 else:
-                    image, label, valid = self.augment(image, label, valid)
-                images.append(image.as_subclass(torch.Tensor))
+                    *image, label, valid = self.augment(*image, label, valid)
+                images.append(torch.cat([part.as_subclass(torch.Tensor) for part in image]))
                 targets.append(label.as_subclass(torch.Tensor).float())
                 valids.append(valid.as_subclass(torch.Tensor).float())
-        return torch.stack(images), torch.stack(targets), torch.stack(valids)
+        batch = (torch.stack(images), torch.stack(targets), torch.stack(valids))
+        if self.segments:
+            cell = (batch[1][:, 0] == 1).numpy()
+            segments = np.stack([label_components(crop, connectivity=1) for crop in cell]).astype(np.int32)
+            batch = (*batch, torch.from_numpy(segments)[:, None])
+        return batch
 
     __getitem__ = batch
 
@@ -127,7 +149,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train_config: dict):
 class Trainee:
     """What a training step changes and where it runs: the model, its optimizer, learning
     rate ``schedule`` and gradient scaler, on ``device`` in ``precision`` with activations
-    in ``memory_format``."""
+    in ``memory_format``; ``offsets`` the affinity offsets the model predicts (none for a
+    boundary map)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -136,6 +159,7 @@ class Trainee:
     device: torch.device
     precision: str
     memory_format: torch.memory_format
+    offsets: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -153,20 +177,30 @@ def training_step(
     trainee: Trainee, batches: Iterator, loss_config: dict, normalisation: tuple[float, float]
 ) -> tuple[float, dict[str, float]]:
     """One optimisation step on the next batch of ``batches``, the images standardised by
-    ``normalisation`` (mean, sd); returns the loss and its parts.
+    ``normalisation`` (mean, sd); returns the loss and its parts. A network of affinities
+    (``trainee.offsets``) adds the same loss of its affinity channels against
+    ``loss.affinity_targets``, masked where an offset leaves the crop or the valid
+    pixels; each part is then the sum of the cell and the affinity terms.
 
     The phases are torch.profiler regions (data, forward, backward, optimizer), so a
     profile of training shows where a step's time goes.
     """
     mean, std = normalisation
     with record_function("data"):
-        image, target, valid = next(batches)
+        image, target, valid, *segments = next(batches)
         image = ((image - mean) / std).to(trainee.device, memory_format=trainee.memory_format)
         target, valid = target.to(trainee.device), valid.to(trainee.device)
+        if trainee.offsets:
+            affinity, mask = affinity_targets(segments[0].to(trainee.device), valid, trainee.offsets)
     with record_function("forward"):
         with autocast(trainee.device, trainee.precision):
             logits = trainee.model(image)
-        loss, parts = dice_bce_loss(logits, target, valid, loss_config["dice_weight"], loss_config["dice_on"])
+        weights = loss_config["dice_weight"], loss_config["dice_on"]
+        loss, parts = dice_bce_loss(logits[:, :1], target, valid, *weights)
+        if trainee.offsets:
+            affinity_loss, affinity_parts = dice_bce_loss(logits[:, 1:], affinity, mask, *weights)
+            loss = loss + affinity_loss
+            parts = {key: value + affinity_parts[key] for key, value in parts.items()}
     with record_function("backward"):
         trainee.optimizer.zero_grad(set_to_none=True)
         trainee.scaler.scale(loss).backward()
@@ -418,7 +452,8 @@ def train_fold(
     optimizer = make_optimizer(model.parameters(), train_config)
     schedule = Schedule(optimizer, train_config, len(train_slices))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    trainee = Trainee(model, optimizer, schedule, scaler, device, precision, memory_format)
+    offsets = affinity_offsets(config["model"])
+    trainee = Trainee(model, optimizer, schedule, scaler, device, precision, memory_format, offsets)
     sampler = CropSampler(images, labels, train_slices, config, seed, fold)
     if sampler.crop[0] < train_config["crop_size"]:
         log.warning(

@@ -59,6 +59,31 @@ def masks_image(*masks: np.ndarray | None) -> str:
     return _data_uri(Image.fromarray(np.stack(channels, axis=-1), "RGB"), "WEBP", lossless=True, method=6)
 
 
+def segments_image(segments: np.ndarray) -> str:
+    """Instance labels (H, W) as a lossless RGB WebP data URI: each segment a colour of
+    its own (hues a golden angle apart, so neighbours differ), 0 black."""
+    labels = np.asarray(segments, np.int64)
+    hues = (np.arange(int(labels.max()) + 1) * 0.618034) % 1.0
+    # Hue to RGB at full saturation and 90 % value, vectorised (colorsys per segment is slow).
+    sector = hues * 6
+    ramp = np.clip(np.abs((sector[:, None] + [0, 4, 2]) % 6 - 3) - 1, 0, 1)
+    palette = (ramp * 0.9 * 255).round().astype(np.uint8)
+    palette[0] = 0
+    return _data_uri(Image.fromarray(palette[labels], "RGB"), "WEBP", lossless=True, method=6)
+
+
+def cell_errors_image(segments: np.ndarray, labels: np.ndarray) -> str:
+    """Where the segments split (orange) or merge (blue) the true cells
+    (``evaluate.split_merge_masks``), as a lossless RGB WebP data URI, black elsewhere."""
+    from .evaluate import split_merge_masks
+
+    split, merged = split_merge_masks(segments, labels)
+    pixels = np.zeros((*split.shape, 3), np.uint8)
+    pixels[split] = (230, 159, 0)
+    pixels[merged] = (0, 114, 178)
+    return _data_uri(Image.fromarray(pixels, "RGB"), "WEBP", lossless=True, method=6)
+
+
 def spread_sections(count: int, most: int = VIEWER_SECTIONS) -> list[int]:
     """At most ``most`` section indices of ``count``, evenly spread, first and last included."""
     return sorted({int(i) for i in np.linspace(0, count - 1, min(most, count)).round()})
@@ -83,12 +108,14 @@ def held_out_layers(held_out: HeldOut, threshold: float) -> list[dict]:
     """Every held-out slice of a run for the viewer, in slice order: ``index``, ``fold``,
     ``scores`` (``slice_scores``), ``image`` (the normalised section, [0, 1]),
     ``probability`` and ``masks`` (red = truth cell, green = predicted cell,
-    probability > ``threshold`` as every score reads it)."""
+    probability > ``threshold`` as every score reads it) and, where the run made cells,
+    ``segments`` (``segments_image``) and ``cell_errors`` (``cell_errors_image``)."""
     images, labels = held_out.images, held_out.labels
     slices = []
     for _, row in held_out.per_slice.sort_values("slice").iterrows():
         index, fold = int(row["slice"]), int(row["fold"])
         probability = held_out.probability(index, fold)
+        cells = held_out.cells(index, fold)
         slices.append(
             {
                 "index": index,
@@ -99,6 +126,8 @@ def held_out_layers(held_out: HeldOut, threshold: float) -> list[dict]:
                 "image": grey_image(images[index], quality=IMAGE_QUALITY),
                 "probability": grey_image(probability),
                 "masks": masks_image(np.asarray(labels[index]) == 1, predicted_cell(probability, threshold)),
+                "segments": None if cells is None else segments_image(cells),
+                "cell_errors": None if cells is None else cell_errors_image(cells, np.asarray(labels[index])),
             }
         )
     return slices
@@ -107,9 +136,10 @@ def held_out_layers(held_out: HeldOut, threshold: float) -> list[dict]:
 def volume_layers(volume: Volume, threshold: float, indices: list[int] | None = None, stride: int = 1) -> list[dict]:
     """Sections of a predicted stack without labels for the viewer: ``index``, ``height``
     and ``width``, ``image`` (normalised, [0, 1]), ``probability``, ``uncertainty`` (the
-    standard deviation over fold models, drawn 0 to ``UNCERTAINTY_FULL``; None without it), and
+    standard deviation over fold models, drawn 0 to ``UNCERTAINTY_FULL``; None without it),
     ``masks`` (green = predicted cell at ``threshold``, blue = the outlines of the
-    volume's instance labels where it has them). ``indices`` picks the sections (all by
+    volume's instance labels where it has them) and ``segments`` (``segments_image`` of
+    those labels, or None). ``indices`` picks the sections (all by
     default); ``stride`` > 1 keeps every stride-th pixel of each axis, for sections too
     large to embed whole. Only the sections picked are read."""
     from skimage.segmentation import find_boundaries
@@ -137,6 +167,7 @@ def volume_layers(volume: Volume, threshold: float, indices: list[int] | None = 
                     predicted_cell(probability, threshold)[window],
                     None if outlines is None else outlines[window],
                 ),
+                "segments": None if cells is None else segments_image(np.asarray(cells[index])[window]),
             }
         )
     return sections
@@ -144,9 +175,10 @@ def volume_layers(volume: Volume, threshold: float, indices: list[int] | None = 
 
 def run_sets(held_out: HeldOut, threshold: float, test: Volume | None = None) -> list[dict]:
     """The viewer's sets of a run: its held-out slices (``held_out_layers``; layers ground
-    truth, prediction, errors, probability) and, with a test volume, its sections
-    (``volume_layers``, at most ``VIEWER_SECTIONS`` of them; prediction, probability and
-    the fold disagreement). Each set:
+    truth, prediction, errors, probability, and the cells with where they split or merge
+    a true cell) and, with a test volume, its sections (``volume_layers``, at most
+    ``VIEWER_SECTIONS`` of them; prediction, probability, the fold disagreement and the
+    cells). Each set:
     ``id``, ``name``, ``describe`` (a slice's title, ``{index}`` and ``{fold}`` filled in),
     ``layers``, ``default_on`` and ``slices``."""
     sets = [
@@ -154,8 +186,9 @@ def run_sets(held_out: HeldOut, threshold: float, test: Volume | None = None) ->
             "id": "held_out",
             "name": "held-out slices",
             "describe": "slice {index}, held out by fold {fold}",
-            "layers": ["truth", "prediction", "errors", "probability"],
-            "default_on": ["errors"],
+            "layers": ["truth", "prediction", "errors", "probability"]
+            + (["segments", "cell_errors"] if held_out.cell_dirs else []),
+            "default_on": ["cell_errors"] if held_out.cell_dirs else ["errors"],
             "slices": held_out_layers(held_out, threshold),
         }
     ]
@@ -166,7 +199,9 @@ def run_sets(held_out: HeldOut, threshold: float, test: Volume | None = None) ->
                 "id": "test",
                 "name": "test volume (fold ensemble)",
                 "describe": "test-volume slice {index}",
-                "layers": ["prediction", "probability"] + (["uncertainty"] if test_uncertainty is not None else []),
+                "layers": ["prediction", "probability"]
+                + (["uncertainty"] if test_uncertainty is not None else [])
+                + (["segments"] if test.labels is not None else []),
                 "default_on": ["uncertainty"] if test_uncertainty is not None else ["prediction"],
                 "slices": volume_layers(test, threshold, spread_sections(len(test.images))),
             }

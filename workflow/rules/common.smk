@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from cellseg.config import training_recipe, validate_config
+from cellseg.model import affinity_offsets
 from cellseg.datasets import (
     STACKS,
     fetch_spec,
@@ -13,11 +14,14 @@ from cellseg.datasets import (
     unpacked_id,
 )
 from cellseg.layout import (
+    CELL_THRESHOLDS,
     CURVE,
     FETCHED,
     HELD_OUT,
+    HELD_OUT_CELLS,
     MODEL,
     MODEL_RECORD,
+    TEST_CELLS,
     TEST_UNCERTAINTY,
     TEST_VOLUME,
 )
@@ -171,11 +175,26 @@ def segment_outputs():
 
 
 def segment_settings(wildcards):
-    """How the job's experiment makes instance labels from the probability: what a slab
-    job's outputs depend on besides the prediction settings (so that changing
-    segment.formats, say, predicts nothing again)."""
-    segment = experiment_config(wildcards)["segment"]
-    return {k: segment[k] for k in ("threshold", "seed_threshold", "min_size_px")}
+    """How the job's experiment makes instance labels from the network's outputs (the
+    segment keys that decide them and the affinity offsets): what a job's cells depend
+    on besides the prediction settings (so that changing segment.formats, say, predicts
+    nothing again)."""
+    run = experiment_config(wildcards)
+    return {
+        "settings": {k: run["segment"][k] for k in SEGMENT_KEYS},
+        "offsets": affinity_offsets(run["model"]),
+    }
+
+
+# The segment keys that decide the cells (the others say which stacks, and how written).
+SEGMENT_KEYS = (
+    "method",
+    "merge_threshold",
+    "merge_candidates",
+    "threshold",
+    "seed_threshold",
+    "min_size_px",
+)
 
 
 def segment_slabs(name):

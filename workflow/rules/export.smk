@@ -11,6 +11,7 @@ rule export_bioimageio:
         ),
         folds="results/{experiment}/folds.tsv",
         summary="results/{experiment}/metrics/summary.tsv",
+        thresholds=CELL_THRESHOLDS,
         architecture=str(Path(workflow.basedir) / "workflow" / "cellseg" / "model.py"),
     output:
         package="results/{experiment}/bioimageio/{experiment}.zip",
@@ -33,6 +34,7 @@ rule export_bioimageio:
                 "train",
                 "augment",
                 "predict",
+                "segment",
             )
         },
     script:

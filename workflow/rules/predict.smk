@@ -29,10 +29,12 @@ rule predict_test_volume:
         models=each_fold(MODEL),
         images=test_data("test_images.npy"),
         record=test_data("test_images.json"),
+        thresholds=CELL_THRESHOLDS,
     output:
         probability=TEST_VOLUME,
         # The fold models' disagreement: their standard deviation.
         uncertainty=TEST_UNCERTAINTY,
+        cells=TEST_CELLS,
     log:
         "results/{experiment}/logs/predict_test_volume.log",
     benchmark:
@@ -44,5 +46,6 @@ rule predict_test_volume:
         gpu=lambda w: experiment_config(w)["resources"]["predict_gpus"],
     params:
         predict=lambda w: experiment_config(w)["predict"],
+        segment=lambda w: segment_settings(w),
     script:
         "../scripts/predict_test_volume.py"

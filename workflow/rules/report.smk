@@ -39,6 +39,7 @@ rule draw_figures:
 rule encode_viewer:
     input:
         unpack(fold_inputs(predictions=HELD_OUT)),
+        cells=HELD_OUT_CELLS,
         images=training_data("train_images.npy"),
         labels=training_data("train_labels.npy"),
         per_slice="results/{experiment}/metrics/per_slice.tsv",
@@ -47,6 +48,7 @@ rule encode_viewer:
             [
                 TEST_VOLUME.format(experiment=w.experiment),
                 TEST_UNCERTAINTY.format(experiment=w.experiment),
+                TEST_CELLS.format(experiment=w.experiment),
             ]
             if has_test_stack(w.experiment)
             else []
@@ -81,6 +83,7 @@ rule render_report:
         per_slice="results/{experiment}/metrics/per_slice.tsv",
         challenge_thresholds="results/{experiment}/metrics/challenge_thresholds.tsv",
         warnings="results/{experiment}/metrics/warnings.tsv",
+        cell_thresholds=CELL_THRESHOLDS,
         figures="results/{experiment}/figures",
         training_record=training_data("train_images.json"),
         # The timings of the jobs this run is made of (segmenting is not part of it).
@@ -89,6 +92,7 @@ rule render_report:
             *each_fold(
                 "results/{experiment}/benchmarks/predict_held_out/fold{fold}.tsv"
             )(w),
+            f"results/{w.experiment}/benchmarks/segment_held_out.tsv",
             f"results/{w.experiment}/benchmarks/evaluate.tsv",
             *(
                 [f"results/{w.experiment}/benchmarks/predict_test_volume.tsv"]
@@ -108,9 +112,11 @@ rule render_report:
     conda:
         "../envs/cellseg.yaml"
     params:
-        # Without segment: adding a stack to segment leaves the report as it is.
+        # Of segment only what makes the cells, last (a config file that names segment
+        # moves the key): adding a stack to segment leaves the report as it is.
         config=lambda w: {
             k: v for k, v in experiment_config(w).items() if k != "segment"
-        },
+        }
+        | {"segment": segment_settings(w)["settings"]},
     script:
         "../scripts/render_report.py"

@@ -29,6 +29,7 @@ rule segment_slab:
         stack=lambda w: segment_fetched(w, "npy"),
         plan=f"{SEGMENTED}/plan.json",
         models=each_fold(MODEL),
+        thresholds=CELL_THRESHOLDS,
     output:
         probability=temp(f"{SEGMENTED}/slabs/{{slab}}/probability.npy"),
         uncertainty=temp(f"{SEGMENTED}/slabs/{{slab}}/uncertainty.npy"),
@@ -114,6 +115,7 @@ rule segment_report:
         plan=f"{SEGMENTED}/plan.json",
         summary=f"{SEGMENTED}/summary.tsv",
         scores="results/{experiment}/metrics/summary.tsv",
+        thresholds=CELL_THRESHOLDS,
     output:
         f"{SEGMENTED}/report.html",
     log:
@@ -123,7 +125,7 @@ rule segment_report:
     conda:
         "../envs/cellseg.yaml"
     params:
-        segment=lambda w: segment_settings(w)
+        segment=lambda w: segment_settings(w)["settings"]
         | {"slab_slices": experiment_config(w)["segment"]["slab_slices"]},
     script:
         "../scripts/render_segment_report.py"

@@ -13,7 +13,7 @@ with logged_step(snakemake.log[0]):
     written = export_package(
         model_paths=list(snakemake.input.models),
         stack=np.load(snakemake.input.stack, mmap_mode="r"),
-        run_files={key: snakemake.input[key] for key in ("folds", "summary", "architecture")},
+        run_files={key: snakemake.input[key] for key in ("folds", "summary", "thresholds", "architecture")},
         config=snakemake.params.config,
         output=snakemake.output.package,
     )

@@ -9,6 +9,7 @@ import pandas as pd
 from cellseg.logs import logged_step
 from cellseg.records import SegmentationPlan
 from cellseg.report import SegmentedStack, render_segment_report
+from cellseg.selection import stack_threshold
 from cellseg.stackio import read_segmentation
 
 with logged_step(snakemake.log[0]):
@@ -26,5 +27,5 @@ with logged_step(snakemake.log[0]):
         segmented,
         experiment=snakemake.wildcards.experiment,
         scores=pd.read_csv(snakemake.input.scores, sep="\t"),
-        segment_config=snakemake.params.segment,
+        segment_config=snakemake.params.segment | {"merge_threshold": stack_threshold(snakemake.input.thresholds)},
     )
