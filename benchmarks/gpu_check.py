@@ -325,6 +325,12 @@ def run(args: argparse.Namespace) -> None:
 
     log = out / "snakemake.log"
     cores = args.cores or os.cpu_count()
+    # A training job takes train_threads + data_workers cores: Snakemake runs no more of
+    # them at a time than the cores hold, whatever --gpu-jobs allows (seen: --gpu-jobs 3 on
+    # 12 cores with the GPU recipe's 4 + 4 ran one at a time).
+    per_training = config["resources"]["train_threads"] + config["resources"]["data_workers"]
+    at_once = max(1, min(args.gpu_jobs, cores // max(per_training, 1)))
+    print(f"trainings at a time: {at_once} ({cores} cores, {per_training} a training, --gpu-jobs {args.gpu_jobs})")
     if "fold" in wanted:
         fold_target = f"results/{config['experiment']}/predictions/held_out/fold0"
         stages["fold_run"] = snakemake(configfiles, [fold_target], cores, clock.left() - 60, log)
