@@ -206,7 +206,7 @@ def test_a_runs_recipe_makes_the_cells_its_pipeline_made(isbi_run):
     work, _ = isbi_run
     run = work / "results/smoke"
     thresholds = pd.read_csv(run / "metrics/cell_thresholds.tsv", sep="\t")
-    assert thresholds.fold.tolist() == ["0", "1", "all"] and set(thresholds.method) == {"watershed"}
+    assert thresholds.fold.tolist() == ["0", "1", "all"] and set(thresholds.method) == {"agglomerate"}
     per_slice = pd.read_csv(run / "metrics/per_slice.tsv", sep="\t")
     assert per_slice.cells_v_rand.notna().all() and per_slice.cells_v_info.between(0, 1).all()
     # The test volume's cells are the run's recipe applied to its mean probability.
@@ -214,11 +214,12 @@ def test_a_runs_recipe_makes_the_cells_its_pipeline_made(isbi_run):
     cells_file = tifffile.TiffFile(run / "predictions/test_volume_cells.tif")
     assert cells_file.series[0].dtype == np.uint32 and cells_file.series[0].shape == probability.shape
     recipe = run_recipe(run)
-    assert recipe.settings["method"] == "watershed" and recipe.offsets == []
+    assert recipe.settings["method"] == "agglomerate" and recipe.offsets == []
     assert np.array_equal(cells_file.asarray(), recipe.of(probability))
     # An override of some keys: the rest stays the run's; the models have no affinities for mutex.
-    agglomerated = run_recipe(run, {"method": "agglomerate", "merge_threshold": 0.6})
-    assert agglomerated.merge_threshold == 0.6 and agglomerated.settings["min_size_px"] == 20
+    fixed = run_recipe(run, {"merge_threshold": 0.6})
+    assert fixed.merge_threshold == 0.6 and fixed.settings["method"] == "agglomerate"
+    assert run_recipe(run, {"method": "watershed"}).settings["min_size_px"] == 20
     with pytest.raises(InputError, match="needs a network that predicts affinities"):
         run_recipe(run, {"method": "mutex"}).of(probability[:1])
     with pytest.raises(InputError, match="holds no trained models"):
