@@ -9,7 +9,8 @@ there (timed on its own: a new virtualenv from the package registries) and the c
 `.venv/bin/snakemake`. Writes
 results/bench/pipeline-<host>-<date>-<experiment>/ with per_fold.tsv (the run's own
 per-fold scores with each fold's training time and throughput), summary.tsv (the run's
-summary table), rules.tsv (seconds per job from the rules' benchmark files) and summary.md.
+summary table), cell_thresholds.tsv (how the cells' merge thresholds were chosen), rules.tsv
+(seconds per job from the rules' benchmark files) and summary.md.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     )
     per_fold = per_fold.merge(training, on="fold")
     summary_table = pd.read_csv(results / "metrics/summary.tsv", sep="\t")
+    thresholds = pd.read_csv(results / "metrics/cell_thresholds.tsv", sep="\t")
     report_mb = (results / "report.html").stat().st_size / 1e6
     rules = pd.concat(
         [
@@ -91,6 +93,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     per_fold.to_csv(out / "per_fold.tsv", sep="\t", index=False, float_format="%.4f")
     summary_table.to_csv(out / "summary.tsv", sep="\t", index=False, float_format="%.4f")
+    thresholds.to_csv(out / "cell_thresholds.tsv", sep="\t", index=False)
     rules.to_csv(out / "rules.tsv", sep="\t", index=False, float_format="%.1f")
     summary = [
         f"# Pipeline benchmark: {experiment}",
@@ -106,6 +109,12 @@ def main() -> None:
         "",
         "```",
         summary_table.to_string(index=False, float_format="%.4f"),
+        "```",
+        "",
+        "How the cells' merge thresholds were chosen (metrics/cell_thresholds.tsv):",
+        "",
+        "```",
+        thresholds.to_string(index=False),
         "```",
         "",
         "Per fold:",

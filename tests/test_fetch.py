@@ -49,6 +49,7 @@ def test_download_verifies_pixels_and_names_the_source(stack_server, served_hash
         "voxel_size": unknown,
         "notes": [],
         "warnings": [],
+        "files": {},  # a download: no local file to watch
     }
     assert json.loads(record.read_text()) == provenance
     assert pixel_sha256(np.load(destination)) == served_hash
@@ -161,3 +162,30 @@ def test_an_unreadable_first_source_falls_through_to_the_next(tmp_path):
             retries=0,
         )
     assert "share.html is not a TIFF file" in str(raised.value) and "absent.tif: no such file" in str(raised.value)
+
+
+def test_the_files_of_a_local_source_and_their_identity_are_recorded(tmp_path):
+    import os
+
+    from cellseg.fetch import check_fallbacks
+    from cellseg.stackio import source_files, source_identity
+
+    images, _ = make_stacks(tmp_path)
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    for index in (10, 2):  # natural order: z2 before z10
+        tifffile.imwrite(folder / f"z{index}.tif", np.zeros((5, 6), np.uint8))
+    (folder / "notes.txt").write_text("not a section")
+    assert source_files(str(folder)) == [str(folder / "z2.tif"), str(folder / "z10.tif")]
+    assert source_files(str(folder / "z*.tif")) == source_files(str(folder))
+    assert source_files("http://example.org/a.tif") == [] and source_files(str(tmp_path / "none.tif")) == []
+    os.utime(images, ns=(1, 123_456_789))
+    assert source_identity(str(images)) == {str(images): [images.stat().st_size, 123_456_789]}
+    record = fetch(
+        [str(images)], tmp_path / "s.npy", "images", {}, {}, record=tmp_path / "s.json", timeout=1, retries=0
+    )
+    assert record["files"] == source_identity(str(images)) == json.loads((tmp_path / "s.json").read_text())["files"]
+    # Fallbacks: one that exists, then others that do not, or URLs, are fine; two are not.
+    check_fallbacks([str(tmp_path / "none.tif"), str(images), "http://example.org/a.tif"], "data.train_images")
+    with pytest.raises(InputError, match=r"data.test_images lists 2 sources that exist: .*images.tif, .*sections\."):
+        check_fallbacks([str(images), str(folder)], "data.test_images")

@@ -11,10 +11,10 @@ import tifffile
 import torch
 
 from cellseg.cells import CellRecipe, instance_labels
-from cellseg.inference import FoldEnsemble, fold_spread, predict_tiled, tile_starts
+from cellseg.inference import FoldEnsemble, fold_spread, predict_tiled, resampled, tile_starts
 from cellseg.model import UNet, build_model, dihedral, undo_dihedral
 from cellseg.predict import predict_held_out, predict_volume
-from cellseg.records import UNCALIBRATED, FoldModel, InferenceSettings, TrainingInput
+from cellseg.records import UNCALIBRATED, FoldModel, InferenceSettings, TrainingInput, VoxelSize
 
 
 def recipe(**overrides) -> InferenceSettings:
@@ -31,17 +31,17 @@ def recipe(**overrides) -> InferenceSettings:
     )
 
 
-def save_model(path, seed=0, depth=2, channels=4, **model_keys):
-    """A model file as training writes one: weights and a ``FoldModel`` record;
-    ``model_keys`` more keys of its model section (``output``, ``offsets``,
-    ``context_sections``)."""
+def save_model(path, seed=0, depth=2, channels=4, voxel_size=None, **model_keys):
+    """A model file as training writes one: weights and a ``FoldModel`` record (trained
+    on a stack of ``voxel_size``, unknown by default); ``model_keys`` more keys of its
+    model section (``output``, ``offsets``, ``context_sections``)."""
     torch.manual_seed(seed)
     spec = {"architecture": "unet", "depth": depth, "base_channels": channels, "norm": "batch", **model_keys}
     model = build_model(spec).eval()
     record = FoldModel(
         model=spec,
         standardisation={"mean": 0.5, "std": 0.25},
-        input=TrainingInput(),
+        input=TrainingInput(voxel_size=voxel_size or VoxelSize()),
         config={"predict": recipe().to_json()},
         seed=seed,
         fold=0,
@@ -195,3 +195,52 @@ def test_an_ensemble_of_two_output_channels_averages_each_channel():
         by_hand = (torch.sigmoid(net((x - 0.5) / 0.25)) + torch.sigmoid(net(((x - 0.5) / 0.25).flip(-1))).flip(-1)) / 2
     assert per_fold.shape == (1, 1, 2, 32, 32)
     assert torch.allclose(per_fold[0], by_hand, atol=1e-6)
+
+
+def test_resampling_keeps_the_range_and_returns_to_the_grid():
+    image = torch.rand(2, 37, 45)
+    up = resampled(image, (74, 90))
+    assert up.shape == (2, 74, 90) and up.min() >= image.min() - 1e-6 and up.max() <= image.max() + 1e-6
+    # A constant stays constant both ways, and a smooth ramp comes back close to itself.
+    assert torch.allclose(resampled(torch.full((30, 40), 0.7), (15, 20)), torch.tensor(0.7))
+    ramp = torch.linspace(0, 1, 64)[None, :].repeat(48, 1)
+    back = resampled(resampled(ramp, (96, 128)), (48, 64))
+    assert (back - ramp)[:, 2:-2].abs().max() < 0.01
+
+
+def test_a_stack_of_another_pixel_size_is_predicted_at_the_models(tmp_path, caplog):
+
+    nm = 1e-3
+    model = save_model(tmp_path / "m.pt", voxel_size=VoxelSize(0.05, 4 * nm, 4 * nm))
+    ensemble = FoldEnsemble([model], recipe())
+    coarse = VoxelSize(0.05, 8 * nm, 8 * nm)
+    scale = ensemble.pixel_zoom(coarse, "coarse.tif")
+    assert scale.zoom == pytest.approx((2.0, 2.0)) and not scale.warning
+    assert "coarse.tif: its pixels are 8 x 8 nm, the training stack's 4 x 4 nm: each section resampled by 2 x 2" in (
+        scale.note
+    )
+    # 4.1 nm is 4 nm rounded; unknown sizes cannot be checked: a warning, predicted as is.
+    assert ensemble.pixel_zoom(VoxelSize(None, 4.1 * nm, 4.1 * nm), "s").zoom is None
+    with caplog.at_level("WARNING"):
+        unknown = ensemble.pixel_zoom(VoxelSize(), "plain.tif")
+    assert unknown.zoom is None and unknown.warning
+    assert "the pixel size of the stack is unknown, so the scale cannot be checked" in caplog.text
+    assert FoldEnsemble([model], recipe(match_pixel_size=False)).pixel_zoom(coarse, "s").warning
+    # Predicted at 4 nm: the same as predicting the section upsampled by hand, brought back.
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (1, 40, 48), dtype=np.uint8)
+    matched = ensemble.predict_raw(stack, zoom=scale.zoom)
+    intensities = ensemble.intensities(stack)
+    by_hand = ensemble.predict_section(resampled(torch.from_numpy(intensities.apply(stack)[0]), (80, 96)).numpy())
+    assert np.allclose(matched[0], resampled(by_hand[:, 0], (40, 48)).mean(0).numpy(), atol=1e-6)
+    assert not np.allclose(matched, ensemble.predict_raw(stack), atol=1e-3)
+    # The cells are made at 4 nm too: a speck of 12 pixels at 8 nm is 48 at 4 nm, a cell
+    # to min_size_px 20 there, but not at the stack's own pixel size.
+    probability = np.full((1, 40, 48), 0.02, np.float32)
+    probability[0, 5:35, 5:20] = 0.98  # a cell
+    probability[0, 20:23, 30:34] = 0.98  # 12 pixels
+    cells = CellRecipe({"method": "watershed", "min_size_px": 20})
+    assert cells.of(probability).max() == 1
+    labels = cells.of(probability, scale.zoom)
+    assert labels.shape == (1, 40, 48) and labels.dtype == np.uint32 and labels.max() == 2
+    assert labels[0, 21, 32] == 2 and labels[0, 10, 10] == 1 and labels[0, 2, 2] == 0

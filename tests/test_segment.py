@@ -245,6 +245,10 @@ def test_segment_target_writes_calibrated_outputs_and_a_killed_run_redoes_only_u
         and "3 job(s) of up to 1 sections" in report
     )
     assert 'src="http' not in report  # nothing to fetch when opened
+    # The ISBI training stack has no calibration: the scale cannot be checked, and the
+    # report says so among its warnings and in its provenance.
+    warning = "fiji.tif: the pixel size of the training stack is unknown, so the scale cannot be checked"
+    assert report.count(warning) == 2, report
 
 
 def test_slab_by_slab_equals_the_whole_stack_at_once(isbi_run, isbi_dir, tmp_path):
@@ -373,3 +377,78 @@ def test_a_slab_of_a_2_5d_affinity_network_reads_its_neighbours_across_the_slab_
     np.testing.assert_allclose(np.load(outputs["probability"]), whole[3:, 0], atol=1e-6)
     assert np.array_equal(np.load(outputs["labels"]), cells.of(whole[3:]))
     assert summary.section.tolist() == [3, 4, 5]
+
+
+def calibrated_models(run, folder, voxel_size: VoxelSize) -> list:
+    """The run's fold model files copied into ``folder`` with their training stack's
+    voxel size set to ``voxel_size``, as a run of a calibrated stack records it."""
+    import torch
+
+    from cellseg.layout import model_files
+
+    paths = []
+    for path in model_files(run):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload["input"]["voxel_size"] = voxel_size.to_json()
+        torch.save(payload, folder / path.name)
+        paths.append(folder / path.name)
+    return paths
+
+
+def test_a_stack_unlike_the_training_data_is_warned_about_and_the_isbi_test_stack_is_not(isbi_run, isbi_dir):
+    from cellseg.layout import model_files
+    from cellseg.segment import plan_segmentation
+
+    models = model_files(isbi_run[0] / "results/smoke")
+    raw = read_source(isbi_dir / "test-volume.tif").pixels
+    plan = plan_segmentation(raw, "test-volume.tif", UNCALIBRATED, models, 16)
+    assert not [w for w in plan.warnings if "does not look like the training data" in w], plan.warnings
+    assert "the pixel size of the stack and of the training stack is unknown, so the scale cannot be checked" in (
+        plan.scale
+    )
+    # Inverted contrast (an inverting LUT baked into 16-bit pixels): the range is
+    # normalised away, the histogram's shape is not.
+    inverted = (65535 - raw.astype(np.uint16) * 257).astype(np.uint16)
+    plan = plan_segmentation(inverted, "inverted.tif", UNCALIBRATED, models, 16)
+    (warning,) = [w for w in plan.warnings if "does not look like the training data" in w]
+    assert warning.startswith("inverted.tif: ") and "leans the other way" in warning
+    assert plan.to_json()["warnings"] == SegmentationPlan.from_json(plan.to_json()).warnings
+
+
+def test_half_resolution_sections_segment_like_their_originals(isbi_run, isbi_dir, tmp_path):
+    from cellseg.selection import run_recipe
+
+    nm = 1e-3
+    run = isbi_run[0] / "results/smoke"
+    ensemble = FoldEnsemble(calibrated_models(run, tmp_path, VoxelSize(0.05, 4 * nm, 4 * nm)))
+    cells = run_recipe(run)
+    full = read_source(isbi_dir / "test-volume.tif").pixels[:4]
+    # The same sections imaged at 8 nm pixels: each 2 x 2 block of 4 nm pixels averaged.
+    half = full.reshape(4, 256, 2, 256, 2).mean(axis=(2, 4)).round().astype(np.uint8)
+    assert ensemble.pixel_zoom(VoxelSize(0.05, 4 * nm, 4 * nm), "full").zoom is None
+    zoom = ensemble.pixel_zoom(VoxelSize(0.05, 8 * nm, 8 * nm), "half").zoom
+    reference = ensemble.predict_raw(full)
+    matched, as_is = ensemble.predict_raw(half, zoom=zoom), ensemble.predict_raw(half)
+
+    def membrane_fraction(probability):
+        return float((probability <= 0.5).mean())
+
+    def cells_per_section(probability, zoom=None):
+        # Cells of at least 500 pixels of 4 nm: the smoke model's specks are noise.
+        pixel = 4 if probability.shape[-1] == 256 else 1
+        areas = [np.bincount(section.ravel())[1:] * pixel for section in cells.of(probability, zoom)]
+        return float(np.mean([(area >= 500).sum() for area in areas]))
+
+    assert matched.shape == half.shape
+    truth_fraction, truth_cells = membrane_fraction(reference), cells_per_section(reference)
+    found = {
+        "matched": (membrane_fraction(matched), cells_per_section(matched, zoom)),
+        "as is": (membrane_fraction(as_is), cells_per_section(as_is)),
+    }
+    print(f"full resolution: membrane fraction {truth_fraction:.3f}, {truth_cells:.1f} cells a section;", found)
+    errors = {
+        name: (abs(fraction - truth_fraction), abs(count / truth_cells - 1))
+        for name, (fraction, count) in found.items()
+    }
+    assert errors["matched"][0] < 0.01 and errors["matched"][1] < 0.15
+    assert errors["as is"][0] > 2 * errors["matched"][0] and errors["as is"][1] > 1.5 * errors["matched"][1]

@@ -458,3 +458,32 @@ def test_an_empty_stack_is_refused_as_empty_not_as_truncated(tmp_path):
     tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 37, 45), np.uint8))
     with pytest.raises(InputError, match=r"empty.tif is an empty stack of shape \(0, 37, 45\)"):
         read_source(tmp_path / "empty.tif")
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_bioformats2raw_output_is_read_as_its_one_series_or_refused_naming_each(tmp_path, version):
+    import zarr
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image
+
+    # bioformats2raw's layout: no image at the root, which says so; the series are groups
+    # 0, 1, ... below it, and OME/ lists them (the NGFF spec's "bioformats2raw.layout").
+    fmt, zarr_format = (FormatV04(), 2) if version == "0.4" else (FormatV05(), 3)
+    root = zarr.open_group(str(tmp_path / "volume.zarr"), mode="w", zarr_format=zarr_format)
+    layout = {"bioformats2raw.layout": 3}
+    root.attrs.update(layout if version == "0.4" else {"ome": {"version": "0.5", **layout}})
+    volume = RNG.integers(0, 255, (3, 32, 40), dtype=np.uint8)
+    scale = {"z": 0.05, "y": 0.008, "x": 0.008}
+    units = dict.fromkeys("zyx", "micrometer")
+    write_image(volume, root.create_group("0"), axes="zyx", fmt=fmt, scale=scale, axes_units=units)
+    root.create_group("OME").attrs.update({"series": ["0"]})
+    stack = read_source(tmp_path / "volume.zarr")
+    assert np.array_equal(stack.pixels, volume)
+    assert stack.voxel_size.to_json()["x"] == pytest.approx(0.008)
+    assert "bioformats2raw layout, its one image series 0 read" in stack.notes[0]
+    write_image(volume[:2], root.create_group("1"), axes="zyx", fmt=fmt, scale=scale, axes_units=units)
+    root["OME"].attrs.update({"series": ["0", "1"]})
+    with pytest.raises(InputError, match=r"2 image series; give the one to read as the source: .*volume.zarr/0, "):
+        read_source(tmp_path / "volume.zarr")
+    # The path it names is read.
+    assert read_source(tmp_path / "volume.zarr" / "1").pixels.shape == (2, 32, 40)

@@ -6,6 +6,7 @@ Every run happens in a temporary copy of the workflow; nothing here mocks Snakem
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -308,6 +309,7 @@ def test_outputs_open_in_fiji_at_the_stacks_scale(own_run):
         assert tiff.pages.first.get_resolution() == pytest.approx((250, 250))
     report = (work / "results/smoke/report.html").read_text()
     assert "z 0.05, y 0.004, x 0.004 micron" in report and "z ?, y 0.004, x 0.004 micron" in report
+    assert "the test stack: its pixels are 4 x 4 nm, the training stack&#39;s 4 x 4 nm: predicted at its own" in report
 
 
 def test_a_single_section_to_segment_goes_through_to_the_report(own_run, tmp_path):
@@ -338,6 +340,51 @@ def test_no_test_stack_is_allowed(own_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (work / "results/smoke/report.html").exists()
     assert not (work / "results/smoke/figures/test_volume.jpg").exists()
+
+
+def test_a_source_replaced_under_the_same_name_is_fetched_again(own_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(own_run[0], work, symlinks=True)
+    mine = yaml.safe_load((work / "mine.yaml").read_text())
+    test_stack = Path(mine["data"]["test_images"][0])
+    mine["data"]["test_images"] = [str(tmp_path / "test.tif")]
+    shutil.copy2(test_stack, tmp_path / "test.tif")
+    (work / "mine.yaml").write_text(yaml.safe_dump(mine))
+    assert snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml").returncode == 0
+    records = [json.loads(p.read_text()) for p in (work / "resources/stacks").glob("test_images-*.json")]
+    (record,) = [r for r in records if r["source"] == str(tmp_path / "test.tif")]
+    size, mtime = record["files"][str(tmp_path / "test.tif")]
+    assert size == (tmp_path / "test.tif").stat().st_size
+    again = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # Another stack written under the same name, its modification time set back to the
+    # old one's (as cp -p or an archive does): still seen, by its size.
+    replacement = np.random.default_rng(5).integers(0, 255, (2, 30, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "test.tif", replacement, photometric="minisblack")
+    os.utime(tmp_path / "test.tif", ns=(mtime, mtime))
+    planned = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "-n")
+    jobs = planned_jobs(planned.stdout)
+    assert jobs["fetch_stack"] == 1 and jobs["predict_test_volume"] == 1 and "train_unet" not in jobs
+    assert snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml").returncode == 0
+    assert tifffile.imread(work / "results/smoke/predictions/test_volume.tif").shape == (2, 30, 30)
+    # A source that is gone changes nothing: the fetched copy stands in for it.
+    (tmp_path / "test.tif").unlink()
+    gone = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "-n")
+    assert gone.returncode == 0 and "Nothing to be done" in gone.stdout + gone.stderr
+
+
+def test_two_existing_stacks_in_one_fallback_list_are_refused(own_run, tmp_path):
+    work = copy_workflow(tmp_path / "work")
+    mine = yaml.safe_load((own_run[0] / "mine.yaml").read_text())
+    images = mine["data"]["train_images"][0]
+    second, _ = make_stacks(tmp_path / "animal2")
+    mine["data"]["train_images"] = [images, str(second)]
+    (work / "mine.yaml").write_text(yaml.safe_dump(mine))
+    result = snakemake(work, "--configfile", "config/smoke.yaml", "mine.yaml", "-n")
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert f"data.train_images lists 2 sources that exist: {images}, {second}" in said, said
+    assert "only the first that can be read is used" in said
 
 
 # -- bad input: a clear error, a non-zero exit, earlier results untouched ---------------

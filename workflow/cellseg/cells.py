@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
+from skimage.segmentation import relabel_sequential, watershed
+from skimage.transform import resize
 
 from .config import checked_section, defaults
 from .errors import InputError
@@ -267,9 +268,40 @@ class CellRecipe:
         # Some of the keys, or none: the schema's defaults fill the rest, as the config's.
         object.__setattr__(self, "settings", check_settings(self.settings))
 
-    def of(self, outputs: np.ndarray) -> np.ndarray:
+    def of(self, outputs: np.ndarray, zoom: tuple[float, float] | None = None) -> np.ndarray:
         """The cells (N, H, W) uint32 of ``FoldEnsemble.predict``'s mean outputs: (N, H, W)
-        cell probability, or (N, 1 + K, H, W) with the affinities of the K offsets."""
+        cell probability, or (N, 1 + K, H, W) with the affinities of the K offsets.
+
+        ``zoom`` (``FoldEnsemble.pixel_zoom``, for a stack of another pixel size than the
+        training stack's): the cells are made at the training pixel size, where
+        ``min_size_px``, the merge threshold and the offsets mean what they meant in
+        training: the outputs resampled by ``zoom`` (bilinear, as ``resized``), the cells
+        made there and their labels brought back to the outputs' grid by nearest neighbour
+        and numbered 1.. again per section."""
+        if zoom is None:
+            return self._cells(outputs)
+        grid = outputs.shape[-2:]
+        labels = self._cells(resized(outputs, zoomed_shape(grid, zoom)))
+        back = resized(labels, grid, nearest=True)
+        return np.stack([relabel_sequential(section)[0] for section in back]).astype(np.uint32)
+
+    def _cells(self, outputs: np.ndarray) -> np.ndarray:
         if self.offsets:
             return cells(outputs[:, 0], outputs[:, 1:], self.offsets, self.settings, self.merge_threshold)
         return cells(outputs, None, [], self.settings, self.merge_threshold)
+
+
+def zoomed_shape(shape: Sequence[int], zoom: tuple[float, float]) -> tuple[int, int]:
+    """The (H, W) of a section of ``shape`` (..., H, W) resampled by ``zoom`` (y, x)."""
+    return max(1, round(shape[-2] * zoom[0])), max(1, round(shape[-1] * zoom[1]))
+
+
+def resized(array: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """``array`` (..., H, W) resampled to (..., *shape) with pixel centres aligned:
+    bilinear and antialiased where it shrinks (float32), or by the nearest pixel (labels,
+    their dtype kept). scikit-image's ``resize``."""
+    target = (*array.shape[:-2], *shape)
+    if nearest:
+        return resize(array, target, order=0, preserve_range=True, anti_aliasing=False).astype(array.dtype)
+    shrinks = shape[0] < array.shape[-2] or shape[1] < array.shape[-1]
+    return resize(array, target, order=1, preserve_range=True, anti_aliasing=shrinks).astype(np.float32)

@@ -45,7 +45,7 @@ from collections import deque
 import numpy as np
 from skimage.measure import label as connected_components
 
-from .metrics import confusion_counts, predicted_cell
+from .metrics import confusion_counts, labelled, predicted_cell
 from .scores import CHALLENGE_SCORES as SCORES
 
 # Sentinels of WatershedTransform2D; labels of basins are > 0.
@@ -174,19 +174,21 @@ def threshold_sweep(probability: np.ndarray, labels: np.ndarray) -> list[dict[st
     """V_Rand and V_Info of one slice at every challenge threshold, and the cell class's
     confusion counts (``tp``, ``fp``, ``fn``, ``tn``) that its pixel error sums.
 
-    ``probability`` (H, W) of the cell class, ``labels`` (H, W) with 1 = cell.
+    ``probability`` (H, W) of the cell class, ``labels`` (H, W) with 1 = cell. Sparse
+    labels (``metrics.UNLABELLED`` pixels): the counts of the labelled pixels, and V_Rand
+    and V_Info NaN, since the cells cannot be told apart where no one labelled them.
     """
     truth = labels == 1
-    truth_cells = cell_components(truth)
+    mask = labelled(labels)
+    truth_cells = cell_components(truth) if mask is None else None
     probability = np.asarray(probability, np.float64)  # Fiji compares in double
     rows = []
     for threshold in challenge_thresholds():
         cell = predicted_cell(probability, threshold)
-        rows.append(
-            {
-                "threshold": threshold,
-                **foreground_restricted_scores(truth_cells, thin_boundaries(cell)),
-                **confusion_counts(cell, truth),
-            }
+        scores = (
+            dict.fromkeys(SCORES, np.nan)
+            if mask is not None
+            else foreground_restricted_scores(truth_cells, thin_boundaries(cell))
         )
+        rows.append({"threshold": threshold, **scores, **confusion_counts(cell, truth, mask)})
     return rows

@@ -32,9 +32,13 @@ def stack_kind(stack: str) -> str:
 
 
 def options(data: dict) -> dict:
-    """The ``data`` keys that decide how stacks are read, validated and unpacked."""
+    """The ``data`` keys that decide how stacks are read, validated and unpacked
+    (``unlabelled_value`` only where set, so that the digests of dense labels stay)."""
     keys = ("channel", "label_cell_value", "normalization", "percentiles", "voxel_size")
-    return {key: data[key] for key in keys}
+    found = {key: data[key] for key in keys}
+    if data.get("unlabelled_value") is not None:
+        found["unlabelled_value"] = data["unlabelled_value"]
+    return found
 
 
 def fetch_spec(data: dict, stack: str, sources: list[str] | None = None) -> dict:
@@ -43,7 +47,9 @@ def fetch_spec(data: dict, stack: str, sources: list[str] | None = None) -> dict
     sources = data[stack] if sources is None else sources
     reading = options(data)
     if stack_kind(stack) == "labels":
-        reading = {k: reading[k] for k in ("channel", "label_cell_value", "voxel_size")}
+        reading = {
+            k: reading[k] for k in ("channel", "label_cell_value", "unlabelled_value", "voxel_size") if k in reading
+        }
     else:
         reading = {k: reading[k] for k in ("channel", "normalization", "percentiles", "voxel_size")}
     return {
@@ -75,6 +81,8 @@ def unpack_spec(data: dict, role: str) -> dict:
     unpacking = {k: reading[k] for k in ("normalization", "percentiles")}
     if role == "train":
         unpacking["label_cell_value"] = reading["label_cell_value"]
+        if "unlabelled_value" in reading:
+            unpacking["unlabelled_value"] = reading["unlabelled_value"]
         stacks = {"images": stack_id(data, "train_images"), "labels": stack_id(data, "train_labels")}
     else:
         stacks = {"images": stack_id(data, "test_images")}

@@ -37,7 +37,7 @@ from .challenge import (
 )
 from .folds import held_out_slices, read_folds
 from .layout import slice_file
-from .metrics import confusion_counts, predicted_cell, scores_from_counts
+from .metrics import confusion_counts, labelled, predicted_cell, scores_from_counts
 from .scores import (
     BY_NAME,
     CELLS_COLUMNS,
@@ -60,9 +60,10 @@ SLICE_WORSE_BY = 0.1
 
 def segment_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """skimage's adapted Rand error and variation of information (split, merge); NaN
-    when the truth has fewer than two cell segments (undefined, see the module)."""
+    when the truth has fewer than two cell segments (undefined, see the module) or is
+    sparse (``metrics.labelled``: its cells cannot be told apart)."""
     truth = cell_components(labels == 1)
-    if truth.max() < 2:
+    if truth.max() < 2 or labelled(labels) is not None:
         return dict.fromkeys(SKIMAGE_COLUMNS, np.nan)
     proposal = cell_components(predicted_cell(probability, threshold))
     error, _, _ = adapted_rand_error(truth, proposal, ignore_labels=(0,))
@@ -94,9 +95,9 @@ def cell_scores(segments: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     thinned (``challenge.thin_boundaries``) and scored over the true cell pixels; the
     adapted Rand error and VI split and merge: scikit-image's, of the segments themselves,
     the membrane of the labels ignored. All NaN when the truth has fewer than two cells
-    (undefined, see the module)."""
+    (undefined, see the module) or is sparse."""
     truth = cell_components(labels == 1)
-    if truth.max() < 2:
+    if truth.max() < 2 or labelled(labels) is not None:
         return dict.fromkeys(CELLS_COLUMNS, np.nan)
     thinned = foreground_restricted_scores(truth, thin_boundaries(segment_interiors(segments)))
     error, _, _ = adapted_rand_error(truth, segments.astype(np.int64), ignore_labels=(0,))
@@ -140,10 +141,13 @@ def split_merge_masks(segments: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
 
 
 def slice_row(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every per-slice score, and the cell confusion counts (for pooled scores)."""
-    counts = confusion_counts(predicted_cell(probability, threshold), labels == 1)
+    """Every per-slice score, and the cell confusion counts (for pooled scores): pixel
+    scores of the labelled pixels; ``truth_segments`` NaN for sparse labels (the segment
+    scores need dense ones)."""
+    mask = labelled(labels)
+    counts = confusion_counts(predicted_cell(probability, threshold), labels == 1, mask)
     return {
-        "truth_segments": int(cell_components(labels == 1).max()),
+        "truth_segments": int(cell_components(labels == 1).max()) if mask is None else np.nan,
         **scores_from_counts(**counts),
         **segment_scores(probability, labels, threshold),
         **{f"cell_{k}": v for k, v in counts.items()},
@@ -183,7 +187,7 @@ def evaluate_held_out(
                 row |= dict.fromkeys(CELLS_COLUMNS, np.nan)
             rows.append({"slice": index, "fold": fold, **row})
             sweep_rows = threshold_sweep(probability, labels[index])
-            if row["truth_segments"] < 2:  # the pixel error's counts stay
+            if not row["truth_segments"] >= 2:  # the pixel error's counts stay (NaN: sparse)
                 sweep_rows = [{**r, **dict.fromkeys(CHALLENGE_SCORES, np.nan)} for r in sweep_rows]
             sweeps += [{"slice": index, "fold": fold, **r} for r in sweep_rows]
         log.info("scored fold %d", fold)
@@ -284,7 +288,8 @@ def summary_table(per_slice: pd.DataFrame) -> pd.DataFrame:
 def result_warnings(per_slice: pd.DataFrame, threshold: float, held_out: int | None = None) -> pd.DataFrame:
     """Results that are not what they seem, one row each (``fold``, ``slice``, empty for
     a whole fold or run, and ``message``): fewer scored slices than the ``held_out``
-    slices of the folds; slices whose truth has fewer than two cell segments (their
+    slices of the folds; sparsely labelled slices (``truth_segments`` NaN: their segment
+    scores are n/a); slices whose truth has fewer than two cell segments (their
     segment scores are undefined, so the means count fewer slices); slices whose
     membrane Dice lies below their fold's median by ``SLICE_WORSE_BY`` or three median
     absolute deviations of the fold, whichever is more (an outlier of its fold, not a
@@ -305,7 +310,20 @@ def result_warnings(per_slice: pd.DataFrame, threshold: float, held_out: int | N
             }
         )
     for record in per_slice.itertuples():
-        if record.truth_segments < 2:
+        if pd.isna(record.truth_segments):
+            rows.append(
+                {
+                    "fold": record.fold,
+                    "slice": record.slice,
+                    "message": (
+                        f"slice {record.slice} is sparsely labelled (some of its pixels are unlabelled, "
+                        "data.unlabelled_value): its pixel scores are of the labelled pixels; its cells cannot be "
+                        "told apart, so its V_Rand, V_Info, skimage and cells scores are n/a and left out of the "
+                        "means. Label some slices densely to score the cells."
+                    ),
+                }
+            )
+        elif record.truth_segments < 2:
             rows.append(
                 {
                     "fold": record.fold,

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .records import VoxelSize
-from .stackio import Stack, exists, expand, read_source, sections
+from .stackio import Stack, exists, expand, read_source, sections, source_identity
 from .stacks import check_stack, pixel_sha256, release
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,21 @@ def download_with_retries(url: str, destination: Path, timeout: float, retries: 
             error_text = str(getattr(error, "reason", None) or error)
         log.warning("download of %s failed: %s", url, error_text)
     return error_text
+
+
+def check_fallbacks(sources: list[str], what: str) -> None:
+    """Refuse a list of sources in which more than one local source exists: the list holds
+    fallbacks, tried in order, so all but the first would be ignored, which is never
+    what a user listing two stacks means. ``what`` names the list (``data.train_images``).
+    Raises ``InputError`` naming them."""
+    found = [source for source in sources if not is_url(source) and exists(source)]
+    if len(found) > 1:
+        raise InputError(
+            f"{what} lists {len(found)} sources that exist: {', '.join(found)}. The list holds fallbacks, "
+            "tried in order, and only the first that can be read is used, so the others would be ignored. "
+            "List one stack there (a folder or glob of sections is one stack); several labelled volumes "
+            "are not trained on together yet."
+        )
 
 
 def calibrated(found: VoxelSize, configured: dict | None, source: str) -> VoxelSize:
@@ -150,11 +165,12 @@ def fetch_stack(spec: dict, destination: str | Path, record: str | Path | None, 
     (N, H, W) in the source's dtype, copied a slab at a time (``SLAB_BYTES``) from a lazy
     read, so that a stack larger than memory is fetched in bounded memory. Returns (and
     writes to ``record`` as JSON, when given) the provenance: ``source``, ``sha256`` of the
-    pixels, ``verified``, ``shape``, ``dtype``, ``voxel_size`` (``records.VoxelSize``) and
-    the ``notes`` and ``warnings`` of reading it. A source that cannot be read, is malformed or whose hash differs is
-    skipped for the next, as one that cannot be reached is. Raises ``InputError`` when no
-    source works (a single source's own refusal as it is); ``destination`` is written
-    only on success.
+    pixels, ``verified``, ``shape``, ``dtype``, ``voxel_size`` (``records.VoxelSize``),
+    the ``notes`` and ``warnings`` of reading it and, of a local source, the ``files``
+    read with their size and modification time (``stackio.source_identity``). A source
+    that cannot be read, is malformed or whose hash differs is skipped for the next, as
+    one that cannot be reached is. Raises ``InputError`` when no source works (a single
+    source's own refusal as it is); ``destination`` is written only on success.
     """
     sources, kind, expected_sha256, options = spec["sources"], spec["kind"], spec["sha256"], spec["options"]
     destination = Path(destination)
@@ -203,6 +219,8 @@ def fetch_stack(spec: dict, destination: str | Path, record: str | Path | None, 
                 "voxel_size": voxel_size.to_json(),
                 "notes": stack.notes,
                 "warnings": stack.warnings,
+                # What tells a file replaced under the same name (the rule reruns on it).
+                "files": {} if is_url(source) else source_identity(source),
             }
             if record is not None:
                 Path(record).write_text(json.dumps(provenance, indent=2) + "\n")

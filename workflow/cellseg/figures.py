@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .layout import slice_file
-from .metrics import predicted_cell
+from .metrics import UNLABELLED, predicted_cell
 from .records import HeldOut, Volume
 from .scores import MAIN_SCORES, better
 
@@ -40,9 +40,10 @@ def display_range(image: np.ndarray) -> dict[str, float]:
 
 
 def error_map(probability: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
-    """0 cell right, 1 membrane right, 2 false membrane, 3 missed membrane (H, W)."""
+    """0 cell right, 1 membrane right, 2 false membrane, 3 missed membrane (H, W); an
+    unlabelled pixel (sparse labels) shows its prediction, no error."""
     cell = predicted_cell(probability, threshold)
-    truth = labels == 1
+    truth = np.where(labels == UNLABELLED, cell, labels == 1)
     codes = np.where(truth, 0, 1)
     codes[truth & ~cell] = 2
     codes[~truth & cell] = 3
@@ -54,8 +55,12 @@ def slice_panel(image: np.ndarray, labels: np.ndarray, probability: np.ndarray, 
     figure, axes = subplots(1, 4, figsize=(16, 5.2))
     axes[0].imshow(image, cmap="gray", **display_range(image))
     axes[0].set_title("EM image")
-    axes[1].imshow(labels, cmap="gray", vmin=0, vmax=1)
-    axes[1].set_title("ground truth (white = cell)")
+    axes[1].imshow(np.where(labels == UNLABELLED, 0.5, labels), cmap="gray", vmin=0, vmax=1)
+    axes[1].set_title(
+        "ground truth (white = cell, grey = unlabelled)"
+        if (labels == UNLABELLED).any()
+        else "ground truth (white = cell)"
+    )
     shown = axes[2].imshow(probability, cmap="magma", vmin=0, vmax=1)
     axes[2].set_title("predicted cell probability")
     figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02, label="probability")

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .cells import zoomed_shape
 from .config import checked_section, defaults
 from .errors import InputError
 from .layout import model_files
 from .model import Ensemble, affinity_offsets, build_model, fold_mean
-from .records import FoldModel, InferenceSettings, Intensities
+from .records import FoldModel, InferenceSettings, Intensities, PixelScale, VoxelSize, pixel_scale
 from .runtime import autocast, resolve_device, resolve_precision
 from .stacks import intensity_record
 
@@ -80,6 +82,21 @@ def predict_tiled(
             summed[(..., *window)] += output * weights
             weight_sum[window] += weights
     return summed / weight_sum
+
+
+def resampled(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``image`` (..., H, W) float32 resampled to (..., *shape) by bilinear interpolation
+    (pixel centres aligned, ``align_corners=False``), antialiased along an axis it
+    shrinks, so a coarser grid averages the finer one rather than aliasing it. Weights are
+    non-negative and sum to one, so values stay within the input's range."""
+    lead, size = image.shape[:-2], image.shape[-2:]
+    if tuple(size) == tuple(shape):
+        return image
+    shrinks = shape[0] < size[0] or shape[1] < size[1]
+    flat = image.reshape(1, -1, *size)
+    return F.interpolate(flat, size=shape, mode="bilinear", align_corners=False, antialias=shrinks).reshape(
+        *lead, *shape
+    )
 
 
 def fold_spread(per_fold: torch.Tensor) -> np.ndarray:
@@ -200,15 +217,36 @@ class FoldEnsemble:
         around = [index + d for distance in range(1, self.context + 1) for d in (-distance, distance)]
         return np.stack([np.asarray(images[min(max(i, 0), last)]) for i in [index, *around]])
 
-    def predict_section(self, image: np.ndarray) -> torch.Tensor:
+    def pixel_zoom(self, voxel_size: VoxelSize, name: str) -> PixelScale:
+        """How sections of a stack of ``voxel_size`` (named ``name``) meet the networks
+        (``records.pixel_scale`` against the training stack's, with
+        ``settings.match_pixel_size``), the sentence logged: as a warning where the scale
+        cannot be checked or is not matched. ``CellRecipe.of`` makes the cells at the
+        same pixel size."""
+        scale = pixel_scale(voxel_size, self.training.voxel_size, name, self.settings.match_pixel_size)
+        log.log(logging.WARNING if scale.warning else logging.INFO, "%s", scale.note)
+        return scale
+
+    def predict_section(self, image: np.ndarray, zoom: tuple[float, float] | None = None) -> torch.Tensor:
         """Each fold's outputs (F, C, H, W) float32 on the device, of an image (H, W), or
         (C_in, H, W) with its neighbours (``section_input``), normalised as the training
-        stack was."""
+        stack was; with ``zoom`` (``pixel_zoom``) predicted resampled by those factors
+        and the outputs resampled back to (H, W)."""
         source = torch.from_numpy(np.array(image, dtype=np.float32)).to(self.device)
-        return predict_tiled(self._tile, source, self.settings.tile_size, self.settings.tile_overlap)
+        if zoom is None:
+            return predict_tiled(self._tile, source, self.settings.tile_size, self.settings.tile_overlap)
+        height, width = source.shape[-2:]
+        scaled = resampled(source, zoomed_shape((height, width), zoom))
+        outputs = predict_tiled(self._tile, scaled, self.settings.tile_size, self.settings.tile_overlap)
+        return resampled(outputs, (height, width))
 
     def predict(
-        self, images: np.ndarray, uncertainty: bool = False, what: str = "section", indices: list[int] | None = None
+        self,
+        images: np.ndarray,
+        uncertainty: bool = False,
+        what: str = "section",
+        indices: list[int] | None = None,
+        zoom: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The ensemble's cell probability of the sections ``indices`` (by default all) of
         ``images`` (N, H, W) float32, normalised as the training stack was (the networks
@@ -216,12 +254,14 @@ class FoldEnsemble:
         float32 (len(indices), H, W) in [0, 1]; with ``uncertainty`` also the population
         standard deviation over them (0 with one fold), else None. A network of C > 1
         output channels (affinities) gives (len(indices), C, H, W), channel 0 the cell
-        probability (``split_outputs``). Logs each ``what`` done with its rate and ETA."""
+        probability (``split_outputs``). ``zoom``: the sections resampled for prediction
+        (``pixel_zoom``), the outputs on their own grid. Logs each ``what`` done with its
+        rate and ETA."""
         began = time.perf_counter()
         probability = spread = None
         indices = list(range(len(images))) if indices is None else list(indices)
         for done, section in enumerate(indices):
-            per_fold = self.predict_section(self.section_input(images, section))
+            per_fold = self.predict_section(self.section_input(images, section), zoom)
             channels = per_fold.shape[1:] if per_fold.shape[1] > 1 else per_fold.shape[2:]
             if probability is None:
                 probability = np.empty((len(indices), *channels), np.float32)
@@ -246,24 +286,26 @@ class FoldEnsemble:
 
     def intensities(self, stack: np.ndarray, name: str = "the stack") -> Intensities:
         """The normalisation of a raw stack (N, H, W) by the models' recorded method and
-        the stack's own statistics (``stacks.intensity_record``, bounded memory); a stack
-        far outside the training stack's range is warned about (``check_intensities``)."""
+        the stack's own statistics (``stacks.intensity_record``, bounded memory); check
+        it against the training stack's with ``check_intensities``."""
         trained = self.training.normalisation
         if trained is None:  # a model of an older cellseg: the schema's default normalisation
             data = defaults("data")
             method, percentiles = data["normalization"], data["percentiles"]
         else:
             method, percentiles = trained.method, trained.percentiles
-        record = intensity_record(stack, name, method, tuple(percentiles))
-        self.check_intensities(record, name)
-        return record
+        return intensity_record(stack, name, method, tuple(percentiles))
 
-    def check_intensities(self, record: Intensities, name: str) -> None:
-        """Warn when a stack of ``record``'s intensities lies far outside the training stack's."""
+    def check_intensities(self, record: Intensities, name: str) -> list[str]:
+        """The warnings, each logged, about a stack of ``record``'s intensities (named
+        ``name``) against the training stack's: far outside its range
+        (``Intensities.mismatch``), or a histogram of another shape (``Intensities.unlike``)."""
         trained = self.training.normalisation
-        mismatch = trained.mismatch(record) if trained else None
-        if mismatch:
-            log.warning("%s: %s", name, mismatch)
+        found = [trained.mismatch(record), trained.unlike(record)] if trained else []
+        warnings = [f"{name}: {warning}" for warning in found if warning]
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings
 
     def predict_raw(
         self,
@@ -272,8 +314,14 @@ class FoldEnsemble:
         name: str = "the stack",
         intensities: Intensities | None = None,
         indices: list[int] | None = None,
+        zoom: tuple[float, float] | None = None,
     ):
         """Cell probability of a raw stack (N, H, W) or section (H, W), any dtype.
+
+        ``zoom``: the sections predicted resampled by these factors (y, x), the outputs
+        on the stack's grid: ``pixel_zoom(voxel_size, name).zoom`` predicts a stack of
+        another pixel size at the training one (then make its cells with
+        ``CellRecipe.of(outputs, zoom)``). None (the default) predicts them as they are.
 
         ``intensities`` (``intensities`` of the whole stack) when ``stack`` is a slab or
         a section of a larger one; by default the statistics of ``stack`` itself (so a
@@ -295,10 +343,11 @@ class FoldEnsemble:
         stack = stack[None] if section else stack
         if intensities is None:
             intensities = self.intensities(stack, name)
+            self.check_intensities(intensities, name)
         else:  # the statistics of a larger stack: this part must be of it
             check_part(stack, intensities, name)
         images = intensities.apply(stack)
-        probability, spread = self.predict(images, uncertainty, indices=indices)
+        probability, spread = self.predict(images, uncertainty, indices=indices, zoom=zoom)
         if section:
             probability = probability[0]
             spread = spread[0] if uncertainty else None

@@ -1,6 +1,8 @@
 """Per-slice segmentation scores, each derived from the four confusion counts.
 
-Label convention: 1 = cell interior, 0 = membrane; a probability map is turned into a
+Label convention: 1 = cell interior, 0 = membrane, ``UNLABELLED`` = no one labelled the
+pixel (sparse labels, such as ilastik's brush strokes): left out of every pixel score.
+A probability map is turned into a
 segmentation by ``predicted_cell`` (``probability > threshold``). Scores are given for both classes, each in
 turn taken as the foreground. Rule for empty classes (no NaN, ever): a score whose
 denominator is zero is 1 when the class is absent from both truth and prediction
@@ -11,12 +13,20 @@ from __future__ import annotations
 
 import numpy as np
 
+# The unpacked labels' value of a pixel that was not labelled (``stacks.binary_labels``).
+UNLABELLED = 2
 
-def confusion_counts(predicted_cell: np.ndarray, true_cell: np.ndarray) -> dict[str, int]:
-    """TP, FP, FN, TN of the cell class for two boolean maps of the same shape."""
+
+def confusion_counts(
+    predicted_cell: np.ndarray, true_cell: np.ndarray, labelled: np.ndarray | None = None
+) -> dict[str, int]:
+    """TP, FP, FN, TN of the cell class for two boolean maps of the same shape, counted
+    where ``labelled`` (a boolean map of that shape; by default everywhere)."""
     predicted_cell, true_cell = np.asarray(predicted_cell, bool), np.asarray(true_cell, bool)
     if predicted_cell.shape != true_cell.shape:
         raise ValueError(f"prediction {predicted_cell.shape} and truth {true_cell.shape} differ in shape")
+    if labelled is not None:
+        predicted_cell, true_cell = predicted_cell[labelled], true_cell[labelled]
     tp = int(np.count_nonzero(predicted_cell & true_cell))
     fp = int(np.count_nonzero(predicted_cell)) - tp
     fn = int(np.count_nonzero(true_cell)) - tp
@@ -63,5 +73,11 @@ def scores_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
 
 def pixel_scores(probability: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Scores of one slice (``scores_from_counts``) for ``probability`` (H, W) of the
-    cell class and ``labels`` (H, W) with 1 = cell."""
-    return scores_from_counts(**confusion_counts(predicted_cell(probability, threshold), labels == 1))
+    cell class and ``labels`` (H, W) with 1 = cell, on its labelled pixels."""
+    return scores_from_counts(**confusion_counts(predicted_cell(probability, threshold), labels == 1, labelled(labels)))
+
+
+def labelled(labels: np.ndarray) -> np.ndarray | None:
+    """Where ``labels`` were labelled (not ``UNLABELLED``), or None where all of them were."""
+    mask = np.asarray(labels) != UNLABELLED
+    return None if mask.all() else mask

@@ -66,16 +66,19 @@ def predict_volume(
     their disagreement (the standard deviation over them) to ``outputs['uncertainty']``
     and the cells ``recipe`` makes of them to ``outputs['cells']`` (uint32), each one
     calibrated stack. ``input_record`` is the unpacked stack's record: its voxel size
-    calibrates the outputs, and its intensities are compared with the training stack's
-    (a warning when the models would see inputs unlike those they were trained on)."""
+    calibrates the outputs and, where its pixel size is not the training stack's, the
+    sections are predicted at the training one (``FoldEnsemble.pixel_zoom``); its
+    intensities are compared with the training stack's (a warning when the models would
+    see inputs unlike those they were trained on)."""
     ensemble = FoldEnsemble(model_paths, settings)
     if input_record.get("normalisation"):
         ensemble.check_intensities(Intensities.from_json(input_record["normalisation"]), "the test volume")
-    mean, spread = ensemble.predict(images, uncertainty=True, what="slice")
     voxel_size = VoxelSize.from_json(input_record.get("voxel_size"))
+    zoom = ensemble.pixel_zoom(voxel_size, "the test volume").zoom
+    mean, spread = ensemble.predict(images, uncertainty=True, what="slice", zoom=zoom)
     write_probability_tiff(outputs["probability"], split_outputs(mean, ensemble.offsets)[0], voxel_size)
     write_probability_tiff(outputs["uncertainty"], split_outputs(spread, ensemble.offsets)[0], voxel_size)
-    labels = recipe.of(mean)
+    labels = recipe.of(mean, zoom)
     write_stack(outputs["cells"], labels, voxel_size)
     log.info(
         "the test volume: %d cells in %d sections by %s",

@@ -20,6 +20,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -128,9 +129,64 @@ class VoxelSize:
         return f"{shown} micron"
 
 
+# Histograms further apart than this, or skewed the other way by more than this, make a
+# stack to predict unlike the training data (``Intensities.unlike`` says how these were set).
+UNLIKE_DISTANCE = 0.025
+UNLIKE_SKEW = 0.1
 # A stack whose files and config give no calibration.
 UNCALIBRATED = VoxelSize()
 NORMALISATIONS = ("percentile", "mean_std", "dtype_range")
+
+
+# Pixel sizes that differ by at most this fraction are taken as equal: calibrations are
+# rounded (4 nm written as 250 pixels a micron, say) and a network tolerates that much.
+PIXEL_SIZE_TOLERANCE = 0.05
+
+
+class PixelScale(NamedTuple):
+    """How a stack's sections meet networks trained at another pixel size (``pixel_scale``)."""
+
+    zoom: tuple[float, float] | None  # (y, x) resampling factors; None: as they are
+    note: str  # what was decided and why, for logs and reports
+    warning: bool  # the scale could not be checked, or was not matched
+
+
+def pixel_scale(voxel_size: VoxelSize, trained: VoxelSize, name: str, match: bool = True) -> PixelScale:
+    """How sections of a stack of ``voxel_size`` (named ``name`` in the note) are predicted
+    by networks trained on a stack of ``trained``: resampled by the factors (y, x) of the
+    stack's pixel size over the training one's (2 for 8 nm pixels against 4 nm, as
+    nnU-Net resamples to its plan's spacing), or as they are where the sizes agree within
+    ``PIXEL_SIZE_TOLERANCE``, where either is unknown (a warning: the scale cannot be
+    checked) or where ``match`` (``predict.match_pixel_size``) is false (a warning)."""
+    unknown = [
+        what for what, size in (("the stack", voxel_size), ("the training stack", trained)) if not size.pixel_known
+    ]
+    if unknown:
+        note = (
+            f"{name}: the pixel size of {' and of '.join(unknown)} is unknown, so the scale cannot be checked "
+            "against the training data's; cells of another size than the networks learned are segmented badly "
+            "(set data.voxel_size, or calibrate the files)"
+        )
+        return PixelScale(None, note, warning=True)
+    zoom = (voxel_size.y / trained.y, voxel_size.x / trained.x)
+    sizes = (
+        f"its pixels are {voxel_size.y * 1e3:.4g} x {voxel_size.x * 1e3:.4g} nm, "
+        f"the training stack's {trained.y * 1e3:.4g} x {trained.x * 1e3:.4g} nm"
+    )
+    if all(abs(factor - 1) <= PIXEL_SIZE_TOLERANCE for factor in zoom):
+        return PixelScale(None, f"{name}: {sizes}: predicted at its own pixel size", warning=False)
+    if not match:
+        note = (
+            f"{name}: {sizes}, but predicted as it is (predict.match_pixel_size is false): the networks see its "
+            f"cells at {1 / zoom[0]:.3g} times the size they learned"
+        )
+        return PixelScale(None, note, warning=True)
+    note = (
+        f"{name}: {sizes}: each section resampled by {zoom[0]:.3g} x {zoom[1]:.3g} to the training pixel size "
+        "for prediction and its cells, the outputs and labels back to the stack's own grid "
+        "(predict.match_pixel_size)"
+    )
+    return PixelScale(zoom, note, warning=False)
 
 
 @dataclass(frozen=True)
@@ -138,8 +194,10 @@ class Intensities:
     """How a stack's raw values become the network's input (``stacks.intensity_record``
     measures it): ``method`` (one of ``NORMALISATIONS``), its ``percentiles``, and the
     stack's raw statistics: ``low`` and ``high`` (the percentiles' values), ``mean``,
-    ``std``, ``min``, ``max`` (in the stack's own units), its ``dtype`` and how many
-    sections they were sampled from."""
+    ``std``, ``min``, ``max`` (in the stack's own units), its ``dtype``, how many
+    sections they were sampled from, and its ``quantiles``: the 1st to 99th percentiles
+    (99 values; None in the records of an older cellseg), the shape of its histogram that
+    ``unlike`` compares."""
 
     method: str
     percentiles: tuple[float, float]
@@ -151,6 +209,7 @@ class Intensities:
     max: float
     dtype: str
     sampled_sections: int
+    quantiles: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in NORMALISATIONS:
@@ -158,10 +217,63 @@ class Intensities:
 
     @classmethod
     def from_json(cls, data: dict) -> Intensities:
-        return cls(**{**data, "percentiles": tuple(data["percentiles"])})
+        quantiles = data.get("quantiles")
+        return cls(**{**data, "percentiles": tuple(data["percentiles"]), "quantiles": quantiles and tuple(quantiles)})
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "percentiles": list(self.percentiles)}
+        quantiles = self.quantiles and list(self.quantiles)
+        return {**dataclasses.asdict(self), "percentiles": list(self.percentiles), "quantiles": quantiles}
+
+    def histogram_shape(self) -> np.ndarray | None:
+        """The quantiles rescaled so the 1st percentile is 0 and the 99th is 1: the
+        histogram's shape, whatever the stack's range, dtype or normalisation; None
+        without quantiles or contrast."""
+        if not self.quantiles or self.quantiles[-1] <= self.quantiles[0]:
+            return None
+        quantiles = np.asarray(self.quantiles, dtype=np.float64)
+        return (quantiles - quantiles[0]) / (quantiles[-1] - quantiles[0])
+
+    def unlike(self, other: Intensities) -> str | None:
+        """A warning when ``other`` (a stack to predict) has a histogram of another shape
+        than this (the training stack's), which a normalisation of the range alone cannot
+        see (inverted contrast, another stain or detector); None when alike or unknown.
+
+        Both histograms are compared by their quantile functions rescaled to [0, 1]
+        (``histogram_shape``): the mean absolute difference of the 99 quantiles, the
+        1-Wasserstein distance of the rescaled distributions, above
+        ``UNLIKE_DISTANCE``; or a quantile skewness (Kenney and Keeping's:
+        (q90 + q10 - 2 q50) / (q90 - q10)) of the other sign that differs by more than
+        ``UNLIKE_SKEW``. An EM stack whose contrast is inverted (bright membranes) shows
+        both: the ISBI test stack inverted is 0.053 from the training stack, skewness
+        +0.08 against -0.09; as it is, 0.006 and -0.08 (its sections at half the
+        resolution too)."""
+        mine, theirs = self.histogram_shape(), other.histogram_shape()
+        if mine is None or theirs is None:
+            return None
+        distance = float(np.abs(mine - theirs).mean())
+
+        def skew(shape: np.ndarray) -> float:
+            q10, q50, q90 = shape[9], shape[49], shape[89]
+            return float((q90 + q10 - 2 * q50) / (q90 - q10))
+
+        skews = skew(mine), skew(theirs)
+        flipped = skews[0] * skews[1] < 0 and abs(skews[0] - skews[1]) > UNLIKE_SKEW
+        if distance <= UNLIKE_DISTANCE and not flipped:
+            return None
+        found = [
+            f"its histogram's shape differs from the training stack's by {distance:.3f} (1-Wasserstein of the "
+            f"histograms rescaled to their 1st to 99th percentiles; above {UNLIKE_DISTANCE} is unlike)"
+        ]
+        if flipped:
+            found.append(
+                f"it leans the other way (quantile skewness {skews[1]:+.2f} against {skews[0]:+.2f}), as a stack "
+                "of inverted contrast does (bright membranes, or an inverting lookup table baked into the pixels)"
+            )
+        return (
+            "the stack to predict does not look like the training data: "
+            + "; ".join(found)
+            + ". The networks may segment it badly; check it in the report's viewer."
+        )
 
     def apply(self, stack: np.ndarray) -> np.ndarray:
         """``stack`` (any shape, any dtype) normalised by this record, float32:
@@ -282,7 +394,8 @@ class InferenceSettings:
     """How fold models predict: ``tta`` flips and transposes (1 to 8), tiles of
     ``tile_size`` pixels a side overlapping by the fraction ``tile_overlap``, on
     ``device`` (auto, cpu, cuda, mps) in ``precision`` (auto, fp32, bf16, fp16), with
-    channels-last activations or not."""
+    channels-last activations or not; ``match_pixel_size``: stacks of another pixel size
+    than the training stack's are resampled to it (``FoldEnsemble.pixel_zoom``)."""
 
     tta: int
     tile_size: int
@@ -290,11 +403,13 @@ class InferenceSettings:
     device: str
     precision: str
     channels_last: bool
+    match_pixel_size: bool = True
 
     @classmethod
     def from_config(cls, section: dict) -> InferenceSettings:
-        """The settings of a ``predict`` config section (complete, as validated)."""
-        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+        """The settings of a ``predict`` config section (complete, as validated; a run of
+        an older cellseg may lack the keys added since, which take their defaults)."""
+        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls) if f.name in section})
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -305,7 +420,10 @@ class SegmentationPlan:
     """How a stack to segment is cut into jobs (``segment.plan_segmentation``): its
     ``source`` (for messages), ``shape`` (N, H, W) and ``dtype``, its ``voxel_size``, the
     ``models`` that segment it, the ``normalisation`` every slab shares (the whole
-    stack's), and its ``slabs`` of ``slab_slices`` sections, [start, stop) pairs."""
+    stack's), its ``slabs`` of ``slab_slices`` sections, [start, stop) pairs, and how its
+    pixel size meets the models' (``zoom``, the factors its sections are resampled by for
+    prediction and cells, or None; ``scale``, the sentence of ``FoldEnsemble.pixel_zoom``)
+    and the ``warnings`` of checking the stack against the training data."""
 
     source: str
     shape: tuple[int, int, int]
@@ -315,6 +433,9 @@ class SegmentationPlan:
     normalisation: Intensities
     slab_slices: int
     slabs: list[tuple[int, int]]
+    zoom: tuple[float, float] | None = None
+    scale: str = "not checked (a plan of an older cellseg)"
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict) -> SegmentationPlan:
@@ -327,6 +448,9 @@ class SegmentationPlan:
             normalisation=Intensities.from_json(data["normalisation"]),
             slab_slices=data["slab_slices"],
             slabs=[tuple(s) for s in data["slabs"]],
+            zoom=tuple(data["zoom"]) if data.get("zoom") else None,
+            scale=data.get("scale", cls.scale),
+            warnings=list(data.get("warnings", [])),
         )
 
     @classmethod
@@ -347,6 +471,9 @@ class SegmentationPlan:
             "normalisation": self.normalisation.to_json(),
             "slab_slices": self.slab_slices,
             "slabs": [list(s) for s in self.slabs],
+            "zoom": list(self.zoom) if self.zoom else None,
+            "scale": self.scale,
+            "warnings": self.warnings,
         }
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from .layout import slice_file
 from .provenance import installed_versions
-from .records import SegmentationPlan, Volume, VoxelSize
+from .records import SegmentationPlan, Volume, VoxelSize, pixel_scale
 from .scores import BY_NAME, HEADLINE, MAIN_SCORES, SCORE_LABELS, TABLES, better
 from .viewer import UNCERTAINTY_FULL, VIEWER_SECTIONS, spread_sections, volume_layers
 
@@ -249,6 +249,17 @@ def render_report(
     models = [json.loads(Path(records.models[fold]).read_text()) for fold in sorted(records.models)]
     data = [{"stack": stack, **json.loads(Path(path).read_text())} for stack, path in records.stacks.items()]
     input_record = json.loads(Path(records.training).read_text())
+    training_pixels = VoxelSize.from_json(models[0].get("input", {}).get("voxel_size"))
+    for stack in data:  # how the test stack met the models (inference.FoldEnsemble.pixel_zoom)
+        if stack["stack"] == "test_images":
+            scale = pixel_scale(
+                VoxelSize.from_json(stack["voxel_size"]),
+                training_pixels,
+                "the test stack",
+                config["predict"]["match_pixel_size"],
+            )
+            stack["notes"] = [*stack.get("notes", []), scale.note]
+            stack["warnings"] = [*stack.get("warnings", []), *([scale.note] if scale.warning else [])]
     html = template(template_path).render(
         experiment=config["experiment"],
         generated=generated_at(),
@@ -392,7 +403,7 @@ def render_segment_report(
             "slices": volume_layers(volume, segment_config["threshold"], shown, stride),
         }
     ]
-    warnings = list(stack_record.get("warnings", []))
+    warnings = list(stack_record.get("warnings", [])) + plan.warnings
     empty = summary.section[summary.cells == 0].tolist()
     if empty:
         warnings.append(
@@ -418,6 +429,7 @@ def render_segment_report(
         models=plan.models,
         normalisation=plan.normalisation,
         slabs=len(plan.slabs),
+        scale=plan.scale,
         segment=segment_config,
         git=git_state(checkout_of(template_path)),
         versions=installed_versions(),

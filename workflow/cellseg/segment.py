@@ -52,24 +52,39 @@ def summary_table(
 
 
 def plan_segmentation(
-    stack: np.ndarray, name: str, voxel_size: VoxelSize, model_paths: list[str | Path], slab_slices: int
+    stack: np.ndarray,
+    name: str,
+    voxel_size: VoxelSize,
+    model_paths: list[str | Path],
+    slab_slices: int,
+    settings: InferenceSettings | dict | None = None,
 ) -> SegmentationPlan:
     """How a stack (N, H, W; a memory map stays on disk) is segmented: its slabs of
-    ``slab_slices`` sections (each a job) and the normalisation all slabs share
-    (``FoldEnsemble.intensities`` of the whole stack, in bounded memory). Raises
-    ``InputError`` for a slab size under 1 or missing models."""
+    ``slab_slices`` sections (each a job), the normalisation all slabs share
+    (``FoldEnsemble.intensities`` of the whole stack, in bounded memory), how its
+    pixel size meets the models' (``FoldEnsemble.pixel_zoom`` with ``settings``, the
+    predict section) and the warnings of both checks (``FoldEnsemble.check_intensities``:
+    a stack unlike the training data). Raises ``InputError`` for a slab size under 1, missing models, or
+    a stack the models of affinities cannot predict at their pixel size."""
     if slab_slices < 1:
         raise InputError(f"segment.slab_slices is {slab_slices}; it must be at least 1.")
     count = len(stack)
+    ensemble = FoldEnsemble(model_paths, settings)
+    normalisation = ensemble.intensities(stack, name)
+    scale = ensemble.pixel_zoom(voxel_size, name)
+    warnings = ensemble.check_intensities(normalisation, name) + ([scale.note] if scale.warning else [])
     return SegmentationPlan(
         source=name,
         shape=tuple(stack.shape),
         dtype=str(stack.dtype),
         voxel_size=voxel_size,
         models=[str(p) for p in model_paths],
-        normalisation=FoldEnsemble(model_paths).intensities(stack, name),
+        normalisation=normalisation,
         slab_slices=slab_slices,
         slabs=[(start, min(start + slab_slices, count)) for start in range(0, count, slab_slices)],
+        zoom=scale.zoom,
+        scale=scale.note,
+        warnings=warnings,
     )
 
 
@@ -84,9 +99,9 @@ def segment_slab(
     """Segment slab ``slab`` of ``plan`` (``plan_segmentation``) with the plan's models
     and write ``outputs``: ``probability`` and ``uncertainty`` (float32 .npy, sections x H
     x W), ``labels`` (uint32 .npy, the cells ``recipe`` makes: the run's segment method,
-    settings and merge threshold) and ``summary`` (TSV of ``summary_table``, sections
-    numbered in the whole stack). 2.5-D networks read the slab's neighbouring sections
-    too. Returns the summary."""
+    settings and merge threshold, at the models' pixel size where the plan says so) and
+    ``summary`` (TSV of ``summary_table``, sections numbered in the whole stack). 2.5-D
+    networks read the slab's neighbouring sections too. Returns the summary."""
     start, stop = plan.slabs[slab]
     ensemble = FoldEnsemble(plan.models, settings)
     low, high = max(start - ensemble.context, 0), min(stop + ensemble.context, plan.shape[0])
@@ -96,9 +111,10 @@ def segment_slab(
         name=plan.source,
         intensities=plan.normalisation,
         indices=list(range(start - low, stop - low)),
+        zoom=plan.zoom,
     )
     probability, uncertainty = (split_outputs(part, ensemble.offsets)[0] for part in (mean, spread))
-    labels = recipe.of(mean)
+    labels = recipe.of(mean, plan.zoom)
     for key, value in (("probability", probability), ("uncertainty", uncertainty), ("labels", labels)):
         np.save(outputs[key], value)
     threshold = recipe.settings["threshold"]

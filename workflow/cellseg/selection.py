@@ -88,7 +88,10 @@ def choose(sweep: pd.DataFrame, folds: list[int]) -> pd.DataFrame:
         else:
             chosen_on, how = sweep, "the candidate best on the fold's own held-out slices (one fold: it flatters)"
         means = chosen_on.groupby("merge_threshold")["cells_v_rand"].mean()
-        best = float(means.idxmax()) if means.notna().any() else float(means.index[len(means) // 2])
+        if means.notna().any():
+            best = float(means.idxmax())
+        else:  # no slice with dense labels: nothing to choose by
+            best, how = float(means.index[len(means) // 2]), "the middle candidate: no held-out slice scores cells"
         rows.append(
             {
                 "fold": fold,

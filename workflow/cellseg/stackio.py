@@ -19,6 +19,7 @@ this table for users):
 | LZW, Deflate, Zstd, PackBits, JPEG compression | decoded by tifffile with ``imagecodecs`` |
 | a folder, or a glob pattern, of single-section TIFF or PNG files (Fiji's "Image Sequence") | files in natural order (``z2`` before ``z10``), all of one shape and dtype; each file named in errors |
 | an OME-Zarr image (NGFF 0.4 or 0.5, a folder such as ``volume.ome.zarr``) | its full-resolution level, axes and physical sizes from its ``multiscales`` metadata (channels as for TIFF), read lazily |
+| bioformats2raw output (an OME-Zarr whose root says ``bioformats2raw.layout``) | its one image series (group ``0``) read as above; several series refused, naming the path of each to give instead |
 | ``~`` and ``$VARIABLES`` in a source | expanded |
 | calibration: ImageJ ``spacing``/``unit`` and resolution tags, OME ``PhysicalSize*`` (Å to mm), TIFF resolution in centimetres | converted once into ``voxel_size`` (``records.VoxelSize``, micrometres); TIFF resolution in inches (the 72 dpi of most writers) is not a physical size and is ignored |
 
@@ -97,19 +98,17 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
     path = expand(str(source))
     shown = name or str(source)
     if GLOB_CHARACTERS & set(path) and not Path(path).exists():
-        files = tifffile.natural_sorted(glob.glob(path))
+        files = _sections_of(path)
         if not files:
             raise InputError(f"{shown}: the pattern matches no file.")
-        stack = _read_sections([Path(f) for f in files], shown, channel)
+        stack = _read_sections(files, shown, channel)
     elif _is_zarr(Path(path)):
         stack = _read_ome_zarr(Path(path), shown, channel)
     elif Path(path).is_dir():
-        files = tifffile.natural_sorted(
-            str(p) for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        files = _sections_of(path)
         if not files:
             raise InputError(f"{shown} is a folder without any {', '.join(IMAGE_SUFFIXES)} file.")
-        stack = _read_sections([Path(f) for f in files], shown, channel)
+        stack = _read_sections(files, shown, channel)
     elif not Path(path).is_file():
         raise InputError(f"{shown}: no such file.")
     else:
@@ -121,6 +120,39 @@ def read_source(source: str | Path, name: str | None = None, channel: int | None
     if not lazy:
         stack.pixels = _computed(stack.pixels, shown)
     return stack
+
+
+def _sections_of(path: str) -> list[Path]:
+    """The section files of a glob (every match) or a folder (its visible image files), in
+    natural order."""
+    if Path(path).is_dir():
+        found = (
+            str(p) for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+    else:
+        found = glob.glob(path)
+    return [Path(f) for f in tifffile.natural_sorted(found)]
+
+
+def source_files(source: str) -> list[str]:
+    """The local files a source is read from, as ``read_source`` reads them: a file
+    itself, a glob's matches, a folder's section files; of an OME-Zarr store, its root
+    metadata (``zarr.json`` or ``.zattrs``, which a writer rewrites; its chunks are too
+    many to list). [] for a URL or a source that does not exist."""
+    path = expand(source)
+    if source.startswith(("http://", "https://")) or not exists(source):
+        return []
+    if _is_zarr(Path(path)):
+        return [str(Path(path) / name) for name in ("zarr.json", ".zattrs") if (Path(path) / name).is_file()][:1]
+    if Path(path).is_file():
+        return [path]
+    return [str(f) for f in _sections_of(path)]
+
+
+def source_identity(source: str) -> dict[str, list[int]]:
+    """Each local file of ``source`` (``source_files``) to [size in bytes, modification
+    time in ns]: what tells that a file was replaced under the same name."""
+    return {file: [(stat := Path(file).stat()).st_size, stat.st_mtime_ns] for file in source_files(source)}
 
 
 def sections(pixels, shown: str, count: int = 1):
@@ -239,6 +271,26 @@ def _full_resolution(group, shown: str) -> da.Array:
     return da.from_zarr(group[_multiscale(dict(group.attrs), shown)["datasets"][0]["path"]])
 
 
+def _bioformats2raw_series(root, path: Path, shown: str, notes: list[str]) -> tuple:
+    """The one image of a bioformats2raw layout (its root holds no image; the series are
+    the groups ``0``, ``1``, ... below it, listed in ``OME``'s ``series`` where written),
+    and the name to call it by. Raises ``InputError`` naming each series' path when there
+    are several: which one is the stack is the user's choice. The layout is described in
+    the NGFF specification's "bioformats2raw.layout" section."""
+    names = list(dict(root["OME"].attrs).get("series", [])) if "OME" in root else []
+    if not names:
+        names = tifffile.natural_sorted(name for name, _ in root.groups() if name.isdigit())
+    if not names:
+        raise InputError(f"{shown} has the bioformats2raw layout but no image series (no group 0, 1, ... below it).")
+    if len(names) > 1:
+        raise InputError(
+            f"{shown} is bioformats2raw output with {len(names)} image series; give the one to read as the "
+            f"source: {', '.join(str(path / name) for name in names)}."
+        )
+    notes.append(f"{shown}: bioformats2raw layout, its one image series {names[0]} read")
+    return root[names[0]], f"{shown}/{names[0]}"
+
+
 def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
     """The full-resolution level of an OME-Zarr image, lazily, with its physical sizes."""
     import zarr
@@ -248,6 +300,10 @@ def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
         attributes = dict(group.attrs)
     except Exception as error:  # zarr raises many types for a damaged store
         raise InputError(f"{shown} could not be opened as a Zarr group ({type(error).__name__}: {error}).") from error
+    notes: list[str] = []
+    if "bioformats2raw.layout" in attributes.get("ome", attributes):
+        group, shown = _bioformats2raw_series(group, path, shown, notes)
+        attributes = dict(group.attrs)
     image = _multiscale(attributes, shown)
     axes = [a["name"] if isinstance(a, dict) else a for a in image["axes"]]
     level = image["datasets"][0]
@@ -259,10 +315,10 @@ def _read_ome_zarr(path: Path, shown: str, channel: int | None) -> Stack:
         unit = _unit(units.get(name))  # NGFF names units as UDUNITS-2 does: micrometer, nanometer
         if name in "zyx" and unit is not None:
             voxel[name] = float(size) * MICROMETRES[unit]
-    notes: list[str] = [
+    notes.append(
         f"{shown}: OME-Zarr image, level {level['path']} of {len(image['datasets'])} (full resolution), "
         f"axes {''.join(axes)}"
-    ]
+    )
     letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(a, "Q") for a in axes)
     return Stack(_to_sections(pixels, letters, shown, channel, notes), VoxelSize(**voxel), notes)
 

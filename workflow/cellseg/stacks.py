@@ -2,7 +2,8 @@
 
 Images are normalised per stack from their own intensities (``normalise_images``), so
 that the same sample stored as uint8, uint16 or float gives the model the same input.
-Labels become uint8 with 1 = cell interior and 0 = membrane (``binary_labels``).
+Labels become uint8 with 1 = cell interior, 0 = membrane and, for sparse labels,
+``metrics.UNLABELLED`` where no one labelled (``binary_labels``).
 Reading files is ``stackio``'s concern.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .metrics import UNLABELLED
 from .records import NORMALISATIONS, Intensities
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,10 @@ def normalise_images(
 def intensity_record(stack: np.ndarray, path: str | Path, method: str, percentiles: tuple[float, float]) -> Intensities:
     """The normalisation of a stack (N, H, W): ``method``, ``percentiles`` and the raw
     statistics it needs (``low``, ``high``: the percentiles, ``mean``, ``std``, ``min``,
-    ``max``, ``dtype``), from at most ``SAMPLE_PIXELS`` pixels of evenly spaced sections
-    and reading one section at a time (a memory-mapped stack stays on disk). Raises
-    ``InputError`` as ``normalise_images`` does."""
+    ``max``, ``dtype``) and the 1st to 99th percentiles (``quantiles``), from at most
+    ``SAMPLE_PIXELS`` pixels of evenly spaced sections and reading one section at a time
+    (a memory-mapped stack stays on disk). Raises ``InputError`` as ``normalise_images``
+    does."""
     if stack.dtype.kind not in "uif" or stack.dtype == bool:
         raise InputError(f"{path} stores pixels as {stack.dtype}; cellseg reads integer or float images.")
     if method not in NORMALISATIONS:
@@ -106,6 +109,7 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str, percentil
         max=high_value,
         dtype=str(stack.dtype),
         sampled_sections=len(sampled),
+        quantiles=tuple(float(v) for v in np.percentile(values, np.arange(1, 100))),
     )
     if method == "dtype_range":
         if stack.dtype.kind == "f" and (low_value < 0 or high_value > 1):
@@ -129,8 +133,15 @@ def intensity_record(stack: np.ndarray, path: str | Path, method: str, percentil
     return record
 
 
-def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None = None) -> np.ndarray:
+def binary_labels(
+    stack: np.ndarray, path: str | Path, cell_value: float | None = None, unlabelled_value: float | None = None
+) -> np.ndarray:
     """Labels as uint8 with 1 = cell interior, 0 = membrane.
+
+    With ``unlabelled_value`` (``data.unlabelled_value``: sparse labels, such as
+    ilastik's export of brush strokes, 0 = unlabelled), pixels of that value become
+    ``metrics.UNLABELLED``, ``cell_value`` (needed) cell interior and the one other value
+    membrane; a class may be absent, not every pixel unlabelled.
 
     With ``cell_value`` None (``data.label_cell_value`` unset), files store 0 = membrane
     and 1 or 255 = cell interior, and the cell class must cover at least half of the
@@ -143,6 +154,8 @@ def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None 
         raise InputError(f"{path} holds NaN or infinite label values.")
     values = np.unique(stack)
     shown = ", ".join(f"{v:g}" for v in values[:8].tolist()) + (", ..." if len(values) > 8 else "")
+    if unlabelled_value is not None:
+        return _sparse_labels(stack, path, values, shown, cell_value, unlabelled_value)
     if len(values) == 1:
         raise InputError(
             f"{path} holds a single label value ({values[0]:g}) in every pixel; labels "
@@ -180,6 +193,29 @@ def binary_labels(stack: np.ndarray, path: str | Path, cell_value: float | None 
     return cell.astype(np.uint8)
 
 
+def _sparse_labels(
+    stack: np.ndarray, path: str | Path, values: np.ndarray, shown: str, cell_value: float | None, unlabelled: float
+) -> np.ndarray:
+    """``binary_labels`` of sparse labels (its ``unlabelled_value``)."""
+    if cell_value is None:
+        raise InputError(
+            f"data.unlabelled_value is {unlabelled:g}, so data.label_cell_value must say which stored value of "
+            f"{path} is cell interior (its values: {{{shown}}}); ilastik numbers the classes in the order "
+            "they were made (1, 2, ...)."
+        )
+    painted = set(values.tolist()) - {unlabelled}
+    if not painted:
+        raise InputError(f"{path} holds no labelled pixel: every pixel is data.unlabelled_value ({unlabelled:g}).")
+    if len(painted - {cell_value}) > 1:
+        raise InputError(
+            f"{path} holds label values {{{shown}}}; with data.unlabelled_value = {unlabelled:g} and "
+            f"data.label_cell_value = {cell_value:g}, labels must be those two and one more value, membrane."
+        )
+    labels = np.where(stack == cell_value, 1, 0).astype(np.uint8)
+    labels[stack == unlabelled] = UNLABELLED
+    return labels
+
+
 def check_same_shape(images: np.ndarray, labels: np.ndarray, images_path: str | Path, labels_path: str | Path) -> None:
     """Raise ``InputError`` when an image stack and its labels differ in shape."""
     if images.shape != labels.shape:
@@ -194,10 +230,18 @@ def check_stack(stack: np.ndarray, path: str | Path, kind: str, options: dict) -
     """Validate a stack read from ``path`` as ``kind`` ('images' or 'labels') with the
     data ``options`` (the config's ``data`` section)."""
     if kind == "labels":
-        binary_labels(stack, path, options.get("label_cell_value"))
+        binary_labels(stack, path, options.get("label_cell_value"), options.get("unlabelled_value"))
     else:
         # The statistics say whether it can be normalised; the arrays are made at unpack.
         intensity_record(stack, path, options["normalization"], tuple(options["percentiles"]))
+
+
+def cell_fractions(labels: np.ndarray) -> np.ndarray:
+    """Per slice of ``labels`` (N, H, W), the cell class's share of its labelled pixels."""
+    if not (labels == UNLABELLED).any():
+        return labels.mean(axis=(1, 2), dtype=np.float64)
+    cell = (labels == 1).sum(axis=(1, 2), dtype=np.float64)
+    return cell / np.maximum((labels != UNLABELLED).sum(axis=(1, 2), dtype=np.float64), 1)
 
 
 def unpack(inputs: dict[str, str | Path], outputs: dict[str, str | Path], options: dict) -> pd.DataFrame:
@@ -229,7 +273,9 @@ def unpack(inputs: dict[str, str | Path], outputs: dict[str, str | Path], option
     labels = None
     if labels_path is not None:
         labels_name = fetched.get("labels", {}).get("source", str(labels_path))
-        labels = binary_labels(np.load(labels_path), labels_name, options.get("label_cell_value"))
+        labels = binary_labels(
+            np.load(labels_path), labels_name, options.get("label_cell_value"), options.get("unlabelled_value")
+        )
         check_same_shape(images, labels, images_name, labels_name)
     count, height, width = images.shape
     manifest = pd.DataFrame(
@@ -239,7 +285,7 @@ def unpack(inputs: dict[str, str | Path], outputs: dict[str, str | Path], option
             "width": width,
             "image_mean": images.mean(axis=(1, 2), dtype=np.float64),
             "image_std": images.std(axis=(1, 2), dtype=np.float64),
-            "cell_fraction": (labels.mean(axis=(1, 2), dtype=np.float64) if labels is not None else np.nan),
+            "cell_fraction": cell_fractions(labels) if labels is not None else np.nan,
         }
     )
     record = {
@@ -251,8 +297,14 @@ def unpack(inputs: dict[str, str | Path], outputs: dict[str, str | Path], option
         "warnings": [w for v in fetched.values() for w in v.get("warnings", [])],
     }
     if labels is not None:
-        record["cell_fraction"] = float(labels.mean(dtype=np.float64))
-        if record["cell_fraction"] < 0.5:  # refused unless data.label_cell_value declared it
+        painted = labels != UNLABELLED
+        if painted.all():
+            record["cell_fraction"] = float(labels.mean(dtype=np.float64))
+        else:  # of the labelled pixels
+            record["cell_fraction"] = float((labels == 1).sum(dtype=np.float64) / painted.sum(dtype=np.float64))
+            record["labelled_fraction"] = float(painted.mean(dtype=np.float64))
+        # Refused unless data.label_cell_value declared it; strokes have no such rule.
+        if record["cell_fraction"] < 0.5 and painted.all():
             record["warnings"].append(
                 f"{labels_name}: the cell class (data.label_cell_value = {options['label_cell_value']:g}) covers "
                 f"{100 * record['cell_fraction']:.1f} % of the labelled pixels, less than the membrane; kept as "

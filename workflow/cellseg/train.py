@@ -32,6 +32,7 @@ from torchvision import tv_tensors
 from .augment import build_augmentation
 from .config import training_recipe
 from .loss import affinity_targets, border_weights, dice_bce_loss
+from .metrics import UNLABELLED
 from .model import affinity_offsets, build_model, count_parameters, describe_model
 from .records import FoldModel, TrainingInput
 from .runtime import autocast, device_name, resolve_device, resolve_precision, versions
@@ -45,6 +46,13 @@ class CropSampler(torch.utils.data.Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, slices: list[int], config: dict, seed: int, fold: int):
         self.images, self.labels, self.slices = images, labels, list(slices)
+        # Sparse labels: the labelled pixels of each sparsely labelled slice, where crops
+        # are centred (a crop of unlabelled pixels teaches nothing).
+        self.painted = {
+            index: np.argwhere(np.asarray(labels[index]) != UNLABELLED)
+            for index in self.slices
+            if (np.asarray(labels[index]) == UNLABELLED).any()
+        }
         # 2.5-D: the neighbours' images (never their labels), the stack's ends repeated.
         self.context = config["model"]["context_sections"]
         self.segments = config["model"]["output"] == "affinities"
@@ -75,8 +83,8 @@ class CropSampler(torch.utils.data.Dataset):
 
     def batch(self, step: int) -> tuple[torch.Tensor, ...]:
         """Images (B, C_in, h, w) float32 (the section, then its neighbours), targets 1 =
-        cell and pixel weights (0 where augmentation filled a pixel in, else 1 or the
-        border weight map), for ``step``; with affinities also the crops' cell segments
+        cell and pixel weights (0 where augmentation filled a pixel in or no one labelled
+        it, else 1 or the border weight map), for ``step``; with affinities also the crops' cell segments
         (B, 1, h, w) int32 (``loss.affinity_targets``), made from the augmented labels."""
         rng = np.random.default_rng([self.seed, self.fold, step])
         height, width = self.images.shape[1:]
@@ -86,7 +94,12 @@ class CropSampler(torch.utils.data.Dataset):
             torch.manual_seed(int(rng.integers(2**62)))
             for _ in range(self.batch_size):
                 index = self.slices[rng.integers(len(self.slices))]
-                top, left = rng.integers(height - crop_h + 1), rng.integers(width - crop_w + 1)
+                if index in self.painted:
+                    y, x = self.painted[index][rng.integers(len(self.painted[index]))]
+                    top = min(max(y - crop_h // 2, 0), height - crop_h)
+                    left = min(max(x - crop_w // 2, 0), width - crop_w)
+                else:
+                    top, left = rng.integers(height - crop_h + 1), rng.integers(width - crop_w + 1)
                 window = (index, slice(top, top + crop_h), slice(left, left + crop_w))
                 # One image per section, so that intensity changes treat each as grey.
                 image = [
@@ -94,7 +107,7 @@ class CropSampler(torch.utils.data.Dataset):
                     for i in self.neighbours(index)
                 ]
                 label = tv_tensors.Mask(torch.from_numpy(np.array(self.labels[window], dtype=np.uint8))[None])
-                valid = tv_tensors.Mask(torch.ones_like(label))
+                valid = tv_tensors.Mask((label != UNLABELLED).to(label.dtype))
                 if self.weights:
                     weight = tv_tensors.Mask(torch.from_numpy(self.weights[index][window[1:]])[None])
                     *image, label, valid, weight = self.augment(*image, label, valid, weight)
@@ -102,7 +115,7 @@ class CropSampler(torch.utils.data.Dataset):
                 else:
                     *image, label, valid = self.augment(*image, label, valid)
                 images.append(torch.cat([part.as_subclass(torch.Tensor) for part in image]))
-                targets.append(label.as_subclass(torch.Tensor).float())
+                targets.append((label.as_subclass(torch.Tensor) == 1).float())
                 valids.append(valid.as_subclass(torch.Tensor).float())
         batch = (torch.stack(images), torch.stack(targets), torch.stack(valids))
         if self.segments:

@@ -4,6 +4,8 @@ import re
 from pathlib import Path
 
 from cellseg.config import training_recipe, validate_config
+from cellseg.fetch import check_fallbacks
+from cellseg.stackio import source_identity
 from cellseg.model import affinity_offsets
 from cellseg.datasets import (
     STACKS,
@@ -58,6 +60,11 @@ FETCHES = {
     for run in EXPERIMENTS.values()
     for sources in run["segment"]["stacks"].values()
 }
+for run in EXPERIMENTS.values():
+    for stack in STACKS:
+        check_fallbacks(run["data"][stack], f"data.{stack}")
+    for name, sources in run["segment"]["stacks"].items():
+        check_fallbacks(sources, f"segment.stacks.{name}")
 UNPACKS = {
     unpacked_id(run["data"], role): unpack_spec(run["data"], role)
     for run in EXPERIMENTS.values()
@@ -91,6 +98,19 @@ def has_test_stack(name):
 def fetched(unpacked, stack, suffix):
     """The fetched stack (``.npy``) or its record (``.json``) that an unpack job reads."""
     return FETCHED.format(stack_id=UNPACKS[unpacked]["stacks"][stack], suffix=suffix)
+
+
+def local_identity(sources, record):
+    """Size and modification time of each local file of a stack's sources; where none
+    exists (moved, or on a drive not mounted), those the fetch ``record`` holds."""
+    found = {
+        file: stamp
+        for source in sources
+        for file, stamp in source_identity(source).items()
+    }
+    if not found and Path(record).is_file():
+        return json.loads(Path(record).read_text()).get("files", {})
+    return found
 
 
 def fetch_records(wildcards):

@@ -2,6 +2,9 @@
 # one folder per data source (cellseg.datasets), shared by the experiments that use it.
 
 
+# The sizes and modification times of a local source's files are a param, so a file
+# replaced under the same name is fetched again and what depends on it reruns; a source
+# that is gone keeps the identity it was fetched with (the fetched copy stands in for it).
 rule fetch_stack:
     output:
         stack=FETCHED.format(stack_id="{stack_id}", suffix="npy"),
@@ -14,6 +17,10 @@ rule fetch_stack:
         "../envs/cellseg.yaml"
     params:
         spec=lambda w: FETCHES[w.stack_id],
+        identity=lambda w: local_identity(
+            FETCHES[w.stack_id]["sources"],
+            FETCHED.format(stack_id=w.stack_id, suffix="json"),
+        ),
         timeout=config["data"]["download_timeout"],
         retries=config["data"]["download_retries"],
     script:

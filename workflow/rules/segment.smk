@@ -20,6 +20,7 @@ checkpoint segment_plan:
         "../envs/cellseg.yaml"
     params:
         slab_slices=lambda w: experiment_config(w)["segment"]["slab_slices"],
+        predict=lambda w: experiment_config(w)["predict"],
     script:
         "../scripts/plan_segmentation.py"
 

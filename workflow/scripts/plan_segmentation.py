@@ -17,5 +17,6 @@ with logged_step(snakemake.log[0]):
         voxel_size=VoxelSize.from_json(record["voxel_size"]),
         model_paths=list(snakemake.input.models),
         slab_slices=snakemake.params.slab_slices,
+        settings=snakemake.params.predict,
     )
     plan.save(snakemake.output[0])
