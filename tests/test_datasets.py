@@ -49,3 +49,18 @@ def test_reading_options_rename_what_they_change():
     assert unpacked_id(normalised, "test") != unpacked_id(DATA, "test")
     # How downloads are retried decides nothing about the content.
     assert unpacked_id(changed(download_retries=9, download_timeout=5), "train") == unpacked_id(DATA, "train")
+
+
+def test_data_voxel_size_is_the_training_stacks_not_the_stacks_to_segment():
+    from cellseg.config import SCHEMA_PATH, load_schema, schema_defaults
+    from cellseg.datasets import fetch_spec, segment_data
+
+    config = schema_defaults(load_schema(SCHEMA_PATH))
+    config["data"]["voxel_size"] = {"y": 4, "x": 4, "unit": "nm"}
+    assert fetch_spec(config["data"], "train_images", ["a.tif"])["options"]["voxel_size"] == {
+        "y": 4,
+        "x": 4,
+        "unit": "nm",
+    }
+    # A stack to segment keeps its own calibration: its pixel size is what is checked.
+    assert fetch_spec(segment_data(config), "segment", ["b.tif"])["options"]["voxel_size"] == {}

@@ -52,6 +52,11 @@ def test_ilastik_labels_keep_their_unlabelled_pixels(tmp_path):
         binary_labels(stored, "strokes.tif", unlabelled_value=0)
     with pytest.raises(InputError, match=r"holds label values \{0, 1, 2, 3\}; with data.unlabelled_value = 0"):
         binary_labels(np.array([[[0, 1, 2, 3]]], np.uint8), "strokes.tif", cell_value=2, unlabelled_value=0)
+    # One class painted, or the cell value not among the strokes: nothing to learn the other from.
+    with pytest.raises(InputError, match="no pixel is labelled membrane"):
+        binary_labels(np.array([[[0, 255, 255]]], np.uint8), "dense.tif", cell_value=255, unlabelled_value=0)
+    with pytest.raises(InputError, match="no pixel is labelled cell interior"):
+        binary_labels(np.array([[[0, 1, 1, 1]]], np.uint8), "strokes.tif", cell_value=2, unlabelled_value=0)
     with pytest.raises(InputError, match="holds no labelled pixel"):
         binary_labels(np.zeros((1, 4, 4), np.uint8), "strokes.tif", cell_value=2, unlabelled_value=0)
 

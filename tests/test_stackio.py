@@ -487,3 +487,9 @@ def test_bioformats2raw_output_is_read_as_its_one_series_or_refused_naming_each(
         read_source(tmp_path / "volume.zarr")
     # The path it names is read.
     assert read_source(tmp_path / "volume.zarr" / "1").pixels.shape == (2, 32, 40)
+
+
+def test_a_tiff_header_without_pages_is_refused_clearly(tmp_path):
+    (tmp_path / "cut.tif").write_bytes(b"II*\x00\x00\x00\x00\x00")  # an interrupted write
+    with pytest.raises(InputError, match=r"cut.tif holds no image \(a TIFF header without pages\)"):
+        read_source(tmp_path / "cut.tif")

@@ -70,9 +70,12 @@ def stack_id(data: dict, stack: str, sources: list[str] | None = None) -> str | 
 def segment_data(config: dict) -> dict:
     """The ``data`` section as stacks to segment are read: ``segment.channel``, where set,
     replaces ``data.channel``, so that picking the channel of a stack to segment never
-    touches the training stacks (nor retrains)."""
+    touches the training stacks (nor retrains); ``data.voxel_size`` is the training and
+    test stacks' and is not applied, so each stack to segment keeps its own calibration
+    (its pixel size is what is checked against the models')."""
     channel = config["segment"]["channel"]
-    return config["data"] if channel is None else {**config["data"], "channel": channel}
+    data = {**config["data"], "voxel_size": {}}
+    return data if channel is None else {**data, "channel": channel}
 
 
 def unpack_spec(data: dict, role: str) -> dict:

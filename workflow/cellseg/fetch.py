@@ -81,8 +81,12 @@ def check_fallbacks(sources: list[str], what: str) -> None:
         raise InputError(
             f"{what} lists {len(found)} sources that exist: {', '.join(found)}. The list holds fallbacks, "
             "tried in order, and only the first that can be read is used, so the others would be ignored. "
-            "List one stack there (a folder or glob of sections is one stack); several labelled volumes "
-            "are not trained on together yet."
+            "List one stack there (a folder or glob of sections is one stack)"
+            + (
+                "; several stacks to segment each get a name of their own under segment.stacks."
+                if what.startswith("segment.")
+                else "; several labelled volumes are not trained on together yet."
+            )
         )
 
 

@@ -165,7 +165,8 @@ def pixel_scale(voxel_size: VoxelSize, trained: VoxelSize, name: str, match: boo
         note = (
             f"{name}: the pixel size of {' and of '.join(unknown)} is unknown, so the scale cannot be checked "
             "against the training data's; cells of another size than the networks learned are segmented badly "
-            "(set data.voxel_size, or calibrate the files)"
+            "(calibrate the files, as Fiji's Image > Properties does; data.voxel_size gives the training and "
+            "test stacks one)"
         )
         return PixelScale(None, note, warning=True)
     zoom = (voxel_size.y / trained.y, voxel_size.x / trained.x)

@@ -435,6 +435,8 @@ def _refuse_truncated(tiff: tifffile.TiffFile, shown: str) -> None:
 def _main_image(tiff: tifffile.TiffFile, shown: str, notes: list[str]) -> tuple[np.ndarray, str]:
     """Every full-resolution page as one array and its axes; reduced pages skipped."""
     pages = list(tiff.pages)
+    if not pages:
+        raise InputError(f"{shown} holds no image (a TIFF header without pages): an interrupted write or copy?")
     if pages and 0 in pages[0].shape:  # tifffile writes an empty stack as one page of no pixels
         raise InputError(f"{shown} is an empty stack of shape {tiff.series[0].shape}.")
     main = [p for p in pages if not p.subfiletype & 1]
@@ -798,7 +800,8 @@ def _ngff_scale(voxel: VoxelSize, output: Path) -> tuple[dict, dict | None]:
     if voxel.z is None:
         log.warning(
             "%s: the section spacing is unknown; the OME-Zarr's z scale is set to the pixel size (%g "
-            "micron, isotropic). Set data.voxel_size.z to record the real one.",
+            "micron, isotropic). Calibrate the stack's section spacing (Fiji: Image > Properties, voxel depth) "
+            "to record the real one.",
             output,
             scale["x"],
         )

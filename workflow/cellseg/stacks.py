@@ -211,6 +211,14 @@ def _sparse_labels(
             f"{path} holds label values {{{shown}}}; with data.unlabelled_value = {unlabelled:g} and "
             f"data.label_cell_value = {cell_value:g}, labels must be those two and one more value, membrane."
         )
+    if len(painted) < 2 or cell_value not in painted:
+        missing = "cell interior" if cell_value not in painted else "membrane"
+        raise InputError(
+            f"{path} holds label values {{{shown}}}: with data.unlabelled_value = {unlabelled:g} and "
+            f"data.label_cell_value = {cell_value:g}, no pixel is labelled {missing}. Both classes must be painted "
+            "somewhere (a model trained on one learns nothing of the other), and data.label_cell_value must be a "
+            "stored value of the strokes."
+        )
     labels = np.where(stack == cell_value, 1, 0).astype(np.uint8)
     labels[stack == unlabelled] = UNLABELLED
     return labels
