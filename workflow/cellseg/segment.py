@@ -64,8 +64,8 @@ def plan_segmentation(
     (``FoldEnsemble.intensities`` of the whole stack, in bounded memory), how its
     pixel size meets the models' (``FoldEnsemble.pixel_zoom`` with ``settings``, the
     predict section) and the warnings of both checks (``FoldEnsemble.check_intensities``:
-    a stack unlike the training data). Raises ``InputError`` for a slab size under 1, missing models, or
-    a stack the models of affinities cannot predict at their pixel size."""
+    a stack unlike the training data). Raises ``InputError`` for a slab size under 1 or
+    missing models."""
     if slab_slices < 1:
         raise InputError(f"segment.slab_slices is {slab_slices}; it must be at least 1.")
     count = len(stack)
